@@ -1,0 +1,319 @@
+"""Frozen backbones behind one interface: build from a registry config, list layers, forward.
+
+Every backbone answers ``forward(batch, layers) -> {layer: raw output}`` in one pass. timm
+models use timm's own ``forward_intermediates`` / ``forward_head(pre_logits=True)`` contract;
+torchvision models, which have no such contract, are tapped with forward hooks; Hugging Face
+encoders return their hidden states.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from featurizer._errors import FeaturizerError, InputError, MissingPackageError, UnknownModelError
+from featurizer._pooling import pool
+from featurizer._preprocess import image_sizes, text_preprocessing
+from featurizer._registry import BackboneConfig, Layer
+from featurizer._weights import WeightsRef
+
+log = logging.getLogger(__name__)
+
+
+class Backbone:
+    """A frozen network in eval mode with named layers and the preprocessing it was trained with."""
+
+    modality = "image"
+
+    def __init__(self, config: BackboneConfig, weights: WeightsRef, model: nn.Module, preprocessing: dict):
+        self.config = config
+        self.weights = weights
+        self.model = model.eval().requires_grad_(False)
+        self.preprocessing = preprocessing
+        self.device = torch.device("cpu")
+        self.layers: tuple[Layer, ...] = config.layers or self._probe_layers()
+
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    def to(self, device: torch.device | str, channels_last: bool = False) -> Backbone:
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        if channels_last and self.modality == "image":
+            self.model.to(memory_format=torch.channels_last)
+        return self
+
+    def forward(self, batch, layers: Sequence[str]) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def example_batch(self):
+        """A one-item batch of the right shape, for probing layer shapes."""
+        _, crop = image_sizes(self.preprocessing)
+        return torch.zeros(1, 3, crop, crop)
+
+    def layer_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Raw output shape of every layer for one item (without the batch dimension)."""
+        with torch.inference_mode():
+            out = self.forward(_to_device(self.example_batch(), self.device), self.layer_names())
+        return {name: tuple(t.shape[1:]) for name, t in out.items()}
+
+    def _probe_layers(self) -> tuple[Layer, ...]:
+        self.layers = tuple(Layer(n) for n in self._layer_names())
+        with torch.inference_mode():
+            batch = self.example_batch()
+            out = self.forward(batch, self.layer_names())
+        mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+        return tuple(
+            Layer(n, int(pool(out[n], "mean" if out[n].ndim == 3 else "avg", mask).shape[1]))
+            for n in self.layer_names()
+        )
+
+    def _layer_names(self) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TimmBackbone(Backbone):
+    """A timm image model: its feature stages, the final feature map and the pre-logits vector."""
+
+    def _stage_names(self) -> list[str]:
+        return [info["module"] for info in self.model.feature_info]
+
+    def _layer_names(self) -> list[str]:
+        stages = self._stage_names() if hasattr(self.model, "forward_intermediates") else []
+        return [*stages, "features", "pre_logits"]
+
+    def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        stages = self._stage_names()
+        wanted = sorted(stages.index(name) for name in layers if name in stages)
+        need_final = any(name in ("features", "pre_logits") for name in layers)
+        out: dict[str, torch.Tensor] = {}
+        final = None
+        if wanted:
+            result = self.model.forward_intermediates(
+                x, indices=wanted, intermediates_only=not need_final, stop_early=not need_final
+            )
+            final, maps = result if need_final else (None, result)
+            out.update({stages[i]: t for i, t in zip(wanted, maps)})
+        elif need_final:
+            final = self.model.forward_features(x)
+        if "features" in layers:
+            out["features"] = final
+        if "pre_logits" in layers:
+            out["pre_logits"] = self.model.forward_head(final, pre_logits=True)
+        return out
+
+
+class TorchvisionBackbone(Backbone):
+    """A torchvision classifier tapped with hooks: its top-level blocks and the classifier's input."""
+
+    def __init__(self, config: BackboneConfig, weights: WeightsRef, model: nn.Module, preprocessing: dict):
+        self._captured: dict[str, torch.Tensor] = {}
+        self._wanted: set[str] = set()
+        head_name, self._blocks = _torchvision_blocks(model, config.name)
+        for name, module in self._blocks.items():
+            module.register_forward_hook(self._capture_output(name))
+        head = model.get_submodule(head_name)
+        head.register_forward_pre_hook(lambda _m, args: self._keep("pre_logits", args[0].flatten(1)))
+        super().__init__(config, weights, model, preprocessing)
+
+    def _layer_names(self) -> list[str]:
+        return [*self._blocks, "pre_logits"]
+
+    def _capture_output(self, name: str):
+        return lambda _m, _args, output: self._keep(name, output)
+
+    def _keep(self, name: str, value: torch.Tensor) -> None:
+        if name in self._wanted:
+            self._captured[name] = value
+
+    def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        self._wanted, self._captured = set(layers), {}
+        try:
+            self.model(x)
+            return {name: self._captured[name] for name in layers}
+        finally:
+            self._wanted, self._captured = set(), {}
+
+
+def _torchvision_blocks(model: nn.Module, name: str) -> tuple[str, dict[str, nn.Module]]:
+    """The classifier's name and the blocks before it (children with weights; ``features`` split)."""
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise FeaturizerError(f"{name} has no linear classifier to take pre-logits from")
+    head = linears[-1]
+    blocks: dict[str, nn.Module] = {}
+    for child_name, child in model.named_children():
+        if head == child_name or head.startswith(child_name + "."):
+            break
+        split = child_name == "features" and isinstance(child, nn.Sequential)
+        for sub, module in child.named_children() if split else [("", child)]:
+            if any(True for _ in module.parameters()):
+                blocks[f"{child_name}.{sub}" if sub else child_name] = module
+    return head, blocks
+
+
+class TextBackbone(Backbone):
+    """A Hugging Face encoder: the embedding output and every transformer layer's token states."""
+
+    modality = "text"
+
+    def __init__(self, config, weights, model, preprocessing, tokenizer):
+        self.tokenizer = tokenizer
+        super().__init__(config, weights, model, preprocessing)
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id or 0)
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text, truncated at the model's maximum length, unpadded."""
+        encoded = self.tokenizer(
+            list(texts), truncation=True, max_length=self.preprocessing["max_length"], add_special_tokens=True
+        )
+        return encoded["input_ids"]
+
+    def _layer_names(self) -> list[str]:
+        return ["embeddings", *(f"layer.{i}" for i in range(self.model.config.num_hidden_layers))]
+
+    def example_batch(self) -> dict[str, torch.Tensor]:
+        ids = torch.tensor([self.tokenize(["an example"])[0]])
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def forward(self, batch: dict[str, torch.Tensor], layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        out = self.model(**batch, output_hidden_states=True, return_dict=True)
+        names = self._layer_names()
+        return {name: out.hidden_states[names.index(name)] for name in layers}
+
+
+def _to_device(batch, device: torch.device):
+    if isinstance(batch, dict):
+        return {k: v.to(device) for k, v in batch.items()}
+    return batch.to(device)
+
+
+# --- Building -----------------------------------------------------------------------------
+
+
+def load_backbone(config: BackboneConfig, weights: WeightsRef) -> Backbone:
+    """Build the backbone of ``config`` with ``weights``, frozen and in eval mode, on the CPU."""
+    builders = {"timm": _build_timm, "torchvision": _build_torchvision, "hf": _build_text}
+    return builders[config.library](config, weights)
+
+
+def _build_timm(config: BackboneConfig, weights: WeightsRef) -> Backbone:
+    timm = _import("timm", "timm")
+    pretrained = weights.kind == "pretrained"
+    try:
+        model = timm.create_model(config.arch, pretrained=pretrained)
+    except RuntimeError as err:
+        if "Unknown model" in str(err):
+            raise UnknownModelError(f"timm has no model {config.arch!r} (see timm.list_models())") from None
+        raise
+    if weights.kind == "file":
+        _load_checkpoint(model, weights.location, by_order=config.extra.get("checkpoint_format") is not None)
+    prep = config.preprocessing or _plain(timm.data.resolve_model_data_config(model))
+    return TimmBackbone(config, weights, model, prep)
+
+
+def _build_torchvision(config: BackboneConfig, weights: WeightsRef) -> Backbone:
+    from torchvision import models
+
+    try:
+        enum = models.get_model_weights(config.arch)
+    except (ValueError, KeyError):
+        raise UnknownModelError(
+            f"torchvision has no model {config.arch!r} (see torchvision.models.list_models())"
+        ) from None
+    model = models.get_model(config.arch, weights=enum.DEFAULT if weights.kind == "pretrained" else None)
+    if weights.kind == "file":
+        _load_checkpoint(model, weights.location)
+    tf = enum.DEFAULT.transforms()
+    prep = config.preprocessing or {
+        "input_size": [3, tf.crop_size[0], tf.crop_size[0]],
+        "resize": tf.resize_size[0],
+        "interpolation": tf.interpolation.value,
+        "mean": list(tf.mean),
+        "std": list(tf.std),
+        "weights": str(enum.DEFAULT),
+    }
+    return TorchvisionBackbone(config, weights, model, prep)
+
+
+def _build_text(config: BackboneConfig, weights: WeightsRef) -> Backbone:
+    transformers = _import("transformers", "transformers")
+    transformers.logging.set_verbosity_error()
+    source = weights.location.removeprefix("hf:")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        model = transformers.AutoModel.from_pretrained(source, trust_remote_code=False)
+    except OSError as err:
+        raise InputError(f"cannot load Hugging Face model {source!r}: {str(err).splitlines()[0]}") from None
+    if weights.kind == "folder":
+        prep = text_preprocessing(source)
+    else:
+        limit = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
+        prep = {
+            "tokenizer": f"hf:{source}",
+            "max_length": int(limit),
+            "lowercase": bool(getattr(tokenizer, "do_lower_case", False)),
+        }
+    return TextBackbone(config, weights, model, prep, tokenizer)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a checkpoint file, never unpickling code (safetensors or ``weights_only``)."""
+    path = str(path)
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise InputError(f"cannot load checkpoint {path} safely (weights_only=True): {err}") from None
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def _load_checkpoint(model: nn.Module, path: str, by_order: bool = False) -> None:
+    state = read_checkpoint(path)
+    if by_order:
+        state = _rename_by_order(state, model.state_dict(), path)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise InputError(
+            f"checkpoint {path} does not fit the model: {len(missing)} missing keys "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+
+
+def _rename_by_order(state: dict, target: dict, path: str) -> dict:
+    """Map a checkpoint with other key names onto ``target`` tensor by tensor, in order.
+
+    Used for the EfficientNet-PyTorch checkpoints of the built-in EfficientNet-Lite models,
+    whose tensors match timm's one to one in order and shape.
+    """
+    src = [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
+    dst = [(k, v) for k, v in target.items() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst) or any(a.shape != b.shape for (_, a), (_, b) in zip(src, dst)):
+        raise InputError(f"checkpoint {path} does not match the model's tensors in order and shape")
+    return {dk: sv for (_, sv), (dk, _) in zip(src, dst)}
+
+
+def _plain(data_config: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}
+
+
+def _import(module: str, package: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise MissingPackageError(f"this model needs {package}: pip install {package}") from None

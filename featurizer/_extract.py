@@ -1,0 +1,384 @@
+"""Featurizing: inputs -> content keys -> cache lookup -> batches -> backbone -> pooled layers -> cache.
+
+``Extractor`` holds one feature spec and the caches of its layers; it loads the network only
+when something is missing from the cache, so a fully cached run never imports a model zoo.
+``featurize`` is the whole job behind ``xfer featurize``: it also writes the feature file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from featurizer._errors import InputError, ItemError
+from featurizer._featurefile import FeatureFileWriter
+from featurizer._inputs import Inputs, read_inputs
+from featurizer._keys import array_key, file_key, text_key
+from featurizer._registry import IMAGE, BackboneConfig, get_config
+from featurizer._spec import FeatureSpec, check_precision, resolve_layers, resolve_pooling
+from featurizer._store import EmbeddingStore, default_cache_dir
+from featurizer._weights import WeightsRef, resolve_weights
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_MODEL = "efficientnet_lite0"
+DEFAULT_TEXT_MODEL = "minilm"
+ON_ERROR = ("skip", "fail")
+WRITE_ROWS = 4096
+
+
+@dataclass
+class FeaturizeReport:
+    """What a featurize run did: counts, failures, time and the file it wrote."""
+
+    spec: FeatureSpec
+    n_items: int
+    n_computed: int
+    n_cached: int
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    output: Path | None = None
+
+    @property
+    def n_ok(self) -> int:
+        return self.n_items - len(self.errors)
+
+    def summary(self) -> str:
+        rate = f" ({self.n_computed / self.seconds:.1f} items/s)" if self.n_computed and self.seconds else ""
+        lines = [
+            f"{self.n_ok} of {self.n_items} items featurized with {self.spec.model} "
+            f"[{', '.join(self.spec.layers)}]: {self.n_computed} computed, {self.n_cached} from cache, "
+            f"{len(self.errors)} failed, in {self.seconds:.1f} s{rate}"
+        ]
+        for what, items in (("failed", self.errors), ("skipped", self.skipped)):
+            if items:
+                shown = "; ".join(f"{i}: {r}" for i, r in items[:5])
+                lines.append(f"{len(items)} {what}: {shown}{' ...' if len(items) > 5 else ''}")
+        if self.output:
+            lines.append(f"wrote {self.output}")
+        return "\n".join(lines)
+
+
+class Extractor:
+    """Computes and caches the vectors of one feature spec.
+
+    Parameters mirror ``featurize``. The backbone is built on first need, on ``device``.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_IMAGE_MODEL,
+        layers: Sequence[str | int] | None = None,
+        pooling: str | None = None,
+        *,
+        weights: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+        progress: bool = True,
+    ):
+        self.config: BackboneConfig = get_config(model)
+        self.weights: WeightsRef = resolve_weights(self.config, weights)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.device_name, self.precision = device, check_precision(precision)
+        self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
+        self._backbone = None
+        self.forward_calls = 0
+        if not self.config.layers or (self.config.preprocessing is None and self.config.modality == IMAGE):
+            self._load()  # zoo models: layers and preprocessing come from the built model
+        layer_info = self.config.layers or self._backbone.layers
+        names = resolve_layers(layer_info, layers, self.config.default_layer or "-1")
+        self.spec = FeatureSpec(
+            model=self.config.name,
+            modality=self.config.modality,
+            weights=self.weights.location,
+            weights_sha256=self.weights.sha256,
+            preprocessing=self._preprocessing(),
+            precision=self.precision,
+            layers=tuple(names),
+            pooling=resolve_pooling(self.config.modality, names, pooling),
+        )
+        self.stores = {name: EmbeddingStore(self.cache_dir, self.spec.layer_spec(name)) for name in names}
+
+    @property
+    def modality(self) -> str:
+        return self.config.modality
+
+    def _preprocessing(self) -> dict:
+        if self.config.preprocessing is not None:
+            return self.config.preprocessing
+        if self.modality == IMAGE or self.weights.kind == "pretrained":
+            return self._load().preprocessing
+        from featurizer._preprocess import text_preprocessing
+
+        return text_preprocessing(self.weights.location)
+
+    def _load(self):
+        if self._backbone is None:
+            from featurizer._backbones import load_backbone
+            from featurizer._runtime import resolve_device
+
+            self._backbone = load_backbone(self.config, self.weights)
+            self.device = resolve_device(self.device_name)
+            self._backbone.to(self.device)
+        return self._backbone
+
+    # -- keys -----------------------------------------------------------------------------
+    def keys(self, inputs: Inputs) -> tuple[list[bytes | None], list[tuple[str, str]]]:
+        """Content key per item (``None`` where the item cannot be read) and the read errors."""
+        keys: list[bytes | None] = []
+        errors = []
+        for item_id, source in zip(inputs.ids, inputs.sources):
+            try:
+                if not inputs.from_files:
+                    keys.append(text_key(source) if isinstance(source, str) else array_key(source))
+                elif not source:
+                    raise InputError("empty path")
+                else:
+                    keys.append(file_key(source))
+            except (OSError, InputError) as err:
+                keys.append(None)
+                errors.append(
+                    (item_id, f"unreadable: {err.strerror if isinstance(err, OSError) and err.strerror else err}")
+                )
+        return keys, errors
+
+    # -- computing ------------------------------------------------------------------------
+    def ensure(
+        self, inputs: Inputs, keys: Sequence[bytes | None], on_error: str = "skip"
+    ) -> tuple[int, list[tuple[str, str]]]:
+        """Compute and cache every item whose vectors are missing; (number computed, item errors)."""
+        known = [k for k in keys if k is not None]
+        present = [store.has(known) for store in self.stores.values()]
+        need = {k for pos, k in enumerate(known) if not all(p[pos] for p in present)}
+        todo, seen = [], set()
+        for pos, k in enumerate(keys):
+            if k in need and k not in seen:
+                seen.add(k)
+                todo.append(pos)
+        if not todo:
+            return 0, []
+        backbone = self._load()
+        run = self._run_images if self.modality == IMAGE else self._run_texts
+        errors = run(backbone, inputs, keys, todo, on_error)
+        return len(todo) - len(errors), errors
+
+    def _progress(self, total: int):
+        from tqdm.auto import tqdm
+
+        unit = " img" if self.modality == IMAGE else " text"
+        return tqdm(total=total, unit=unit, desc=self.spec.model, disable=not self.progress, dynamic_ncols=True)
+
+    def _store_batch(self, keys: Sequence[bytes], vectors: dict[str, np.ndarray]) -> None:
+        for name, store in self.stores.items():
+            fresh = np.flatnonzero(~np.asarray(store.has(keys), dtype=bool))
+            if len(fresh):
+                store.add([keys[i] for i in fresh], vectors[name][fresh])
+
+    def _run_images(self, backbone, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[str, str]]:
+        import torch
+        from torch.utils.data import DataLoader
+
+        from featurizer._preprocess import ImageTransform
+
+        batch_size = self.batch_size or (256 if self.device.type == "cuda" else 64)
+        workers = self.num_workers if self.num_workers is not None else min(4, os.cpu_count() or 1)
+        if len(todo) <= batch_size:
+            workers = 0  # starting workers costs more than decoding one batch
+        dataset = _DecodeImages([inputs.sources[p] for p in todo], ImageTransform(backbone.preprocessing))
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=_collate_images,
+            pin_memory=self.device.type == "cuda",
+        )
+        errors = []
+        with self._progress(len(todo)) as bar:
+            for positions, pixels, failures in loader:
+                for pos, reason in failures:
+                    item_id = inputs.ids[todo[pos]]
+                    if on_error == "fail":
+                        raise ItemError(f"cannot featurize {item_id}: {reason}")
+                    errors.append((item_id, reason))
+                if len(positions):
+                    batch = torch.from_numpy(pixels)
+                    vectors = self._forward(batch)
+                    self._store_batch([keys[todo[p]] for p in positions], vectors)
+                bar.update(len(positions) + len(failures))
+        return errors
+
+    def _run_texts(self, backbone, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[str, str]]:
+        import torch
+
+        from featurizer._preprocess import pad_token_batch
+
+        batch_size = self.batch_size or (256 if self.device.type == "cuda" else 64)
+        tokens = backbone.tokenize([inputs.sources[p] for p in todo])
+        order = np.argsort([len(t) for t in tokens], kind="stable")  # similar lengths share a batch
+        with self._progress(len(todo)) as bar:
+            for start in range(0, len(order), batch_size):
+                chosen = order[start : start + batch_size]
+                ids, mask = pad_token_batch([tokens[i] for i in chosen], backbone.pad_id)
+                batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+                self._store_batch([keys[todo[i]] for i in chosen], self._forward(batch))
+                bar.update(len(chosen))
+        return []
+
+    def _forward(self, batch) -> dict[str, np.ndarray]:
+        """Pooled vectors of every layer for one batch; on GPU out-of-memory, halve and retry."""
+        import torch
+
+        from featurizer._pooling import pool
+        from featurizer._runtime import autocast, is_out_of_memory
+
+        backbone = self._backbone
+        size = len(batch["input_ids"]) if isinstance(batch, dict) else len(batch)
+        try:
+            with torch.inference_mode(), autocast(self.device, self.precision):
+                on_device = _to(batch, self.device)
+                mask = on_device.get("attention_mask") if isinstance(on_device, dict) else None
+                raw = backbone.forward(on_device, self.spec.layers)
+                self.forward_calls += 1
+                return {
+                    name: pool(raw[name], how, mask).cpu().numpy()
+                    for name, how in zip(self.spec.layers, self.spec.pooling)
+                }
+        except RuntimeError as err:
+            if self.device.type != "cuda" or not is_out_of_memory(err) or size == 1:
+                raise
+        torch.cuda.empty_cache()
+        half = size // 2
+        log.warning("CUDA out of memory at batch size %d; continuing with %d", size, half)
+        self.batch_size = half
+        parts = [_slice(batch, 0, half), _slice(batch, half, size)]
+        outs = [self._forward(p) for p in parts]
+        return {name: np.concatenate([o[name] for o in outs]) for name in self.spec.layers}
+
+    # -- reading --------------------------------------------------------------------------
+    def vectors(self, layer: str, keys: Sequence[bytes]) -> np.ndarray:
+        """Cached vectors of ``layer`` for ``keys`` (all present), in order."""
+        return self.stores[layer].get(keys)
+
+    def compact(self) -> None:
+        for store in self.stores.values():
+            store.compact()
+
+
+class _DecodeImages:
+    """Map-style dataset: decodes and transforms one image; a failure becomes a reason, not a crash."""
+
+    def __init__(self, sources: list, transform):
+        self.sources, self.transform = sources, transform
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, pos: int):
+        try:
+            return pos, self.transform(self.sources[pos]), None
+        except Exception as err:
+            return pos, None, f"cannot decode image: {type(err).__name__}: {err}"
+
+
+def _collate_images(items):
+    ok = [(pos, x) for pos, x, reason in items if reason is None]
+    failures = [(pos, reason) for pos, _, reason in items if reason is not None]
+    pixels = np.stack([x for _, x in ok]) if ok else np.empty((0,))
+    return [pos for pos, _ in ok], pixels, failures
+
+
+def _to(batch, device):
+    non_blocking = device.type == "cuda"
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+    return batch.to(device, non_blocking=non_blocking)
+
+
+def _slice(batch, start: int, stop: int):
+    if isinstance(batch, dict):
+        return {k: v[start:stop] for k, v in batch.items()}
+    return batch[start:stop]
+
+
+def featurize(
+    inputs: str | os.PathLike | Inputs,
+    model: str | None = None,
+    layers: Sequence[str | int] | None = None,
+    pooling: str | None = None,
+    *,
+    output: str | os.PathLike | None = None,
+    weights: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    float16: bool = False,
+    on_error: str = "skip",
+    progress: bool = True,
+    column: str | None = None,
+    label_column: str | None = None,
+    extensions: Sequence[str] | None = None,
+) -> FeaturizeReport:
+    """Featurize ``inputs`` (a path or ``Inputs``) through the cache, writing a feature file to ``output``.
+
+    Only items missing from the cache are computed. With ``on_error='skip'`` unreadable items are
+    recorded with their reason; with ``'fail'`` the first one stops the run with an ``ItemError``.
+    """
+    started = time.perf_counter()
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
+    extractor = Extractor(
+        model or DEFAULT_IMAGE_MODEL,
+        layers,
+        pooling,
+        weights=weights,
+        cache_dir=cache_dir,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+    )
+    if not isinstance(inputs, Inputs):
+        inputs = read_inputs(
+            inputs, extractor.modality, column=column, label_column=label_column, extensions=extensions
+        )
+    elif inputs.modality != extractor.modality:
+        raise InputError(f"{extractor.spec.model} is a {extractor.modality} model but the inputs are {inputs.modality}")
+    keys, errors = extractor.keys(inputs)
+    if errors and on_error == "fail":
+        raise ItemError(f"cannot featurize {errors[0][0]}: {errors[0][1]}")
+    computed, item_errors = extractor.ensure(inputs, keys, on_error)
+    errors += item_errors
+    failed = {i for i, _ in errors}
+    good = [pos for pos, (k, i) in enumerate(zip(keys, inputs.ids)) if k is not None and i not in failed]
+    report = FeaturizeReport(extractor.spec, len(inputs), computed, len(good) - computed, errors, inputs.skipped)
+    if output is not None:
+        report.output = write_features(extractor, inputs, keys, good, output, errors + inputs.skipped, float16)
+    extractor.compact()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def write_features(extractor: Extractor, inputs: Inputs, keys, good: list[int], output, errors, float16: bool) -> Path:
+    """Write the feature file of items ``good`` from the cache, in input order, atomically."""
+    ids = [inputs.ids[p] for p in good]
+    labels = [inputs.labels[p] for p in good] if inputs.labels is not None else None
+    with FeatureFileWriter(output, extractor.spec, ids, labels, float16=float16) as writer:
+        for layer in extractor.spec.layers:
+            for start in range(0, len(good), WRITE_ROWS):
+                chunk = [keys[p] for p in good[start : start + WRITE_ROWS]]
+                writer.write_layer(layer, start, extractor.vectors(layer, chunk))
+        writer.write_errors(errors)
+    return Path(output)

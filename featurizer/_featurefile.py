@@ -1,0 +1,186 @@
+"""Feature files: one HDF5 file of ids, labels, one dataset per layer, and the full feature spec.
+
+Layout::
+
+    /ids                 (n,) str      stable item ids (relative paths or row numbers)
+    /labels              (n,) str      when the input had labels
+    /features/<layer>    (n, d) float  one chunked dataset per layer (float32, or float16 on request)
+    /errors/ids, /errors/reasons       items that could not be featurized, with the reason
+    attrs: format, spec (JSON), versions (JSON), created
+
+A file is written under a temporary name and renamed over the target when complete, so a
+reader never sees a half-written file and an interrupted run leaves the old file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from featurizer._errors import InputError
+from featurizer._spec import FeatureSpec
+
+FORMAT = "featurizer-features/1"
+CHUNK_ROWS = 1024
+_STR = h5py.string_dtype("utf-8")
+_VERSIONED = ("featurizer", "torch", "torchvision", "timm", "transformers", "h5py", "numpy", "scikit-learn")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that shape a vector (read from metadata, no imports)."""
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class FeatureFileWriter:
+    """Writes a feature file to a temporary name; ``close()`` renames it into place.
+
+    Use as a context manager: on an exception the temporary file is removed and any existing
+    file at ``path`` is left as it was.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        spec: FeatureSpec,
+        ids: Sequence[str],
+        labels: Sequence[str] | None = None,
+        *,
+        float16: bool = False,
+    ):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._file = h5py.File(self._tmp, "w")
+        self._dtype = np.float16 if float16 else np.float32
+        self.n = len(ids)
+        f = self._file
+        f.attrs.update(
+            format=FORMAT,
+            spec=spec.to_json(),
+            versions=json.dumps(library_versions()),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            float16=float16,
+        )
+        f.create_dataset("ids", data=list(ids), dtype=_STR)
+        if labels is not None:
+            f.create_dataset("labels", data=list(labels), dtype=_STR)
+            f.attrs["classes"] = json.dumps(sorted(set(labels)))
+        f.create_group("features")
+
+    def write_layer(self, layer: str, start: int, vectors: np.ndarray) -> None:
+        """Write rows ``start:start+len(vectors)`` of a layer's dataset (created on first write)."""
+        group = self._file["features"]
+        if layer not in group:
+            chunks = (max(1, min(self.n, CHUNK_ROWS)), vectors.shape[1])
+            group.create_dataset(layer, shape=(self.n, vectors.shape[1]), dtype=self._dtype, chunks=chunks)
+        group[layer][start : start + len(vectors)] = vectors.astype(self._dtype, copy=False)
+
+    def write_errors(self, errors: Sequence[tuple[str, str]]) -> None:
+        if errors:
+            group = self._file.create_group("errors")
+            group.create_dataset("ids", data=[i for i, _ in errors], dtype=_STR)
+            group.create_dataset("reasons", data=[r for _, r in errors], dtype=_STR)
+
+    def close(self) -> Path:
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> FeatureFileWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class FeatureFile:
+    """Read a feature file: ``ids``, ``labels``, ``spec``, ``layers`` and ``read(layer)``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except (OSError, FileNotFoundError) as err:
+            raise InputError(f"cannot open feature file {self.path}: {err}") from None
+        if self._file.attrs.get("format") != FORMAT:
+            self._file.close()
+            raise InputError(f"{self.path} is not a featurizer feature file")
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec.from_json(self._file.attrs["spec"])
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return json.loads(self._file.attrs["versions"])
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.decode() if isinstance(s, bytes) else s for s in self._file["ids"].asstr()[:]]
+
+    @property
+    def labels(self) -> list[str] | None:
+        return list(self._file["labels"].asstr()[:]) if "labels" in self._file else None
+
+    @property
+    def layers(self) -> list[str]:
+        """Layer names in the order of the spec."""
+        present = set(self._file["features"])
+        return [name for name in self.spec.layers if name in present]
+
+    @property
+    def errors(self) -> list[tuple[str, str]]:
+        if "errors" not in self._file:
+            return []
+        g = self._file["errors"]
+        return list(zip(g["ids"].asstr()[:], g["reasons"].asstr()[:]))
+
+    @property
+    def attrs(self) -> dict:
+        return dict(self._file.attrs)
+
+    def __len__(self) -> int:
+        return len(self._file["ids"])
+
+    def shape(self, layer: str) -> tuple[int, ...]:
+        return tuple(self._file["features"][layer].shape)
+
+    def dtype(self, layer: str) -> np.dtype:
+        return self._file["features"][layer].dtype
+
+    def read(self, layer: str | None = None) -> np.ndarray:
+        """All vectors of ``layer`` (default: the first) as float32."""
+        layer = layer or self.layers[0]
+        if layer not in self._file["features"]:
+            raise InputError(f"{self.path} has no layer {layer!r}; it has {', '.join(self.layers)}")
+        return self._file["features"][layer][:].astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> FeatureFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

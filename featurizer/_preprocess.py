@@ -1,0 +1,117 @@
+"""Turning raw inputs into model inputs exactly as the backbone saw them in pretraining.
+
+Images: decode, apply EXIF rotation, RGB, resize the short side, centre-crop, normalise
+(timm's and torchvision's evaluation transforms, read from each model's config). Texts: the
+model's own tokenizer with truncation at its maximum length and dynamic padding per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from featurizer._weights import file_sha256
+
+_PIL_INTERPOLATION = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def image_sizes(prep: dict) -> tuple[int, int]:
+    """(short side after resize, crop size) from a timm-style data config."""
+    crop = int(prep["input_size"][-1])
+    if "resize" in prep:
+        return int(prep["resize"]), crop
+    if prep.get("crop_mode", "center") != "center":
+        raise ValueError(f"crop mode {prep['crop_mode']!r} is not supported; only 'center'")
+    return math.floor(crop / float(prep.get("crop_pct", 1.0))), crop
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image as RGB, rotated upright by its EXIF orientation; the first frame of animations."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        return im.convert("RGB")
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Decode-and-transform for one image, picklable so that decoding runs in worker processes."""
+
+    prep: dict
+
+    def __call__(self, image: str | os.PathLike | Image.Image | np.ndarray) -> np.ndarray:
+        """A float32 array of shape (3, crop, crop), normalised with the model's mean and std."""
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        im = load_image(image) if not isinstance(image, Image.Image) else image.convert("RGB")
+        resize, crop = image_sizes(self.prep)
+        w, h = im.size
+        scale = resize / min(w, h)
+        # Same rounding as torchvision's Resize(int) used by timm and torchvision transforms.
+        size = (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
+        if scale != 1 or (w, h) != size:
+            im = im.resize(size, _PIL_INTERPOLATION[self.prep.get("interpolation", "bilinear")])
+        left = int(round((size[0] - crop) / 2.0))
+        top = int(round((size[1] - crop) / 2.0))
+        if size[0] < crop or size[1] < crop:
+            im = ImageOps.pad(im, (max(crop, size[0]), max(crop, size[1])), color=(0, 0, 0), centering=(0.5, 0.5))
+            left, top = (im.size[0] - crop) // 2, (im.size[1] - crop) // 2
+        im = im.crop((left, top, left + crop, top + crop))
+        x = np.asarray(im, dtype=np.float32) * (1.0 / 255.0)
+        mean = np.asarray(self.prep["mean"], dtype=np.float32)
+        std = np.asarray(self.prep["std"], dtype=np.float32)
+        return np.ascontiguousarray(((x - mean) / std).transpose(2, 0, 1))
+
+
+# --- Text ---------------------------------------------------------------------------------
+
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model", "vocab.json")
+
+
+def text_preprocessing(folder: str | os.PathLike) -> dict:
+    """Tokenizer identity and maximum length of a local Hugging Face model folder, read from its files.
+
+    The maximum length is the sentence-transformers ``max_seq_length`` when the folder has one
+    (the length the model was trained for), else the tokenizer's, capped by the position table.
+    """
+    folder = Path(folder)
+    config = _read_json(folder / "config.json")
+    tok_config = _read_json(folder / "tokenizer_config.json")
+    st_config = _read_json(folder / "sentence_bert_config.json")
+    limits = [config.get("max_position_embeddings", 512), tok_config.get("model_max_length", 10**9)]
+    if "max_seq_length" in st_config:
+        limits.append(st_config["max_seq_length"])
+    files = [folder / n for n in _TOKENIZER_FILES if (folder / n).is_file()]
+    return {
+        "tokenizer": file_sha256(files[0]) if files else None,
+        "max_length": int(min(limits)),
+        "lowercase": bool(tok_config.get("do_lower_case", False)),
+    }
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def pad_token_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token id lists to the longest in the batch: (input_ids, attention_mask)."""
+    width = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return ids, mask

@@ -1,0 +1,163 @@
+"""The embedding cache: content-addressed vectors of one layer spec, safe against crashes.
+
+Each layer spec has a folder ``<cache>/store/<spec key>/``. Vectors arrive batch by batch; each
+batch is written to a temporary HDF5 file and renamed into place as ``shard-*.h5`` only once it
+is complete, so finished work never lives only inside a file that is still being written. A
+``kill -9`` loses at most the batch in flight. Compaction merges shards into one the same way
+(write, rename, then delete the merged shards); a crash between those steps leaves duplicate
+keys, which lookups tolerate. Keys are SHA-256 digests of an item's content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from featurizer._spec import LayerSpec
+
+log = logging.getLogger(__name__)
+
+KEY_BYTES = 32  # SHA-256; stored as uint8 rows, since numpy bytes strings drop trailing NULs
+CACHE_ENV = "FEATURIZER_CACHE"
+DEFAULT_CACHE = "cache"
+MAX_SHARDS = 32
+STORE_LAYOUT = "store-v1"  # bump when the shard format changes
+
+
+def default_cache_dir() -> Path:
+    """``$FEATURIZER_CACHE`` if set, else ``./cache``."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+
+
+class EmbeddingStore:
+    """Vectors of one layer spec keyed by content digest; append-only, shared by every command."""
+
+    def __init__(self, cache_dir: str | os.PathLike, spec: LayerSpec):
+        self.spec = spec
+        self.dir = Path(cache_dir) / STORE_LAYOUT / spec.key()
+        self._index: dict[bytes, tuple[str, int]] | None = None
+        self.dim: int | None = None
+
+    # -- reading --------------------------------------------------------------------------
+    def _shards(self) -> list[Path]:
+        return sorted(self.dir.glob("shard-*.h5")) if self.dir.is_dir() else []
+
+    def index(self) -> dict[bytes, tuple[str, int]]:
+        """Key -> (shard file name, row), read from every complete shard."""
+        if self._index is None:
+            self._index = {}
+            for shard in self._shards():
+                try:
+                    with h5py.File(shard, "r") as f:
+                        keys = _unpack_keys(f["keys"][:])
+                        self.dim = int(f["vectors"].shape[1])
+                except (OSError, KeyError) as err:  # a shard damaged outside our control
+                    log.warning("ignoring unreadable cache shard %s: %s", shard, err)
+                    continue
+                self._index.update((bytes(k), (shard.name, row)) for row, k in enumerate(keys))
+        return self._index
+
+    def has(self, keys: Iterable[bytes]) -> list[bool]:
+        index = self.index()
+        return [k in index for k in keys]
+
+    def get(self, keys: Sequence[bytes]) -> np.ndarray:
+        """Vectors of ``keys`` (all of which must be present), in the order given."""
+        index = self.index()
+        where = [index[k] for k in keys]
+        out = np.empty((len(keys), self.dim or 0), dtype=np.float32)
+        by_shard: dict[str, list[tuple[int, int]]] = {}
+        for pos, (shard, row) in enumerate(where):
+            by_shard.setdefault(shard, []).append((row, pos))
+        for shard, pairs in by_shard.items():
+            pairs.sort()
+            rows = np.fromiter((r for r, _ in pairs), dtype=np.int64, count=len(pairs))
+            positions = np.fromiter((p for _, p in pairs), dtype=np.int64, count=len(pairs))
+            unique_rows, inverse = np.unique(rows, return_inverse=True)
+            with h5py.File(self.dir / shard, "r") as f:
+                out[positions] = f["vectors"][unique_rows][inverse]
+        return out
+
+    # -- writing --------------------------------------------------------------------------
+    def add(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Store one batch atomically: it is either entirely in the cache or not at all."""
+        if len(keys) == 0:
+            return
+        vectors = np.asarray(vectors, dtype=np.float32)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._write_spec()
+        name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.h5"
+        self._write_shard(self.dir / name, _pack_keys(keys), [vectors])
+        self.dim = vectors.shape[1]
+        if self._index is not None:
+            self._index.update((bytes(k), (name, row)) for row, k in enumerate(keys))
+
+    def _write_spec(self) -> None:
+        path = self.dir / "spec.json"
+        if not path.exists():
+            tmp = self.dir / f".spec-{uuid.uuid4().hex}.tmp"
+            tmp.write_text(json.dumps(asdict(self.spec), indent=1, sort_keys=True))
+            os.replace(tmp, path)
+
+    def _write_shard(self, path: Path, keys: np.ndarray, blocks: Iterable[np.ndarray]) -> None:
+        tmp = path.with_name(f".tmp-{path.name}")
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("keys", data=keys)
+                offset = 0
+                dset = None
+                for block in blocks:
+                    if dset is None:
+                        dset = f.create_dataset("vectors", shape=(len(keys), block.shape[1]), dtype=np.float32)
+                    dset[offset : offset + len(block)] = block
+                    offset += len(block)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def compact(self, max_shards: int = MAX_SHARDS) -> bool:
+        """Merge all shards into one when there are more than ``max_shards``; True if merged."""
+        shards = self._shards()
+        if len(shards) <= max_shards:
+            return False
+        keys, seen = [], set()
+        for shard in shards:
+            with h5py.File(shard, "r") as f:
+                keys.append(f["keys"][:])
+        all_keys = np.concatenate(keys)
+        first = np.array([k not in seen and not seen.add(k) for k in _unpack_keys(all_keys)], dtype=bool)
+
+        def blocks():
+            start = 0
+            for shard, block_keys in zip(shards, keys):
+                keep = first[start : start + len(block_keys)]
+                start += len(block_keys)
+                if keep.any():
+                    with h5py.File(shard, "r") as f:
+                        yield f["vectors"][:][keep]
+
+        name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.h5"
+        self._write_shard(self.dir / name, all_keys[first], blocks())
+        for shard in shards:
+            shard.unlink(missing_ok=True)
+        self._index = None
+        return True
+
+
+def _pack_keys(keys: Sequence[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), KEY_BYTES)
+
+
+def _unpack_keys(packed: np.ndarray) -> list[bytes]:
+    raw = packed.tobytes()
+    return [raw[i : i + KEY_BYTES] for i in range(0, len(raw), KEY_BYTES)]

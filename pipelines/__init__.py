@@ -1,0 +1,1 @@
+"""Heads and fit/evaluate/few-shot flows on cached features."""
