@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine:
+#   make demo   installs the project in .venv, then runs the main job end to end on bundled data
+#   make test   installs the project in .venv, then runs the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+XFER := $(VENV)/bin/xfer
+DEMO ?= demo
+
+.PHONY: install demo test lint clean
+
+install: $(VENV)/.installed
+
+# constraints.txt pins torch and torchvision (see README: Install).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+demo: install
+	$(PY) -m pipelines.demo_data $(DEMO)/digits
+	$(XFER) featurize $(DEMO)/digits/train -o $(DEMO)/digits_train.h5
+	$(XFER) featurize $(DEMO)/digits/test -o $(DEMO)/digits_test.h5
+	$(XFER) featurize $(DEMO)/digits/train -o $(DEMO)/digits_train.h5
+	$(XFER) info $(DEMO)/digits_train.h5
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(DEMO) cache/store-* cache/*.h5

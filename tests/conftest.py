@@ -1,0 +1,55 @@
+"""Shared test data: real photos and digit scans that ship with scikit-learn, written as files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_sample_image
+
+from pipelines.demo_data import write_digits
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory):
+    """ImageFolder of two classes of real photos: crops of 'china' (a palace) and 'flower' (a daisy)."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for name in ("china", "flower"):
+        image = load_sample_image(f"{name}.jpg")
+        (root / name).mkdir()
+        for i in range(6):
+            h, w = image.shape[:2]
+            ch, cw = rng.integers(h // 2, h), rng.integers(w // 2, w)
+            top, left = rng.integers(0, h - ch), rng.integers(0, w - cw)
+            crop = image[top : top + ch, left : left + cw]
+            Image.fromarray(crop[:, ::-1] if i % 2 else crop).save(root / name / f"{name}_{i}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory):
+    """Digits as 32x32 PNGs in ``train/<digit>`` and ``test/<digit>``, 12 per class."""
+    return write_digits(tmp_path_factory.mktemp("digits"), per_class=12)
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def questions():
+    return [
+        "How did serfdom develop in and then leave Russia ?",
+        "What films featured the character Popeye Doyle ?",
+        "Who was the first president of the United States ?",
+        "What is the capital of France ?",
+        "When did the Berlin wall fall ?",
+        "How many moons does Mars have ?",
+        "Why is the sky blue ?",
+        "Where is the Eiffel tower ?",
+        "a",
+        "This is a much longer sentence that goes on and on about nothing in particular, "
+        "so that the batch holds texts of very different lengths and padding matters a lot.",
+    ]

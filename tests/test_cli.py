@@ -1,0 +1,72 @@
+"""The xfer commands, driven as a user would: one-line errors, real files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from featurizer import FeatureFile
+
+
+def run(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_every_command_has_help(command):
+    out = run(command, "--help").output
+    assert len(main.commands[command].help or "") > 20 and "Usage" in out
+
+
+def test_featurize_then_info(photo_dir, tmp_path):
+    out = tmp_path / "f.h5"
+    first = run("featurize", photo_dir, "-o", out, "--cache-dir", tmp_path / "c", "-l", "-1", "-l", "-3", "-q")
+    assert "12 of 12 items featurized" in first.output and "12 computed" in first.output
+    again = run("featurize", photo_dir, "-o", out, "--cache-dir", tmp_path / "c", "-l", "-1", "-l", "-3", "-q")
+    assert "0 computed, 12 from cache" in again.output
+    with FeatureFile(out) as f:
+        assert f.layers == ["pre_logits", "blocks.6"]
+    info = json.loads(run("info", out, "--json").output)
+    assert info["items"] == 12 and info["labels"] == {"china": 6, "flower": 6}
+    assert info["layers"]["blocks.6"]["shape"] == [12, 320]
+    assert "blocks.6: 12 x 320 float32, pooling avg" in run("info", out).output
+
+
+def test_text_file_picks_the_text_model_and_default_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "q.txt").write_text("What is the capital of France ?\nWho wrote Hamlet ?\n")
+    result = run("featurize", "q.txt", "-q")
+    assert "with minilm [layer.5]" in result.output
+    with FeatureFile(tmp_path / "cache" / "q-minilm.h5") as f:
+        assert f.shape("layer.5") == (2, 384) and f.ids == ["0", "1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "no_such_model"], "unknown model 'no_such_model'"),
+        (["-l", "nope"], "unknown layer 'nope'"),
+        (["-l", "42"], "layer index 42 out of range"),
+        (["--pool", "cls"], "pooling 'cls' does not apply to image models"),
+        (["--device", "cuda:7" if not __import__("torch").cuda.is_available() else "tpu"], "device"),
+    ],
+)
+def test_mistakes_end_with_one_line_and_nonzero_exit(photo_dir, tmp_path, args, message):
+    result = run("featurize", photo_dir, "--cache-dir", tmp_path / "c", "-q", *args, ok=False)
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_models_and_layers(tmp_path):
+    listing = run("models").output
+    assert "efficientnet_lite0" in listing and "minilm" in listing and "timm/NAME" in listing
+    layers = run("layers", "efficientnet_lite0").output
+    assert "pre_logits" in layers and "(default)" in layers and "320x7x7" in layers
+    assert run("layers", "nothing", ok=False).exit_code == 1

@@ -1,0 +1,78 @@
+"""A featurize run killed with SIGKILL part-way, then re-run, gives the file of an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from featurizer import FeatureFile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def featurize_cmd(inputs, out, cache):
+    return [
+        sys.executable,
+        str(ROOT / "cli.py"),
+        "featurize",
+        str(inputs),
+        "-o",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "-b",
+        "8",
+        "--workers",
+        "0",
+        "-q",
+        "-l",
+        "-1",
+        "-l",
+        "-3",
+    ]
+
+
+def shard_count(cache: Path) -> int:
+    return len(list(cache.glob("store-*/*/shard-*.h5")))
+
+
+def kill_after_shards(cmd, cache: Path, shards: int, limit_s: float = 120) -> int:
+    """Start ``cmd`` and SIGKILL it as soon as ``shards`` cache shards exist; returns the count seen."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + limit_s
+    try:
+        while proc.poll() is None and shard_count(cache) < shards and time.monotonic() < deadline:
+            time.sleep(0.005)  # polling a condition, not timing the run
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return shard_count(cache)
+
+
+def test_killed_runs_resume_to_the_same_file(digits_dir, tmp_path):
+    train = digits_dir / "train"  # 80 digit images: 10 batches of 8, two layers -> 2 shards a batch
+    cache, out = tmp_path / "cache", tmp_path / "out.h5"
+    rng = random.Random(int(os.environ.get("KILL_SEED", "0")))
+    seen = 0
+    for _ in range(2):
+        seen = kill_after_shards(featurize_cmd(train, out, cache), cache, seen + rng.randint(1, 6))
+        assert 0 < seen < 20 and not out.exists()
+    resumed = subprocess.run(featurize_cmd(train, out, cache), capture_output=True, text=True, check=True)
+    computed = int(resumed.stdout.split(" computed")[0].rsplit(": ", 1)[1])
+    assert computed <= 80 - 8 * (seen // 2)  # finished batches were not computed again
+
+    clean_out = tmp_path / "clean.h5"
+    subprocess.run(featurize_cmd(train, clean_out, tmp_path / "clean_cache"), check=True, capture_output=True)
+    with FeatureFile(out) as a, FeatureFile(clean_out) as b:
+        assert a.ids == b.ids and len(set(a.ids)) == len(a.ids) == 80
+        assert a.labels == b.labels and a.layers == b.layers
+        for layer in a.layers:
+            np.testing.assert_allclose(a.read(layer), b.read(layer), rtol=1e-4, atol=1e-5)
+    assert not list(tmp_path.glob(".*.tmp"))
