@@ -269,5 +269,201 @@ def info(path: Path, as_json: bool) -> None:
     click.echo("versions   " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()))
 
 
+# --- Heads ----------------------------------------------------------------------------------
+
+HEAD_CHOICES = ["logreg", "linear-svm", "svm", "prototype", "knn"]
+
+
+def trust_option(fn):
+    return click.option(
+        "--trust",
+        is_flag=True,
+        help="Load the model even if its SHA-256 does not match its sidecar. Joblib files run code when loaded.",
+    )(fn)
+
+
+def _print_cv_table(rows, baseline=None) -> None:
+    click.echo(f"{'layers':<30} {'cv accuracy':>14}  best parameters")
+    for row in rows:
+        click.echo(f"{row.name:<30} {row.mean:>7.3f} ± {row.std:.3f}  {row.params}")
+    if baseline is not None:
+        click.echo(f"{'baseline: ' + baseline.name:<30} {baseline.mean:>7.3f} ± {baseline.std:.3f}  {baseline.params}")
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("train", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--head",
+    type=click.Choice(HEAD_CHOICES),
+    default="logreg",
+    show_default=True,
+    help="Classifier on top of the features.",
+)
+@click.option(
+    "-l",
+    "--layer",
+    help="Layer to read, 'a+b' to concatenate, or 'auto' to pick by cross-validation. "
+    "[default: the file's first layer]",
+)
+@click.option(
+    "--normalise",
+    type=click.Choice(["standard", "l2", "none"]),
+    help="Feature normalisation before the head. [default: standard for linear heads and SVMs]",
+)
+@click.option("--baseline", is_flag=True, help="Also score the head on raw pixels / TF-IDF (no transfer).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("models/model.joblib"),
+    show_default=True,
+    help="Model file; a JSON sidecar is written beside it.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the cross-validation folds.")
+def fit(train: Path, head: str, layer, normalise, baseline: bool, output: Path, seed: int) -> None:
+    """Fit a classifier on a feature file, choosing hyperparameters by cross-validation.
+
+    \b
+    Examples:
+      xfer fit cache/photos.h5 -o models/photos.joblib
+      xfer fit cache/photos.h5 --head prototype --layer auto --baseline
+    """
+    from pipelines import fit as fit_head
+    from pipelines import save_model
+
+    result = fit_head(train, head, layer, normalise=normalise, baseline=baseline, seed=seed)
+    _print_cv_table(result.table, result.baseline)
+    save_model(result.model, result.card, output)
+    click.echo(f"kept {'+'.join(result.card.spec.layers)} ({result.card.cv_score:.3f}); wrote {output}")
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("data", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("predictions.csv"),
+    show_default=True,
+    help="CSV of id, predicted label and class probabilities.",
+)
+@cache_option
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@trust_option
+def predict(model_path: Path, data: Path, output: Path, cache_dir, device: str, trust: bool) -> None:
+    """Predict labels for raw images or texts (or a matching feature file) with a saved model.
+
+    Inputs are featurized with exactly the model's feature spec, through the cache.
+    """
+    from pipelines import load_model, model_features, predict_rows
+    from pipelines._evaluate import write_csv
+
+    model, card = load_model(model_path, trust=trust)
+    X, _, ids = model_features(card, data, cache_dir=cache_dir, device=device)
+    header, rows = predict_rows(model, card, X, ids)
+    write_csv(output, header, rows)
+    counts = {}
+    for row in rows:
+        counts[row[1]] = counts.get(row[1], 0) + 1
+    click.echo(
+        f"{len(rows)} predictions written to {output}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("data", metavar="TEST", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON report. [default: beside the model, MODEL.eval.json]",
+)
+@click.option(
+    "--png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Confusion-matrix picture. [default: beside the model, MODEL.confusion.png]",
+)
+@cache_option
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@trust_option
+def evaluate(model_path: Path, data: Path, output, png, cache_dir, device: str, trust: bool) -> None:
+    """Score a saved model on a labelled feature file or labelled raw inputs.
+
+    Prints accuracy, macro-F1 and per-class precision and recall; writes a JSON report and a
+    confusion-matrix PNG.
+    """
+    from pipelines import evaluate as evaluate_model
+    from pipelines import load_model, model_features
+
+    model, card = load_model(model_path, trust=trust)
+    X, y, _ = model_features(card, data, cache_dir=cache_dir, device=device)
+    output = output or model_path.with_suffix(".eval.json")
+    png = png or model_path.with_suffix(".confusion.png")
+    report = evaluate_model(model, X, y, report_path=output, png_path=png)
+    click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  (n={report['n']})")
+    click.echo(f"{'class':<20} {'precision':>9} {'recall':>7} {'support':>8}")
+    for name, row in report["per_class"].items():
+        click.echo(f"{name:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {int(row['support']):>8}")
+    click.echo(f"wrote {output} and {png}")
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("train", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("test", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--shots", default="1,2,4,8,16", show_default=True, help="Labelled examples per class, comma-separated.")
+@click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="Seeded draws per N.")
+@click.option(
+    "--head",
+    "heads",
+    multiple=True,
+    type=click.Choice(HEAD_CHOICES),
+    help="Head(s) to compare; repeat. [default: logreg and prototype]",
+)
+@click.option("-l", "--layer", help="Layer (or 'a+b') to read. [default: the file's first layer]")
+@click.option(
+    "--max-iter", type=click.IntRange(min=1), help="Iterations of logistic regression [default: 100, as MTEB]."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("fewshot.png"),
+    show_default=True,
+    help="Learning-curve picture.",
+)
+def fewshot(train: Path, test: Path, shots: str, runs: int, heads, layer, max_iter, seed: int, png: Path) -> None:
+    """Few-shot protocol: N labelled examples per class, fit, score on all of TEST, over seeded runs.
+
+    \b
+    MTEB's classification protocol:
+      xfer fewshot train.h5 test.h5 --head logreg --max-iter 100 --shots 8 --runs 10
+    """
+    from featurizer import FeatureFile
+    from pipelines import few_shot, plot_learning_curve, read_xy
+    from pipelines._fit import check_labels
+
+    try:
+        counts = [int(n) for n in shots.split(",") if n.strip()]
+    except ValueError:
+        raise click.BadParameter("give numbers separated by commas, e.g. 1,2,4,8", param_hint="--shots") from None
+    with FeatureFile(train) as tr, FeatureFile(test) as te:
+        layers = tuple((layer or tr.layers[0]).split("+"))
+        X_train, y_train = read_xy(tr, layers)
+        X_test, y_test = read_xy(te, layers)
+    check_labels(y_train, str(train))
+    check_labels(y_test, str(test))
+    rows = few_shot(
+        X_train, y_train, X_test, y_test, counts, runs, heads or ("logreg", "prototype"), max_iter, seed, progress=True
+    )
+    click.echo(f"{'head':<12}" + "".join(f"{f'N={n}':>16}" for n in counts))
+    for head in dict.fromkeys(r.head for r in rows):
+        mine = {r.shots: r for r in rows if r.head == head}
+        click.echo(f"{head:<12}" + "".join(f"{mine[n].mean:>9.3f} ± {mine[n].std:.3f}" for n in counts))
+    plot_learning_curve(rows, png, title=f"{train.stem}: {'+'.join(layers)}, {runs} runs")
+    click.echo(f"wrote {png}")
+
+
 if __name__ == "__main__":
     main()

@@ -246,6 +246,7 @@ def _build_torchvision(config: BackboneConfig, weights: WeightsRef) -> Backbone:
 def _build_text(config: BackboneConfig, weights: WeightsRef) -> Backbone:
     transformers = _import("transformers", "transformers")
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     source = weights.location.removeprefix("hf:")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False)

@@ -375,7 +375,8 @@ def write_features(extractor: Extractor, inputs: Inputs, keys, good: list[int], 
     """Write the feature file of items ``good`` from the cache, in input order, atomically."""
     ids = [inputs.ids[p] for p in good]
     labels = [inputs.labels[p] for p in good] if inputs.labels is not None else None
-    with FeatureFileWriter(output, extractor.spec, ids, labels, float16=float16) as writer:
+    sources = [inputs.sources[p] for p in good] if all(isinstance(s, str) for s in inputs.sources) else None
+    with FeatureFileWriter(output, extractor.spec, ids, labels, sources=sources, float16=float16) as writer:
         for layer in extractor.spec.layers:
             for start in range(0, len(good), WRITE_ROWS):
                 chunk = [keys[p] for p in good[start : start + WRITE_ROWS]]

@@ -4,6 +4,7 @@ Layout::
 
     /ids                 (n,) str      stable item ids (relative paths or row numbers)
     /labels              (n,) str      when the input had labels
+    /sources             (n,) str      image paths or the texts themselves, when given as such
     /features/<layer>    (n, d) float  one chunked dataset per layer (float32, or float16 on request)
     /errors/ids, /errors/reasons       items that could not be featurized, with the reason
     attrs: format, spec (JSON), versions (JSON), created
@@ -59,6 +60,7 @@ class FeatureFileWriter:
         ids: Sequence[str],
         labels: Sequence[str] | None = None,
         *,
+        sources: Sequence[str] | None = None,
         float16: bool = False,
     ):
         self.path = Path(path)
@@ -79,6 +81,8 @@ class FeatureFileWriter:
         if labels is not None:
             f.create_dataset("labels", data=list(labels), dtype=_STR)
             f.attrs["classes"] = json.dumps(sorted(set(labels)))
+        if sources is not None:
+            f.create_dataset("sources", data=list(sources), dtype=_STR)
         f.create_group("features")
 
     def write_layer(self, layer: str, start: int, vectors: np.ndarray) -> None:
@@ -142,6 +146,11 @@ class FeatureFile:
     @property
     def labels(self) -> list[str] | None:
         return list(self._file["labels"].asstr()[:]) if "labels" in self._file else None
+
+    @property
+    def sources(self) -> list[str] | None:
+        """Image paths or texts of the items, when the file records them."""
+        return list(self._file["sources"].asstr()[:]) if "sources" in self._file else None
 
     @property
     def layers(self) -> list[str]:

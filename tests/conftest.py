@@ -53,3 +53,18 @@ def questions():
         "This is a much longer sentence that goes on and on about nothing in particular, "
         "so that the batch holds texts of very different lengths and padding matters a lot.",
     ]
+
+
+@pytest.fixture(scope="session")
+def digit_features(tmp_path_factory, digits_dir):
+    """Feature files of the digit images (pre-logits and blocks.6), train and test, from the real model."""
+    from featurizer import featurize
+
+    root = tmp_path_factory.mktemp("digit_features")
+    cache = root / "cache"
+    paths = {}
+    for split in ("train", "test"):
+        paths[split] = root / f"{split}.h5"
+        featurize(digits_dir / split, "efficientnet_lite0", ["-1", "-3"], output=paths[split], cache_dir=cache,
+                  progress=False)
+    return paths["train"], paths["test"], cache

@@ -1,0 +1,198 @@
+"""Fitting heads on cached features: hyperparameters and layer chosen by cross-validation.
+
+``fit`` is what ``xfer fit`` runs: read a feature file, choose the layer (or try them all with
+``layer='auto'``), search the head's grid with stratified folds, refit on everything and describe
+the result in a ``ModelCard``. ``baseline=True`` also fits the same head on a representation with
+no transfer (raw pixels or TF-IDF), to show whether the pretrained features help.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+from featurizer import FeatureFile, FeatureSpec, FeaturizerError
+from pipelines._heads import head_grid, make_cv, make_head, one_standard_error, quiet_small_classes
+from pipelines._saved import ModelCard
+
+AUTO = "auto"
+BASELINE_IMAGE_SIZE = 16
+
+
+@dataclass
+class CVRow:
+    """One cross-validated candidate: the layers it reads, its best parameters and score."""
+
+    layers: tuple[str, ...]
+    params: dict
+    mean: float
+    std: float
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.layers)
+
+
+@dataclass
+class FitResult:
+    model: object
+    card: ModelCard
+    table: list[CVRow] = field(default_factory=list)
+    baseline: CVRow | None = None
+
+
+def read_xy(features: FeatureFile, layers: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features of ``layers`` side by side (in that order) and the labels."""
+    missing = [name for name in layers if name not in features.layers]
+    if missing:
+        raise FeaturizerError(f"{features.path} has no layer {missing[0]!r}; it has {', '.join(features.layers)}")
+    X = np.hstack([features.read(name) for name in layers])
+    labels = features.labels
+    return X, None if labels is None else np.asarray(labels)
+
+
+def check_labels(y: np.ndarray | None, where: str) -> None:
+    if y is None:
+        raise FeaturizerError(f"{where} has no labels: featurize a labelled input (class folders or a label column)")
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise FeaturizerError(f"{where} has a single class ({str(classes[0])!r}); a classifier needs at least two")
+
+
+def cross_validate(
+    X: np.ndarray, y: np.ndarray, head: str, normalise: str | None = None, seed: int = 0, n_jobs: int | None = None
+) -> tuple[object, dict, float, float]:
+    """Grid-search a head with stratified folds; (refitted chosen model, params, mean, std)."""
+    return grid_search(make_head(head, normalise), head_grid(head, y), X, y, seed, n_jobs)
+
+
+def grid_search(estimator, grid: dict, X, y: np.ndarray, seed: int = 0, n_jobs: int | None = None):
+    """Cross-validate ``grid`` and refit the simplest candidate within one standard error of the best."""
+    search = GridSearchCV(
+        estimator,
+        grid,
+        cv=make_cv(y, seed=seed),
+        scoring="accuracy",
+        n_jobs=n_jobs,
+        error_score="raise",
+        refit=one_standard_error,
+    )
+    with quiet_small_classes():
+        search.fit(X, y)
+    i = search.best_index_
+    params = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
+    return (
+        search.best_estimator_,
+        params,
+        float(search.cv_results_["mean_test_score"][i]),
+        float(search.cv_results_["std_test_score"][i]),
+    )
+
+
+def candidate_layers(features: FeatureFile, layer: str | None) -> list[tuple[str, ...]]:
+    if layer == AUTO:
+        single = [(name,) for name in features.layers]
+        return single + ([tuple(features.layers)] if len(features.layers) > 1 else [])
+    if layer is None:
+        return [(features.layers[0],)]
+    return [tuple(part for part in layer.split("+"))]
+
+
+def fit(
+    train: str | os.PathLike,
+    head: str = "logreg",
+    layer: str | None = None,
+    *,
+    normalise: str | None = None,
+    baseline: bool = False,
+    seed: int = 0,
+    n_jobs: int | None = None,
+) -> FitResult:
+    """Fit ``head`` on the feature file ``train``; ``layer`` is a name, ``a+b`` (concatenated) or ``auto``."""
+    with FeatureFile(train) as features:
+        spec = features.spec
+        y = np.asarray(features.labels) if features.labels is not None else None
+        check_labels(y, str(train))
+        table = []
+        best = None
+        for layers in candidate_layers(features, layer):
+            X, _ = read_xy(features, layers)
+            model, params, mean, std = cross_validate(X, y, head, normalise, seed, n_jobs)
+            table.append(CVRow(layers, params, mean, std))
+            if best is None or mean > best[1].mean:
+                best = (model, table[-1])
+        sources = features.sources
+    model, row = best
+    card = ModelCard(
+        spec=restrict_spec(spec, row.layers),
+        classes=[str(c) for c in model.classes_],
+        head=head,
+        params={**row.params, "normalise": normalise or "default"},
+        cv=[{"layers": r.name, "params": r.params, "mean": r.mean, "std": r.std} for r in table],
+        cv_score=row.mean,
+    )
+    result = FitResult(model, card, table)
+    if baseline:
+        result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
+    return result
+
+
+def restrict_spec(spec: FeatureSpec, layers: tuple[str, ...]) -> FeatureSpec:
+    """The spec of just ``layers``, in the order the model concatenates them."""
+    pooling = tuple(spec.pooling[spec.layers.index(name)] for name in layers)
+    return FeatureSpec(
+        spec.model,
+        spec.modality,
+        spec.weights,
+        spec.weights_sha256,
+        spec.preprocessing,
+        spec.precision,
+        tuple(layers),
+        pooling,
+    )
+
+
+# --- Baseline without transfer ------------------------------------------------------------
+
+
+def fit_baseline(modality: str, sources: list[str] | None, y: np.ndarray, head: str, seed: int = 0) -> CVRow:
+    """Cross-validated score of ``head`` on raw pixels (images) or TF-IDF (texts)."""
+    if sources is None:
+        raise FeaturizerError("the feature file does not record its items' sources, so no baseline can be computed")
+    if modality == "image":
+        X = raw_pixels(sources)
+        _, params, mean, std = cross_validate(X, y, head, seed=seed)
+        return CVRow(("raw pixels",), params, mean, std)
+    return _tfidf_baseline(sources, y, head, seed)
+
+
+def raw_pixels(paths: list[str], size: int = BASELINE_IMAGE_SIZE) -> np.ndarray:
+    """Each image squashed to ``size`` x ``size`` RGB, as a flat vector in [0, 1]."""
+    from PIL import Image
+
+    from featurizer._preprocess import load_image
+
+    rows = [
+        np.asarray(load_image(p).resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32).ravel()
+        for p in paths
+    ]
+    return np.stack(rows) / 255.0
+
+
+def _tfidf_baseline(texts: list[str], y: np.ndarray, head: str, seed: int) -> CVRow:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    steps = [("tfidf", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, max_features=20000))]
+    if head in ("prototype", "knn"):
+        steps.append(("dense", FunctionTransformer(lambda m: m.toarray(), accept_sparse=True)))
+    clf = clone(make_head(head, "none").named_steps["clf"])
+    _, params, mean, std = grid_search(
+        Pipeline([*steps, ("clf", clf)]), head_grid(head, y), np.asarray(texts, dtype=object), y, seed
+    )
+    return CVRow(("tf-idf",), params, mean, std)

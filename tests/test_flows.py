@@ -1,0 +1,123 @@
+"""Saved models, predict, evaluate and the few-shot protocol, through the library and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from featurizer import FeaturizerError, featurize
+from pipelines import UntrustedModelError, fit, load_model, model_features, sample_few_shot, save_model
+
+
+def xfer(*args, ok=True):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def saved(digit_features, tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "digits.joblib"
+    result = fit(digit_features[0], "prototype")
+    save_model(result.model, result.card, path)
+    return path
+
+
+def test_saved_model_round_trip_and_sidecar(saved, digit_features):
+    model, card = load_model(saved)
+    side = json.loads(saved.with_suffix(".json").read_text())
+    assert side["spec"]["model"] == "efficientnet_lite0" and side["spec"]["layers"] == ["pre_logits"]
+    assert side["classes"] == [str(d) for d in range(10)] and side["cv"] and side["versions"]["scikit-learn"]
+    X, y, _ = model_features(card, digit_features[1])
+    assert model.score(X, y) > 0.4  # chance is 0.1
+
+
+def test_a_tampered_model_is_refused_unless_trusted(saved, tmp_path):
+    bad = tmp_path / "m.joblib"
+    bad.write_bytes(saved.read_bytes() + b"\0")
+    bad.with_suffix(".json").write_text(saved.with_suffix(".json").read_text())
+    with pytest.raises(UntrustedModelError, match="run code"):
+        load_model(bad)
+    model, _ = load_model(bad, trust=True)  # joblib ignores trailing bytes: it still loads when trusted
+    assert hasattr(model, "predict")
+    (tmp_path / "lonely.joblib").write_bytes(saved.read_bytes())
+    with pytest.raises(UntrustedModelError, match="no sidecar"):
+        load_model(tmp_path / "lonely.joblib")
+
+
+def test_features_with_another_spec_are_refused(saved, digits_dir, tmp_path):
+    _, card = load_model(saved)
+    other = tmp_path / "gem.h5"
+    featurize(digits_dir / "test", layers=["-3"], pooling="gem", output=other, cache_dir=tmp_path / "c", progress=False)
+    with pytest.raises(FeaturizerError, match="layer 'pre_logits' is missing"):
+        model_features(card, other)
+    text = tmp_path / "t.h5"
+    featurize(_texts(tmp_path), "minilm", output=text,
+              cache_dir=tmp_path / "c", progress=False)
+    with pytest.raises(FeaturizerError, match="model: model needs 'efficientnet_lite0', got 'minilm'"):
+        model_features(card, text)
+
+
+def _texts(tmp_path):
+    (tmp_path / "t.txt").write_text("one\ntwo\n")
+    return tmp_path / "t.txt"
+
+
+def test_fit_predict_evaluate_from_the_cli(digit_features, digits_dir, tmp_path):
+    train, test, cache = digit_features
+    model = tmp_path / "models" / "d.joblib"
+    out = xfer("fit", train, "--head", "logreg", "--baseline", "-o", model).output
+    assert "pre_logits" in out and "baseline: raw pixels" in out and model.exists()
+    preds = tmp_path / "p.csv"
+    out = xfer("predict", model, digits_dir / "test", "-o", preds, "--cache-dir", cache).output
+    assert "36 predictions" in out or "predictions written" in out
+    with open(preds) as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["id"] == "0/" + sorted((digits_dir / "test" / "0").iterdir())[0].name
+    assert list(rows[0])[:3] == ["id", "label", "p_0"] and len(rows[0]) == 12
+    assert abs(sum(float(rows[0][f"p_{d}"]) for d in range(10)) - 1) < 1e-4
+    correct = np.mean([r["label"] == r["id"].split("/")[0] for r in rows])
+    report_path, png = tmp_path / "r.json", tmp_path / "cm.png"
+    out = xfer("evaluate", model, test, "-o", report_path, "--png", png).output
+    report = json.loads(report_path.read_text())
+    assert abs(report["accuracy"] - correct) < 1e-9 and "macro-F1" in out
+    assert set(report["per_class"]["3"]) >= {"precision", "recall"}
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_few_shot_sampler_counts_and_seeds():
+    y = np.array(["a"] * 30 + ["b"] * 20 + ["c"] * 3)
+    idx = sample_few_shot(y, 8, seed=1)
+    assert dict(zip(*np.unique(y[idx], return_counts=True))) == {"a": 8, "b": 8, "c": 3}
+    assert len(set(idx)) == len(idx)
+    np.testing.assert_array_equal(idx, sample_few_shot(y, 8, seed=1))
+    assert not np.array_equal(idx, sample_few_shot(y, 8, seed=2))
+
+
+def test_fewshot_cli_compares_heads_in_one_table(digit_features, tmp_path):
+    train, test, _ = digit_features
+    png = tmp_path / "curve.png"
+    out = xfer("fewshot", train, test, "--shots", "1,4", "--runs", "3", "--head", "logreg", "--head", "prototype",
+               "--png", png).output
+    lines = out.strip().splitlines()
+    header = next(line for line in lines if "head " in line)  # stderr's progress bar may share the line
+    assert "N=1" in header and "N=4" in header
+    assert any(line.startswith("logreg") and "±" in line for line in lines)
+    assert any(line.startswith("prototype") and "±" in line for line in lines)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fit_refuses_unlabelled_or_single_class_files(digits_dir, tmp_path):
+    single = tmp_path / "one" / "7"
+    single.mkdir(parents=True)
+    for p in list((digits_dir / "train" / "7").iterdir())[:3]:
+        (single / p.name).write_bytes(p.read_bytes())
+    featurize(tmp_path / "one", output=tmp_path / "one.h5", cache_dir=tmp_path / "c", progress=False)
+    result = xfer("fit", tmp_path / "one.h5", "-o", tmp_path / "m.joblib", ok=False)
+    assert result.exit_code == 1 and "single class ('7')" in result.output

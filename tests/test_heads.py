@@ -1,0 +1,83 @@
+"""The heads on real embeddings, and the FAISS classifiers' estimator contract."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from featurizer import FeatureFile
+from pipelines import HEADS, KNNClassifier, PrototypeClassifier, fit, make_cv, read_xy
+
+
+@pytest.fixture(scope="module")
+def digits_xy(digit_features):
+    train, test, _ = digit_features
+    with FeatureFile(train) as tr, FeatureFile(test) as te:
+        return (*read_xy(tr, ("pre_logits",)), *read_xy(te, ("pre_logits",)))
+
+
+@parametrize_with_checks([PrototypeClassifier(), KNNClassifier(), PrototypeClassifier(metric="l2", center=False)])
+def test_sklearn_estimator_contract(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("head", list(HEADS))
+def test_every_head_learns_digits_from_real_embeddings(digit_features, digits_xy, head):
+    _, _, X_test, y_test = digits_xy
+    result = fit(digit_features[0], head)
+    assert result.card.classes == [str(d) for d in range(10)]
+    assert 0.4 < result.card.cv_score <= 1.0  # chance is 0.1; ImageNet features, 8 training scans per digit
+    assert result.model.score(X_test, y_test) > 0.4
+
+
+def test_layer_auto_tries_each_layer_and_their_concatenation(digit_features):
+    result = fit(digit_features[0], "prototype", "auto")
+    assert [row.name for row in result.table] == ["pre_logits", "blocks.6", "pre_logits+blocks.6"]
+    best = max(result.table, key=lambda r: r.mean)
+    assert result.card.cv_score == best.mean and result.card.spec.layers == best.layers
+
+
+def test_prototypes_are_class_means(digits_xy):
+    X, y, _, _ = digits_xy
+    model = PrototypeClassifier(metric="l2", center=False).fit(X, y)
+    for c, proto in zip(model.classes_, model.prototypes_):
+        np.testing.assert_allclose(proto, X[y == c].mean(axis=0), rtol=1e-5, atol=1e-5)
+
+
+def test_predictions_do_not_depend_on_the_order_of_training_rows(digits_xy):
+    X, y, X_test, _ = digits_xy
+    order = np.random.default_rng(0).permutation(len(y))
+    for model in (PrototypeClassifier(), KNNClassifier(n_neighbors=3)):
+        a = clone(model).fit(X, y).predict_proba(X_test)
+        b = clone(model).fit(X[order], y[order]).predict_proba(X_test)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_probabilities_indexes_and_pickling(digits_xy):
+    X, y, X_test, y_test = digits_xy
+    exact = PrototypeClassifier(n_prototypes=2).fit(X, y)
+    proba = exact.predict_proba(X_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert (exact.classes_[proba.argmax(1)] == exact.predict(X_test)).all()
+    assert len(exact.prototypes_) == 20
+    for index in ("ivf", "hnsw"):
+        approx = PrototypeClassifier(n_prototypes=2, index=index).fit(X, y)
+        assert (approx.predict(X_test) == exact.predict(X_test)).mean() > 0.9
+    restored = pickle.loads(pickle.dumps(exact))
+    np.testing.assert_array_equal(restored.predict_proba(X_test), proba)
+    sharper = clone(exact).set_params(temperature=0.01).fit(X, y).predict_proba(X_test)
+    assert sharper.max(axis=1).mean() > proba.max(axis=1).mean()
+
+
+def test_folds_work_with_one_or_two_examples_in_a_class():
+    y = np.array(["a"] * 10 + ["b"] * 10 + ["rare"] * 1)
+    cv = make_cv(y)
+    folds = list(cv.split(np.zeros((len(y), 1)), y))
+    assert cv.get_n_splits() >= 2 and all(len(test) for _, test in folds)
+    X = np.random.default_rng(0).normal(size=(len(y), 4)) + (y == "a")[:, None] * 3
+    model = KNNClassifier(n_neighbors=1).fit(X, y)
+    assert set(model.classes_) == {"a", "b", "rare"}
