@@ -18,12 +18,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
+# The main job end to end: images -> cached features -> fitted head -> accuracy on held-out images.
 demo: install
 	$(PY) -m pipelines.demo_data $(DEMO)/digits
-	$(XFER) featurize $(DEMO)/digits/train -o $(DEMO)/digits_train.h5
-	$(XFER) featurize $(DEMO)/digits/test -o $(DEMO)/digits_test.h5
-	$(XFER) featurize $(DEMO)/digits/train -o $(DEMO)/digits_train.h5
+	$(XFER) featurize $(DEMO)/digits/train -o $(DEMO)/digits_train.h5 --layer -1 --layer -3
+	$(XFER) featurize $(DEMO)/digits/test -o $(DEMO)/digits_test.h5 --layer -1 --layer -3
 	$(XFER) info $(DEMO)/digits_train.h5
+	$(XFER) fit $(DEMO)/digits_train.h5 --layer auto --baseline -o $(DEMO)/models/digits.joblib
+	$(XFER) evaluate $(DEMO)/models/digits.joblib $(DEMO)/digits_test.h5
+	$(XFER) predict $(DEMO)/models/digits.joblib $(DEMO)/digits/test -o $(DEMO)/predictions.csv
 
 test: install
 	$(PY) -m pytest

@@ -13,6 +13,7 @@ from featurizer._featurefile import FeatureFile, FeatureFileWriter
 from featurizer._inputs import Inputs, read_inputs
 from featurizer._registry import BackboneConfig, Layer, get_config, list_models, register
 from featurizer._spec import FeatureSpec, LayerSpec
+from featurizer._transformer import Featurizer
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "FeatureFileWriter",
     "FeatureSpec",
     "FeaturizeReport",
+    "Featurizer",
     "FeaturizerError",
     "InputError",
     "Inputs",

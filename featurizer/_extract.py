@@ -139,8 +139,10 @@ class Extractor:
         errors = []
         for item_id, source in zip(inputs.ids, inputs.sources):
             try:
-                if not inputs.from_files:
-                    keys.append(text_key(source) if isinstance(source, str) else array_key(source))
+                if not isinstance(source, str):
+                    keys.append(array_key(source))  # an image given in memory
+                elif not inputs.from_files:
+                    keys.append(text_key(source))
                 elif not source:
                     raise InputError("empty path")
                 else:

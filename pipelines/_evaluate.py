@@ -16,7 +16,7 @@ import numpy as np
 
 from featurizer import FeatureFile, FeatureSpec, FeaturizerError, featurize
 from featurizer._spec import POOLED_LAYERS
-from pipelines._fit import read_xy
+from pipelines._fit import head_of, read_xy
 from pipelines._heads import scores_of
 from pipelines._saved import ModelCard
 
@@ -88,7 +88,7 @@ def model_features(
 
 def predict_rows(model, card: ModelCard, X: np.ndarray, ids: list[str]) -> tuple[list[str], list[list]]:
     """CSV header and rows: id, predicted label, one probability column per class."""
-    scores = scores_of(model, X)
+    scores = scores_of(head_of(model), X)
     classes = [str(c) for c in model.classes_]
     predicted = np.asarray(classes)[scores.argmax(axis=1)]
     header = ["id", "label", *(f"p_{c}" for c in classes)]
@@ -119,7 +119,7 @@ def evaluate(
 
     if y is None:
         raise FeaturizerError("the test data has no labels to evaluate against")
-    predicted = model.predict(X)
+    predicted = head_of(model).predict(X)
     labels = sorted(set(map(str, model.classes_)) | set(map(str, y)))
     y, predicted = np.asarray(y).astype(str), np.asarray(predicted).astype(str)
     per_class = classification_report(y, predicted, labels=labels, output_dict=True, zero_division=0)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
 
-from featurizer import FeatureFile, FeatureSpec, FeaturizerError
+from featurizer import FeatureFile, FeatureSpec, Featurizer, FeaturizerError
 from pipelines._heads import head_grid, make_cv, make_head, one_standard_error, quiet_small_classes
 from pipelines._saved import ModelCard
 
@@ -126,7 +127,8 @@ def fit(
             if best is None or mean > best[1].mean:
                 best = (model, table[-1])
         sources = features.sources
-    model, row = best
+    head_model, row = best
+    model = end_to_end(restrict_spec(spec, row.layers), head_model)
     card = ModelCard(
         spec=restrict_spec(spec, row.layers),
         classes=[str(c) for c in model.classes_],
@@ -139,6 +141,35 @@ def fit(
     if baseline:
         result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
     return result
+
+
+def featurizer_for(spec: FeatureSpec) -> Featurizer:
+    """A ``Featurizer`` that makes exactly the features of ``spec`` (and checks the weights' hash)."""
+    from featurizer._registry import get_config
+    from featurizer._weights import resolve_weights
+
+    default = resolve_weights(get_config(spec.model)).location
+    pooling = next((p for p in spec.pooling if p != "model"), None)
+    return Featurizer(
+        spec.model,
+        list(spec.layers),
+        pooling,
+        precision=spec.precision,
+        weights=None if spec.weights == default else spec.weights,
+        weights_sha256=spec.weights_sha256,
+    )
+
+
+def end_to_end(spec: FeatureSpec, head) -> Pipeline:
+    """``Pipeline([("features", Featurizer), ("head", head)])``: predicts from raw images or texts."""
+    return Pipeline([("features", featurizer_for(spec).fit()), ("head", head)])
+
+
+def head_of(model):
+    """The head of an end-to-end pipeline (the part that takes features); the model itself otherwise."""
+    if isinstance(model, Pipeline) and "features" in model.named_steps:
+        return model.named_steps["head"]
+    return model
 
 
 def restrict_spec(spec: FeatureSpec, layers: tuple[str, ...]) -> FeatureSpec:
@@ -185,7 +216,6 @@ def raw_pixels(paths: list[str], size: int = BASELINE_IMAGE_SIZE) -> np.ndarray:
 
 def _tfidf_baseline(texts: list[str], y: np.ndarray, head: str, seed: int) -> CVRow:
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer
 
     steps = [("tfidf", TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1, max_features=20000))]

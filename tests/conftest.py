@@ -33,6 +33,12 @@ def digits_dir(tmp_path_factory):
     return write_digits(tmp_path_factory.mktemp("digits"), per_class=12)
 
 
+@pytest.fixture(autouse=True)
+def default_cache(tmp_path, monkeypatch):
+    """Code that uses the default cache writes under the test's folder, never into the checkout."""
+    monkeypatch.setenv("FEATURIZER_CACHE", str(tmp_path / "default-cache"))
+
+
 @pytest.fixture
 def cache_dir(tmp_path):
     return tmp_path / "cache"
@@ -65,6 +71,7 @@ def digit_features(tmp_path_factory, digits_dir):
     paths = {}
     for split in ("train", "test"):
         paths[split] = root / f"{split}.h5"
-        featurize(digits_dir / split, "efficientnet_lite0", ["-1", "-3"], output=paths[split], cache_dir=cache,
-                  progress=False)
+        featurize(
+            digits_dir / split, "efficientnet_lite0", ["-1", "-3"], output=paths[split], cache_dir=cache, progress=False
+        )
     return paths["train"], paths["test"], cache

@@ -29,13 +29,15 @@ def saved(digit_features, tmp_path_factory):
     return path
 
 
-def test_saved_model_round_trip_and_sidecar(saved, digit_features):
+def test_saved_model_round_trip_and_sidecar(saved, digit_features, digits_dir):
     model, card = load_model(saved)
     side = json.loads(saved.with_suffix(".json").read_text())
     assert side["spec"]["model"] == "efficientnet_lite0" and side["spec"]["layers"] == ["pre_logits"]
     assert side["classes"] == [str(d) for d in range(10)] and side["cv"] and side["versions"]["scikit-learn"]
     X, y, _ = model_features(card, digit_features[1])
-    assert model.score(X, y) > 0.4  # chance is 0.1
+    assert model.named_steps["head"].score(X, y) > 0.4  # chance is 0.1
+    paths = sorted(str(p) for p in (digits_dir / "test").rglob("*.png"))  # end to end, from raw images
+    np.testing.assert_array_equal(model.predict(paths), model.named_steps["head"].predict(X))
 
 
 def test_a_tampered_model_is_refused_unless_trusted(saved, tmp_path):
@@ -58,8 +60,7 @@ def test_features_with_another_spec_are_refused(saved, digits_dir, tmp_path):
     with pytest.raises(FeaturizerError, match="layer 'pre_logits' is missing"):
         model_features(card, other)
     text = tmp_path / "t.h5"
-    featurize(_texts(tmp_path), "minilm", output=text,
-              cache_dir=tmp_path / "c", progress=False)
+    featurize(_texts(tmp_path), "minilm", output=text, cache_dir=tmp_path / "c", progress=False)
     with pytest.raises(FeaturizerError, match="model: model needs 'efficientnet_lite0', got 'minilm'"):
         model_features(card, text)
 
@@ -103,8 +104,9 @@ def test_few_shot_sampler_counts_and_seeds():
 def test_fewshot_cli_compares_heads_in_one_table(digit_features, tmp_path):
     train, test, _ = digit_features
     png = tmp_path / "curve.png"
-    out = xfer("fewshot", train, test, "--shots", "1,4", "--runs", "3", "--head", "logreg", "--head", "prototype",
-               "--png", png).output
+    out = xfer(
+        "fewshot", train, test, "--shots", "1,4", "--runs", "3", "--head", "logreg", "--head", "prototype", "--png", png
+    ).output
     lines = out.strip().splitlines()
     header = next(line for line in lines if "head " in line)  # stderr's progress bar may share the line
     assert "N=1" in header and "N=4" in header

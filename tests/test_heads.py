@@ -31,7 +31,7 @@ def test_every_head_learns_digits_from_real_embeddings(digit_features, digits_xy
     result = fit(digit_features[0], head)
     assert result.card.classes == [str(d) for d in range(10)]
     assert 0.4 < result.card.cv_score <= 1.0  # chance is 0.1; ImageNet features, 8 training scans per digit
-    assert result.model.score(X_test, y_test) > 0.4
+    assert result.model.named_steps["head"].score(X_test, y_test) > 0.4
 
 
 def test_layer_auto_tries_each_layer_and_their_concatenation(digit_features):
@@ -58,7 +58,7 @@ def test_predictions_do_not_depend_on_the_order_of_training_rows(digits_xy):
 
 
 def test_probabilities_indexes_and_pickling(digits_xy):
-    X, y, X_test, y_test = digits_xy
+    X, y, X_test, _ = digits_xy
     exact = PrototypeClassifier(n_prototypes=2).fit(X, y)
     proba = exact.predict_proba(X_test)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
