@@ -40,11 +40,16 @@ class Backbone:
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
 
-    def to(self, device: torch.device | str, channels_last: bool = False) -> Backbone:
+    def to(self, device: torch.device | str, precision: str = "fp32") -> Backbone:
+        """Move to ``device``; CNNs use channels_last (faster convolutions on CPU and GPU), int8 quantises."""
+        from featurizer._runtime import quantize
+
         self.device = torch.device(device)
         self.model.to(self.device)
-        if channels_last and self.modality == "image":
+        if self.modality == "image":
             self.model.to(memory_format=torch.channels_last)
+        if precision == "int8":
+            self.model = quantize(self.model, self.device)
         return self
 
     def forward(self, batch, layers: Sequence[str]) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract

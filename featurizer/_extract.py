@@ -114,9 +114,12 @@ class Extractor:
         return self.config.modality
 
     def _preprocessing(self) -> dict:
+        if self.modality == IMAGE:
+            prep = self.config.preprocessing or self._load().preprocessing
+            return {**prep, "jpeg_draft": True}  # decoding detail that can change pixels: part of the spec
         if self.config.preprocessing is not None:
             return self.config.preprocessing
-        if self.modality == IMAGE or self.weights.kind == "pretrained":
+        if self.weights.kind == "pretrained":
             return self._load().preprocessing
         from featurizer._preprocess import text_preprocessing
 
@@ -129,7 +132,7 @@ class Extractor:
 
             self._backbone = load_backbone(self.config, self.weights)
             self.device = resolve_device(self.device_name)
-            self._backbone.to(self.device)
+            self._backbone.to(self.device, self.precision)
         return self._backbone
 
     # -- keys -----------------------------------------------------------------------------
@@ -191,12 +194,14 @@ class Extractor:
         from torch.utils.data import DataLoader
 
         from featurizer._preprocess import ImageTransform
+        from featurizer._runtime import set_threads
 
         batch_size = self.batch_size or (256 if self.device.type == "cuda" else 64)
-        workers = self.num_workers if self.num_workers is not None else min(4, os.cpu_count() or 1)
+        workers = self.num_workers if self.num_workers is not None else default_workers()
         if len(todo) <= batch_size:
             workers = 0  # starting workers costs more than decoding one batch
-        dataset = _DecodeImages([inputs.sources[p] for p in todo], ImageTransform(backbone.preprocessing))
+        set_threads()
+        dataset = _DecodeImages([inputs.sources[p] for p in todo], ImageTransform(self.spec.preprocessing))
         loader = DataLoader(
             dataset,
             batch_size=batch_size,
@@ -213,7 +218,7 @@ class Extractor:
                         raise ItemError(f"cannot featurize {item_id}: {reason}")
                     errors.append((item_id, reason))
                 if len(positions):
-                    batch = torch.from_numpy(pixels)
+                    batch = torch.from_numpy(pixels).contiguous(memory_format=torch.channels_last)
                     vectors = self._forward(batch)
                     self._store_batch([keys[todo[p]] for p in positions], vectors)
                 bar.update(len(positions) + len(failures))
@@ -274,6 +279,12 @@ class Extractor:
     def compact(self) -> None:
         for store in self.stores.values():
             store.compact()
+
+
+def default_workers() -> int:
+    """Image decoding processes: one per two cores, at least one, at most four."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // 2))
 
 
 class _DecodeImages:

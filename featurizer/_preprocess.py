@@ -37,9 +37,18 @@ def image_sizes(prep: dict) -> tuple[int, int]:
     return math.floor(crop / float(prep.get("crop_pct", 1.0))), crop
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image as RGB, rotated upright by its EXIF orientation; the first frame of animations."""
+def load_image(path: str | os.PathLike, draft_short_side: int | None = None) -> Image.Image:
+    """Open an image as RGB, rotated upright by its EXIF orientation; the first frame of animations.
+
+    With ``draft_short_side``, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that
+    keeps its short side at least that long: much faster for photos far larger than the model input.
+    """
     with Image.open(path) as im:
+        if draft_short_side and im.format == "JPEG":
+            w, h = im.size
+            scale = draft_short_side / min(w, h)
+            if scale < 0.5:  # draft keeps both sides >= the requested size
+                im.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
         im = ImageOps.exif_transpose(im)
         if im.mode == "P" and "transparency" in im.info:
             im = im.convert("RGBA")
@@ -56,8 +65,11 @@ class ImageTransform:
         """A float32 array of shape (3, crop, crop), normalised with the model's mean and std."""
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image)
-        im = load_image(image) if not isinstance(image, Image.Image) else image.convert("RGB")
         resize, crop = image_sizes(self.prep)
+        if isinstance(image, Image.Image):
+            im = image.convert("RGB")
+        else:
+            im = load_image(image, resize if self.prep.get("jpeg_draft") else None)
         w, h = im.size
         scale = resize / min(w, h)
         # Same rounding as torchvision's Resize(int) used by timm and torchvision transforms.

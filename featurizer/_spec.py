@@ -12,7 +12,7 @@ from featurizer._registry import IMAGE, Layer
 
 IMAGE_POOLINGS = ("avg", "max", "gem")
 TEXT_POOLINGS = ("mean", "cls", "max")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # int8: dynamic quantisation of Linear layers, CPU
 # Layers that are vectors already (the network's own pooling): pooling does not apply.
 POOLED_LAYERS = ("pre_logits",)
 

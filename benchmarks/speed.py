@@ -1,0 +1,281 @@
+"""Speed of `xfer featurize` against what users would otherwise run, measured side by side in one run.
+
+    python benchmarks/speed.py [--data ../shared/datasets] [--work /tmp/featurizer-bench] [--quick]
+
+Every comparison times whole commands (interpreter start, model load, decoding, forward passes,
+writing) as subprocesses on the same machine, one after another, and prints the ratios. Each
+mode also reports the linear-probe accuracy of its vectors, so no speed is bought with accuracy.
+Results go to BENCHMARKS.md with the command and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+XFER = [sys.executable, str(ROOT / "cli.py")]
+PLAIN = [sys.executable, str(ROOT / "benchmarks" / "plain_loops.py")]
+
+
+def run(cmd: list, env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (MiB) of one command."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {proc.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def featurize(src, out: Path, cache: Path, *args) -> tuple[float, float]:
+    shutil.rmtree(cache, ignore_errors=True)
+    return run([*XFER, "featurize", src, "-o", out, "--cache-dir", cache, "-q", *args])
+
+
+def read_h5(path: Path, layer: str) -> tuple[np.ndarray, list]:
+    from featurizer import FeatureFile
+
+    with FeatureFile(path) as f:
+        return f.read(layer), f.labels
+
+
+def probe(train: np.ndarray, y_train, test: np.ndarray, y_test, normalise: bool) -> float:
+    """Logistic regression, C=1, the reference protocol of ../shared/datasets/README.md."""
+    from sklearn.linear_model import LogisticRegression
+
+    if normalise:
+        train = train / np.linalg.norm(train, axis=1, keepdims=True)
+        test = test / np.linalg.norm(test, axis=1, keepdims=True)
+    return float(LogisticRegression(C=1.0, max_iter=3000).fit(train, y_train).score(test, y_test))
+
+
+def folder_labels(folder: Path) -> list[str]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return [p.parent.name for p in files]
+
+
+def image_section(name: str, train: Path, test: Path, work: Path, modes: list[list[str]]) -> list[str]:
+    rows = []
+    plain_t, _ = run([*PLAIN, "images", train, work / "plain_train.npy"])
+    run([*PLAIN, "images", test, work / "plain_test.npy"])
+    acc = probe(
+        np.load(work / "plain_train.npy"),
+        folder_labels(train),
+        np.load(work / "plain_test.npy"),
+        folder_labels(test),
+        normalise=False,
+    )
+    n = len(folder_labels(train))
+    rows.append(
+        f"| {name} | plain loop (PIL + timm transform, batch 64, fp32) | {plain_t:.1f} | {n / plain_t:.1f} | 1.00 | {acc:.3f} |"
+    )
+    print(rows[-1], flush=True)
+    for args in modes:
+        t, _ = featurize(train, work / "ours_train.h5", work / "cache", *args)
+        featurize(test, work / "ours_test.h5", work / "cache_test", *args)
+        X, y = read_h5(work / "ours_train.h5", "pre_logits")
+        Xt, yt = read_h5(work / "ours_test.h5", "pre_logits")
+        label = "xfer featurize " + (" ".join(args) or "(defaults)")
+        rows.append(
+            f"| {name} | {label} | {t:.1f} | {len(X) / t:.1f} | **{plain_t / t:.2f}** | {probe(X, y, Xt, yt, False):.3f} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def write_texts(texts: list[str], labels: list[str], path: Path) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(zip(texts, labels))
+    return path
+
+
+def trec(src: Path) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    with open(src, encoding="latin-1") as f:
+        for line in f:
+            label, text = line.rstrip("\n").split(" ", 1)
+            texts.append(text)
+            labels.append(label.split(":")[0])
+    return texts, labels
+
+
+def text_section(data: Path, work: Path, modes: list[list[str]]) -> list[str]:
+    tr_texts, tr_labels = trec(data / "trec/train_5500.label")
+    te_texts, te_labels = trec(data / "trec/TREC_10.label")
+    with open(data / "sst2/dev.tsv", newline="") as f:
+        sst = [(r["sentence"], r["label"]) for r in csv.DictReader(f, delimiter="\t")]
+    sets = {
+        "TREC train (5,452 questions)": write_texts(tr_texts, tr_labels, work / "trec_train.csv"),
+        "SST-2 dev.tsv (6,735 sentences)": write_texts(
+            [s for s, _ in sst], [label for _, label in sst], work / "sst2.csv"
+        ),
+    }
+    trec_test = write_texts(te_texts, te_labels, work / "trec_test.csv")
+    rows = []
+    for name, path in sets.items():
+        st_t, _ = run([*PLAIN, "st", path, work / "st.npy"])
+        reference = np.load(work / "st.npy")
+        extra = ""
+        if "TREC" in name:
+            run([*PLAIN, "st", trec_test, work / "st_test.npy"])
+            extra = f"{probe(reference, tr_labels, np.load(work / 'st_test.npy'), te_labels, True):.3f}"
+        rows.append(
+            f"| {name} | sentence-transformers encode (batch 64, fp32) | {st_t:.1f} | {len(reference) / st_t:.0f} | 1.00 | 1.000000 | {extra} |"
+        )
+        print(rows[-1], flush=True)
+        for args in modes:
+            t, _ = featurize(path, work / "t.h5", work / "cache", "-m", "minilm", "-b", "64", *args)
+            X, _ = read_h5(work / "t.h5", "layer.5")
+            cos = (X * reference).sum(1) / np.linalg.norm(X, axis=1) / np.linalg.norm(reference, axis=1)
+            acc = ""
+            if "TREC" in name:
+                featurize(trec_test, work / "tt.h5", work / "cache_test", "-m", "minilm", *args)
+                Xt, yt = read_h5(work / "tt.h5", "layer.5")
+                acc = f"{probe(X, tr_labels, Xt, yt, True):.3f}"
+            label = "xfer featurize -m minilm " + " ".join(args)
+            rows.append(
+                f"| {name} | {label} | {t:.1f} | {len(X) / t:.0f} | **{st_t / t:.2f}** | {cos.min():.6f} | {acc} |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def synthetic_images(folder: Path, n: int, size: int = 224) -> Path:
+    """``n`` distinct JPEGs: smooth random colour fields, each different."""
+    from PIL import Image
+
+    rng = np.random.default_rng(n)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        small = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((size, size), Image.Resampling.BILINEAR).save(folder / f"{i:06d}.jpg", quality=90)
+    return folder
+
+
+def synthetic_texts(path: Path, n: int) -> Path:
+    rng = np.random.default_rng(n)
+    words = [
+        "the",
+        "a",
+        "model",
+        "image",
+        "text",
+        "cache",
+        "layer",
+        "vector",
+        "fast",
+        "slow",
+        "small",
+        "large",
+        "cat",
+        "dog",
+        "tree",
+        "river",
+        "city",
+        "night",
+    ]
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(f"item {i} " + " ".join(rng.choice(words, size=int(rng.integers(4, 20)))) + "\n")
+    return path
+
+
+def cache_section(work: Path, n: int, args: list[str]) -> list[str]:
+    folder = synthetic_images(work / f"cache_images_{n}", n)
+    cold, _ = featurize(folder, work / "c.h5", work / "cache", *args)
+    warm, _ = run([*XFER, "featurize", folder, "-o", work / "c.h5", "--cache-dir", work / "cache", "-q", *args])
+    row = f"| {n:,} synthetic 224 px JPEGs, efficientnet_lite0 {' '.join(args)} | {cold:.1f} | {warm:.2f} | **{cold / warm:.0f}** |"
+    print(row, flush=True)
+    return [row]
+
+
+def scale_section(work: Path, sizes: list[int]) -> list[str]:
+    rows = []
+    for n in sizes:
+        texts = synthetic_texts(work / f"scale_{n}.txt", n)
+        t, mem = featurize(texts, work / "s.h5", work / "cache_scale", "-m", "minilm", "--precision", "int8")
+        rows.append(f"| texts, minilm int8 | {n:,} | {t:.1f} | {n / t:.0f} | {mem:.0f} |")
+        print(rows[-1], flush=True)
+    for n in [s for s in sizes if s <= 10_000]:
+        folder = synthetic_images(work / f"scale_images_{n}", n, size=96)
+        t, mem = featurize(folder, work / "s.h5", work / "cache_scale", "--precision", "bf16")
+        rows.append(f"| 96 px JPEGs, efficientnet_lite0 bf16 | {n:,} | {t:.1f} | {n / t:.0f} | {mem:.0f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/featurizer-bench"))
+    parser.add_argument("--sections", default="images,text,cache,scale")
+    parser.add_argument("--scale", default="1000,10000,100000")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    sections = args.sections.split(",")
+    out = [
+        f"# Benchmarks\n\n`python benchmarks/speed.py --sections {args.sections} --scale {args.scale}`, "
+        f"{time.strftime('%Y-%m-%d')}, on {platform.machine()} with {os.cpu_count()} CPUs "
+        f"({platform.processor() or 'cpu'}), Python {platform.python_version()}. Whole commands timed, "
+        "one after another in one run; ratios are against the first row of each block.\n"
+    ]
+    if "images" in sections:
+        head = [
+            "",
+            "## Images",
+            "",
+            "| data | command | seconds | images/s | speed-up | LR accuracy |",
+            "|---|---|---|---|---|---|",
+        ]
+        modes = [[], ["--precision", "bf16"]]
+        rows = image_section(
+            "hymenoptera train (244 JPEGs ~500x375; decode-bound)",
+            args.data / "hymenoptera/train",
+            args.data / "hymenoptera/val",
+            args.work,
+            modes,
+        )
+        rows += image_section(
+            "flowers12 train (720 JPEGs 224x224; compute-bound)",
+            args.data / "flowers12/train",
+            args.data / "flowers12/test",
+            args.work,
+            modes,
+        )
+        out += head + rows
+    if "text" in sections:
+        head = [
+            "",
+            "## Texts",
+            "",
+            "| data | command | seconds | texts/s | speed-up | min cosine to ST | TREC LR accuracy |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        out += head + text_section(args.data, args.work, [[], ["--precision", "bf16"], ["--precision", "int8"]])
+    if "cache" in sections:
+        head = ["", "## Cache", "", "| items | first run s | cached re-run s | ratio |", "|---|---|---|---|"]
+        out += head + cache_section(args.work, 10_000, ["--precision", "bf16"])
+    if "scale" in sections:
+        head = ["", "## Scale", "", "| items | n | seconds | items/s | peak RSS MiB |", "|---|---|---|---|---|"]
+        out += head + scale_section(args.work, [int(s) for s in args.scale.split(",")])
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
