@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 # The main job end to end: images -> cached features -> fitted head -> accuracy on held-out images.
 demo: install
-	$(PY) -m pipelines.demo_data $(DEMO)/digits
+	$(PY) -m pipelines.demo_data $(DEMO)/digits --per-class 60
 	$(XFER) featurize $(DEMO)/digits/train -o $(DEMO)/digits_train.h5 --layer -1 --layer -3
 	$(XFER) featurize $(DEMO)/digits/test -o $(DEMO)/digits_test.h5 --layer -1 --layer -3
 	$(XFER) info $(DEMO)/digits_train.h5

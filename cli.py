@@ -26,6 +26,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except FeaturizerError as err:
             raise click.ClickException(str(err)) from None
+        except OSError as err:  # a full disk, a permission, a vanished file: the cache stays readable
+            where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+            raise click.ClickException(f"{where}{err.strerror or err}") from None
         except KeyboardInterrupt:
             click.echo("\nInterrupted. Finished batches are cached: run the same command again to resume.", err=True)
             sys.exit(130)
@@ -100,10 +103,11 @@ def model_option(fn):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16", "fp16"]),
+    type=click.Choice(["fp32", "bf16", "fp16", "int8"]),
     default="fp32",
     show_default=True,
-    help="Mixed precision for the forward pass (bf16/fp16 are faster, slightly different vectors).",
+    help="Arithmetic of the forward pass: bf16/fp16 autocast, or int8 dynamic quantisation (text, CPU); "
+    "faster, slightly different vectors, cached separately.",
 )
 @click.option(
     "-b", "--batch-size", type=click.IntRange(min=1), help="Items per batch. [default: 64 on CPU, 256 on GPU]"

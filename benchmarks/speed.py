@@ -228,20 +228,14 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sections = args.sections.split(",")
-    out = [
-        f"# Benchmarks\n\n`python benchmarks/speed.py --sections {args.sections} --scale {args.scale}`, "
-        f"{time.strftime('%Y-%m-%d')}, on {platform.machine()} with {os.cpu_count()} CPUs "
-        f"({platform.processor() or 'cpu'}), Python {platform.python_version()}. Whole commands timed, "
-        "one after another in one run; ratios are against the first row of each block.\n"
-    ]
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    stamp = (
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `python benchmarks/speed.py --sections {{}}"
+        f"{' --scale ' + args.scale if 'scale' in sections else ''}` on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}."
+    )
     if "images" in sections:
-        head = [
-            "",
-            "## Images",
-            "",
-            "| data | command | seconds | images/s | speed-up | LR accuracy |",
-            "|---|---|---|---|---|---|",
-        ]
         modes = [[], ["--precision", "bf16"]]
         rows = image_section(
             "hymenoptera train (244 JPEGs ~500x375; decode-bound)",
@@ -257,24 +251,52 @@ def main() -> None:
             args.work,
             modes,
         )
-        out += head + rows
+        write_section(
+            results / "1-images.md",
+            "Images",
+            stamp.format("images"),
+            ["| data | command | seconds | images/s | speed-up | LR accuracy |", "|---|---|---|---|---|---|", *rows],
+        )
     if "text" in sections:
-        head = [
-            "",
-            "## Texts",
-            "",
-            "| data | command | seconds | texts/s | speed-up | min cosine to ST | TREC LR accuracy |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        out += head + text_section(args.data, args.work, [[], ["--precision", "bf16"], ["--precision", "int8"]])
+        rows = text_section(args.data, args.work, [[], ["--precision", "bf16"], ["--precision", "int8"]])
+        write_section(
+            results / "2-text.md",
+            "Texts",
+            stamp.format("text"),
+            [
+                "| data | command | seconds | texts/s | speed-up | min cosine to ST | TREC LR accuracy |",
+                "|---|---|---|---|---|---|---|",
+                *rows,
+            ],
+        )
     if "cache" in sections:
-        head = ["", "## Cache", "", "| items | first run s | cached re-run s | ratio |", "|---|---|---|---|"]
-        out += head + cache_section(args.work, 10_000, ["--precision", "bf16"])
+        rows = cache_section(args.work, 10_000, ["--precision", "bf16"])
+        write_section(
+            results / "3-cache.md",
+            "Cache",
+            stamp.format("cache"),
+            ["| items | first run s | cached re-run s | ratio |", "|---|---|---|---|", *rows],
+        )
     if "scale" in sections:
-        head = ["", "## Scale", "", "| items | n | seconds | items/s | peak RSS MiB |", "|---|---|---|---|---|"]
-        out += head + scale_section(args.work, [int(s) for s in args.scale.split(",")])
-    (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
-    print("\n".join(out))
+        rows = scale_section(args.work, [int(n) for n in args.scale.split(",")])
+        write_section(
+            results / "4-scale.md",
+            "Scale",
+            stamp.format("scale"),
+            ["| items | n | seconds | items/s | peak RSS MiB |", "|---|---|---|---|---|", *rows],
+        )
+    intro = (
+        "# Benchmarks\n\n`python benchmarks/speed.py` (sections: images, text, cache, scale). Whole commands are "
+        "timed as subprocesses, one after another in one run per section; speed-ups are against the first row "
+        "of each block. Sections are kept in benchmarks/results/ and joined here.\n"
+    )
+    parts = [intro] + [p.read_text() for p in sorted(results.glob("*.md"))]
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(parts))
+    print((ROOT / "BENCHMARKS.md").read_text())
+
+
+def write_section(path: Path, title: str, stamp: str, table: list[str]) -> None:
+    path.write_text(f"## {title}\n\n{stamp}\n\n" + "\n".join(table) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,19 @@ from featurizer._featurefile import FeatureFile, FeatureFileWriter
 from featurizer._inputs import Inputs, read_inputs
 from featurizer._registry import BackboneConfig, Layer, get_config, list_models, register
 from featurizer._spec import FeatureSpec, LayerSpec
-from featurizer._transformer import Featurizer
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Featurizer pulls in scikit-learn (about a second): imported on first use, so that the CLI's
+    # featurize path, and a fully cached run above all, starts fast.
+    if name == "Featurizer":
+        from featurizer._transformer import Featurizer
+
+        return Featurizer
+    raise AttributeError(f"module 'featurizer' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_IMAGE_MODEL",

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -176,10 +177,25 @@ class TextBackbone(Backbone):
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated at the model's maximum length, unpadded."""
+        return self.tokenize_counting(texts)[0]
+
+    def tokenize_counting(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
+        """Token ids per text and the number of texts that were longer than the maximum length."""
         encoded = self.tokenizer(
-            list(texts), truncation=True, max_length=self.preprocessing["max_length"], add_special_tokens=True
+            list(texts),
+            truncation=True,
+            max_length=self.preprocessing["max_length"],
+            add_special_tokens=True,
+            return_overflowing_tokens=True,
         )
-        return encoded["input_ids"]
+        rows = encoded.get("overflow_to_sample_mapping")
+        if rows is None:  # slow tokenizers: no mapping, one row per text
+            return encoded["input_ids"], 0
+        first: dict[int, list[int]] = {}
+        for ids, sample in zip(encoded["input_ids"], rows):
+            first.setdefault(int(sample), ids)
+        truncated = int((np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(texts)) > 1).sum())
+        return [first[i] for i in range(len(texts))], truncated
 
     def _layer_names(self) -> list[str]:
         return ["embeddings", *(f"layer.{i}" for i in range(self.model.config.num_hidden_layers))]

@@ -19,10 +19,10 @@ import numpy as np
 from featurizer._errors import InputError, ItemError
 from featurizer._featurefile import FeatureFileWriter
 from featurizer._inputs import Inputs, read_inputs
-from featurizer._keys import array_key, file_key, text_key
+from featurizer._keys import FileKeyMemo, array_key, text_key
 from featurizer._registry import IMAGE, BackboneConfig, get_config
 from featurizer._spec import FeatureSpec, check_precision, resolve_layers, resolve_pooling
-from featurizer._store import EmbeddingStore, default_cache_dir
+from featurizer._store import EmbeddingStore, default_cache_dir, lock_output
 from featurizer._weights import WeightsRef, resolve_weights
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ DEFAULT_IMAGE_MODEL = "efficientnet_lite0"
 DEFAULT_TEXT_MODEL = "minilm"
 ON_ERROR = ("skip", "fail")
 WRITE_ROWS = 4096
+TEXT_CHUNK = 8192  # texts tokenized and length-sorted together
 
 
 @dataclass
@@ -43,6 +44,7 @@ class FeaturizeReport:
     n_cached: int
     errors: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    truncated: int = 0
     seconds: float = 0.0
     output: Path | None = None
 
@@ -61,8 +63,12 @@ class FeaturizeReport:
             if items:
                 shown = "; ".join(f"{i}: {r}" for i, r in items[:5])
                 lines.append(f"{len(items)} {what}: {shown}{' ...' if len(items) > 5 else ''}")
+        if self.truncated:
+            lines.append(f"{self.truncated} texts were longer than the model's maximum length and were truncated")
         if self.output:
             lines.append(f"wrote {self.output}")
+            if self.errors or self.skipped:
+                lines.append(f"wrote {errors_csv_path(self.output)}")
         return "\n".join(lines)
 
 
@@ -93,6 +99,7 @@ class Extractor:
         self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
         self._backbone = None
         self.forward_calls = 0
+        self.truncated = 0  # texts longer than the model's maximum length in the last run
         if not self.config.layers or (self.config.preprocessing is None and self.config.modality == IMAGE):
             self._load()  # zoo models: layers and preprocessing come from the built model
         layer_info = self.config.layers or self._backbone.layers
@@ -138,23 +145,25 @@ class Extractor:
     # -- keys -----------------------------------------------------------------------------
     def keys(self, inputs: Inputs) -> tuple[list[bytes | None], list[tuple[str, str]]]:
         """Content key per item (``None`` where the item cannot be read) and the read errors."""
+        files = [p for p, s in enumerate(inputs.sources) if isinstance(s, str) and inputs.from_files and s]
+        file_keys = dict(zip(files, FileKeyMemo(self.cache_dir).keys([inputs.sources[p] for p in files])))
         keys: list[bytes | None] = []
         errors = []
-        for item_id, source in zip(inputs.ids, inputs.sources):
-            try:
-                if not isinstance(source, str):
-                    keys.append(array_key(source))  # an image given in memory
-                elif not inputs.from_files:
-                    keys.append(text_key(source))
-                elif not source:
-                    raise InputError("empty path")
-                else:
-                    keys.append(file_key(source))
-            except (OSError, InputError) as err:
+        for pos, (item_id, source) in enumerate(zip(inputs.ids, inputs.sources)):
+            if pos in file_keys:
+                key = file_keys[pos]
+            elif not isinstance(source, str):
+                key = array_key(source)  # an image given in memory
+            elif not inputs.from_files:
+                key = text_key(source)
+            else:
+                key = InputError("empty path")
+            if isinstance(key, Exception):
+                reason = key.strerror if isinstance(key, OSError) and key.strerror else str(key)
                 keys.append(None)
-                errors.append(
-                    (item_id, f"unreadable: {err.strerror if isinstance(err, OSError) and err.strerror else err}")
-                )
+                errors.append((item_id, f"unreadable: {reason}"))
+            else:
+                keys.append(key)
         return keys, errors
 
     # -- computing ------------------------------------------------------------------------
@@ -162,6 +171,8 @@ class Extractor:
         self, inputs: Inputs, keys: Sequence[bytes | None], on_error: str = "skip"
     ) -> tuple[int, list[tuple[str, str]]]:
         """Compute and cache every item whose vectors are missing; (number computed, item errors)."""
+        for store in self.stores.values():
+            store.acquire()
         known = [k for k in keys if k is not None]
         present = [store.has(known) for store in self.stores.values()]
         need = {k for pos, k in enumerate(known) if not all(p[pos] for p in present)}
@@ -230,16 +241,28 @@ class Extractor:
         from featurizer._preprocess import pad_token_batch
 
         batch_size = self.batch_size or (256 if self.device.type == "cuda" else 64)
-        tokens = backbone.tokenize([inputs.sources[p] for p in todo])
-        order = np.argsort([len(t) for t in tokens], kind="stable")  # similar lengths share a batch
+        errors = []
+        empty = [p for p in todo if not inputs.sources[p].strip()]
+        for p in empty:
+            if on_error == "fail":
+                raise ItemError(f"cannot featurize {inputs.ids[p]}: empty text")
+            errors.append((inputs.ids[p], "empty text"))
+        todo = [p for p in todo if inputs.sources[p].strip()]
+        self.truncated = 0
         with self._progress(len(todo)) as bar:
-            for start in range(0, len(order), batch_size):
-                chosen = order[start : start + batch_size]
-                ids, mask = pad_token_batch([tokens[i] for i in chosen], backbone.pad_id)
-                batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-                self._store_batch([keys[todo[i]] for i in chosen], self._forward(batch))
-                bar.update(len(chosen))
-        return []
+            # Tokenize a chunk at a time: the tokenizer's per-text objects would otherwise grow with the input.
+            for chunk_start in range(0, len(todo), TEXT_CHUNK):
+                chunk = todo[chunk_start : chunk_start + TEXT_CHUNK]
+                tokens, truncated = backbone.tokenize_counting([inputs.sources[p] for p in chunk])
+                self.truncated += truncated
+                order = np.argsort([len(t) for t in tokens], kind="stable")  # similar lengths share a batch
+                for start in range(0, len(order), batch_size):
+                    chosen = order[start : start + batch_size]
+                    ids, mask = pad_token_batch([tokens[i] for i in chosen], backbone.pad_id)
+                    batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+                    self._store_batch([keys[chunk[i]] for i in chosen], self._forward(batch))
+                    bar.update(len(chosen))
+        return errors
 
     def _forward(self, batch) -> dict[str, np.ndarray]:
         """Pooled vectors of every layer for one batch; on GPU out-of-memory, halve and retry."""
@@ -277,8 +300,10 @@ class Extractor:
         return self.stores[layer].get(keys)
 
     def compact(self) -> None:
+        """Merge each layer's cache shards (when no other process uses them) and release the stores."""
         for store in self.stores.values():
             store.compact()
+            store.release()
 
 
 def default_workers() -> int:
@@ -369,6 +394,16 @@ def featurize(
         )
     elif inputs.modality != extractor.modality:
         raise InputError(f"{extractor.spec.model} is a {extractor.modality} model but the inputs are {inputs.modality}")
+    lock = lock_output(Path(output)) if output is not None else None
+    try:
+        return _featurize(extractor, inputs, output, float16, on_error, started)
+    finally:
+        extractor.compact()
+        if lock is not None:
+            os.close(lock)
+
+
+def _featurize(extractor: Extractor, inputs: Inputs, output, float16: bool, on_error: str, started: float):
     keys, errors = extractor.keys(inputs)
     if errors and on_error == "fail":
         raise ItemError(f"cannot featurize {errors[0][0]}: {errors[0][1]}")
@@ -376,10 +411,11 @@ def featurize(
     errors += item_errors
     failed = {i for i, _ in errors}
     good = [pos for pos, (k, i) in enumerate(zip(keys, inputs.ids)) if k is not None and i not in failed]
-    report = FeaturizeReport(extractor.spec, len(inputs), computed, len(good) - computed, errors, inputs.skipped)
+    report = FeaturizeReport(
+        extractor.spec, len(inputs), computed, len(good) - computed, errors, inputs.skipped, extractor.truncated
+    )
     if output is not None:
         report.output = write_features(extractor, inputs, keys, good, output, errors + inputs.skipped, float16)
-    extractor.compact()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -388,11 +424,30 @@ def write_features(extractor: Extractor, inputs: Inputs, keys, good: list[int], 
     """Write the feature file of items ``good`` from the cache, in input order, atomically."""
     ids = [inputs.ids[p] for p in good]
     labels = [inputs.labels[p] for p in good] if inputs.labels is not None else None
-    sources = [inputs.sources[p] for p in good] if all(isinstance(s, str) for s in inputs.sources) else None
+    sources = None
+    if all(isinstance(s, str) for s in inputs.sources):  # HDF5 strings cannot hold NUL characters
+        sources = [inputs.sources[p].replace("\x00", "\ufffd") for p in good]
     with FeatureFileWriter(output, extractor.spec, ids, labels, sources=sources, float16=float16) as writer:
         for layer in extractor.spec.layers:
             for start in range(0, len(good), WRITE_ROWS):
                 chunk = [keys[p] for p in good[start : start + WRITE_ROWS]]
                 writer.write_layer(layer, start, extractor.vectors(layer, chunk))
         writer.write_errors(errors)
+    write_errors_csv(Path(output), errors)
     return Path(output)
+
+
+def errors_csv_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".errors.csv")
+
+
+def write_errors_csv(output: Path, errors: Sequence[tuple[str, str]]) -> None:
+    """``OUT.errors.csv``: id and reason of every item not featurized (removed when there are none)."""
+    import csv
+
+    path = errors_csv_path(output)
+    if not errors:
+        path.unlink(missing_ok=True)
+        return
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([("id", "reason"), *errors])

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -29,3 +34,82 @@ def array_key(image: np.ndarray | Image.Image) -> bytes:
     digest = hashlib.sha256(f"array\0{array.shape}\0{array.dtype.str}\0".encode())
     digest.update(array.data)
     return digest.digest()
+
+
+class FileKeyMemo:
+    """Remembers the content key of each file by its path, size, inode and times (as git's index does).
+
+    A cached re-run then stats files instead of reading them. The memo lives in the cache folder
+    (``file-keys.sqlite``); any problem with it falls back to reading the files.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike):
+        self.path = Path(cache_dir) / "file-keys.sqlite"
+
+    def keys(self, paths: Sequence[str]) -> list[bytes | OSError]:
+        """The key of each file, or the ``OSError`` that stopped reading it."""
+        paths = [os.path.abspath(p) for p in paths]
+        stats: list[tuple | OSError] = []
+        for path in paths:
+            try:
+                st = os.stat(path)
+                stats.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+            except OSError as err:
+                stats.append(err)
+        known = self._lookup(paths)
+        out: list[bytes | OSError] = []
+        fresh = []
+        for path, stat in zip(paths, stats):
+            if isinstance(stat, OSError):
+                out.append(stat)
+                continue
+            hit = known.get(path)
+            if hit is not None and hit[0] == stat:
+                out.append(hit[1])
+                continue
+            try:
+                key = file_key(path)
+            except OSError as err:
+                out.append(err)
+                continue
+            out.append(key)
+            fresh.append((path, *stat, key))
+        self._store(fresh)
+        return out
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30)
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS files "
+            "(path TEXT PRIMARY KEY, size INT, mtime INT, ctime INT, ino INT, key BLOB)"
+        )
+        return db
+
+    def _lookup(self, paths: Sequence[str]) -> dict[str, tuple[tuple, bytes]]:
+        try:
+            db = self._connect()
+            found = {}
+            for start in range(0, len(paths), 500):
+                chunk = list(paths[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT path, size, mtime, ctime, ino, key FROM files WHERE path IN ({marks})", chunk
+                )
+                found.update((r[0], (tuple(r[1:5]), bytes(r[5]))) for r in rows)
+            db.close()
+            return found
+        except sqlite3.Error as err:
+            logging.getLogger(__name__).warning("file-key memo unreadable (%s); hashing every file", err)
+            return {}
+
+    def _store(self, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        try:
+            db = self._connect()
+            with db:
+                db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.close()
+        except sqlite3.Error as err:
+            logging.getLogger(__name__).warning("could not update the file-key memo: %s", err)

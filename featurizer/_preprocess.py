@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,16 +44,28 @@ def load_image(path: str | os.PathLike, draft_short_side: int | None = None) -> 
     With ``draft_short_side``, a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that
     keeps its short side at least that long: much faster for photos far larger than the model input.
     """
-    with Image.open(path) as im:
-        if draft_short_side and im.format == "JPEG":
-            w, h = im.size
-            scale = draft_short_side / min(w, h)
-            if scale < 0.5:  # draft keeps both sides >= the requested size
-                im.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
-        im = ImageOps.exif_transpose(im)
-        if im.mode == "P" and "transparency" in im.info:
-            im = im.convert("RGBA")
-        return im.convert("RGB")
+    with warnings.catch_warnings():
+        # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            if draft_short_side and im.format == "JPEG":
+                w, h = im.size
+                scale = draft_short_side / min(w, h)
+                if scale < 0.5:  # draft keeps both sides >= the requested size
+                    im.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
+            return to_rgb(ImageOps.exif_transpose(im))
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB from any mode: transparency over white, 16-bit and float images scaled, CMYK converted."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        pixels = np.asarray(im, dtype=np.float32)
+        top = 255.0 if pixels.max(initial=0) <= 255 else 65535.0 if im.mode != "F" else float(pixels.max())
+        im = Image.fromarray(np.clip(pixels * (255.0 / top), 0, 255).astype(np.uint8))
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return im.convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,7 @@ class ImageTransform:
             image = Image.fromarray(image)
         resize, crop = image_sizes(self.prep)
         if isinstance(image, Image.Image):
-            im = image.convert("RGB")
+            im = to_rgb(image)
         else:
             im = load_image(image, resize if self.prep.get("jpeg_draft") else None)
         w, h = im.size

@@ -45,7 +45,20 @@ class EmbeddingStore:
         self.spec = spec
         self.dir = Path(cache_dir) / STORE_LAYOUT / spec.key()
         self._index: dict[bytes, tuple[str, int]] | None = None
+        self._lock: int | None = None
         self.dim: int | None = None
+
+    # -- sharing ------------------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Take a shared lock for as long as this process reads or appends: compaction waits for none."""
+        if self._lock is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock = _flock(self.dir / ".lock", exclusive=False, wait=True)
+
+    def release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     # -- reading --------------------------------------------------------------------------
     def _shards(self) -> list[Path]:
@@ -126,10 +139,25 @@ class EmbeddingStore:
             raise
 
     def compact(self, max_shards: int = MAX_SHARDS) -> bool:
-        """Merge all shards into one when there are more than ``max_shards``; True if merged."""
-        shards = self._shards()
-        if len(shards) <= max_shards:
+        """Merge all shards into one when there are more than ``max_shards``; True if merged.
+
+        Only when no other process holds the store (it may be reading the shards); else skipped.
+        """
+        if len(self._shards()) <= max_shards:
             return False
+        self.release()
+        lock = _flock(self.dir / ".lock", exclusive=True, wait=False)
+        if lock is None:
+            return False
+        try:
+            return self._merge()
+        finally:
+            os.close(lock)
+
+    def _merge(self) -> bool:
+        for leftover in self.dir.glob(".tmp-*"):  # from killed writers: nobody else holds the store now
+            leftover.unlink(missing_ok=True)
+        shards = self._shards()
         keys, seen = [], set()
         for shard in shards:
             with h5py.File(shard, "r") as f:
@@ -161,3 +189,31 @@ def _pack_keys(keys: Sequence[bytes]) -> np.ndarray:
 def _unpack_keys(packed: np.ndarray) -> list[bytes]:
     raw = packed.tobytes()
     return [raw[i : i + KEY_BYTES] for i in range(0, len(raw), KEY_BYTES)]
+
+
+def _flock(path: Path, exclusive: bool, wait: bool) -> int | None:
+    """An open descriptor holding a lock on ``path``; ``None`` if ``wait`` is false and it is taken."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks (Windows): concurrent runs are the user's to avoid
+        return fd
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def lock_output(path: Path) -> int:
+    """Claim a feature file for writing; a second writer is refused with a clear message."""
+    from featurizer._errors import FeaturizerError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _flock(path.with_name(f".{path.name}.lock"), exclusive=True, wait=False)
+    if fd is None:
+        raise FeaturizerError(f"another run is writing {path}; wait for it to finish or choose another -o")
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer; we hold the lock now
+        stale.unlink(missing_ok=True)
+    return fd

@@ -147,12 +147,14 @@ def plot_confusion(report: dict, path: str | os.PathLike) -> Path:
     from sklearn.metrics import ConfusionMatrixDisplay
 
     labels = report["labels"]
-    size = max(4.0, 0.5 * len(labels) + 2)
+    size = max(4.5, 0.5 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay(np.asarray(report["confusion_matrix"]), display_labels=labels).plot(
         ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if len(labels) > 4 else "horizontal"
     )
-    ax.set_title(f"accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f} (n={report['n']})")
+    ax.set_title(
+        f"accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}\n{report['n']} items", fontsize=10
+    )
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

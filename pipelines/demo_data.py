@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,5 +35,11 @@ def write_digits(
 
 
 if __name__ == "__main__":
-    out = write_digits(sys.argv[1] if len(sys.argv) > 1 else "demo/digits")
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", nargs="?", default="demo/digits")
+    parser.add_argument("--per-class", type=int, help="images per digit (default: all, about 180)")
+    args = parser.parse_args()
+    out = write_digits(args.out, per_class=args.per_class)
     print(f"wrote {sum(1 for _ in out.rglob('*.png'))} digit images under {out}")

@@ -63,7 +63,9 @@ def test_timm_zoo_name_with_a_safetensors_checkpoint_equals_the_builtin(photo_di
     from safetensors.torch import save_file
 
     builtin = Extractor("efficientnet_lite0", cache_dir=cache_dir, progress=False)
-    save_file(builtin._load().model.state_dict(), tmp_path / "lite0.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in builtin._load().model.state_dict().items()}, tmp_path / "lite0.safetensors"
+    )
     featurize(photo_dir, output=tmp_path / "a.h5", cache_dir=cache_dir, progress=False)
     featurize(
         photo_dir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -43,7 +44,9 @@ def test_text_file_picks_the_text_model_and_default_output(tmp_path, monkeypatch
     (tmp_path / "q.txt").write_text("What is the capital of France ?\nWho wrote Hamlet ?\n")
     result = run("featurize", "q.txt", "-q")
     assert "with minilm [layer.5]" in result.output
-    with FeatureFile(tmp_path / "cache" / "q-minilm.h5") as f:
+    import os
+
+    with FeatureFile(Path(os.environ["FEATURIZER_CACHE"]) / "q-minilm.h5") as f:
         assert f.shape("layer.5") == (2, 384) and f.ids == ["0", "1"]
 
 

@@ -168,3 +168,20 @@ def test_duplicate_items_get_one_computation_and_equal_vectors(cache_dir, count_
     inputs = texts_as_inputs(["same text", "other text", "same text"])
     report = featurize(inputs, "minilm", cache_dir=cache_dir, progress=False)
     assert report.n_ok == 3 and report.n_computed == 2
+
+
+def test_a_file_changed_in_place_is_recomputed_and_a_touched_one_is_not(photo_dir, cache_dir, tmp_path):
+    import os
+
+    folder = tmp_path / "p"
+    shutil.copytree(photo_dir, folder)
+    assert featurize(folder, cache_dir=cache_dir, progress=False).n_computed == 12
+    first, second = sorted(folder.rglob("*.jpg"))[:2]
+    first.write_bytes(second.read_bytes())  # same path, other content: the remembered key is stale
+    os.utime(second, ns=(1, 1))  # new times, same content
+    again = featurize(folder, cache_dir=cache_dir, progress=False)
+    assert (again.n_computed, again.n_cached) == (0, 12)  # first now has second's content: cached
+    from PIL import Image
+
+    Image.fromarray(load_sample_image("flower.jpg")[:100, :100]).save(first)
+    assert featurize(folder, cache_dir=cache_dir, progress=False).n_computed == 1

@@ -1,0 +1,135 @@
+"""Concurrent runs, write errors, determinism, and property tests of the cache and the prototype head."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cli import main
+from featurizer import FeatureFile, FeaturizerError, featurize
+from featurizer._featurefile import FeatureFileWriter
+from featurizer._spec import LayerSpec
+from featurizer._store import EmbeddingStore, lock_output
+from pipelines import PrototypeClassifier
+
+BATCH_TOLERANCE = 1e-4  # documented in the README: vectors may move this much with the batch size
+
+
+def test_a_second_writer_of_the_same_file_is_refused(photo_dir, tmp_path):
+    out = tmp_path / "f.h5"
+    held = lock_output(out)  # as a first run would hold it
+    try:
+        with pytest.raises(FeaturizerError, match="another run is writing"):
+            featurize(photo_dir, output=out, cache_dir=tmp_path / "c", progress=False)
+    finally:
+        import os
+
+        os.close(held)
+    assert featurize(photo_dir, output=out, cache_dir=tmp_path / "c", progress=False).n_ok == 12
+
+
+def test_a_full_disk_ends_with_a_clear_message_and_keeps_the_cache(photo_dir, tmp_path, monkeypatch):
+    out, cache = tmp_path / "f.h5", tmp_path / "c"
+    args = ["featurize", str(photo_dir), "-o", str(out), "--cache-dir", str(cache), "-q"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = out.read_bytes()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out))
+
+    monkeypatch.setattr(FeatureFileWriter, "write_layer", full)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "No space left on device" in result.output and "Traceback" not in result.output
+    assert out.read_bytes() == before and not list(tmp_path.glob(".f.h5.*.tmp"))
+    monkeypatch.undo()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "0 computed, 12 from cache" in again.output
+
+
+def test_vectors_are_deterministic_and_batch_size_moves_them_within_tolerance(photo_dir, questions, tmp_path):
+    from featurizer._inputs import texts_as_inputs
+
+    for inputs, model in ((photo_dir, "efficientnet_lite0"), (texts_as_inputs(questions), "minilm")):
+        runs = {}
+        for name, batch in (("a", 4), ("b", 4), ("c", 64)):
+            out = tmp_path / f"{model}-{name}.h5"
+            featurize(
+                inputs,
+                model,
+                output=out,
+                cache_dir=tmp_path / f"cache-{model}-{name}",
+                batch_size=batch,
+                progress=False,
+            )
+            with FeatureFile(out) as f:
+                runs[name] = f.read()
+        np.testing.assert_array_equal(runs["a"], runs["b"])
+        assert np.abs(runs["a"] - runs["c"]).max() <= BATCH_TOLERANCE
+
+
+# --- Property tests -----------------------------------------------------------------------
+
+SPEC = LayerSpec("m", "w", None, {}, "fp32", "layer", "avg")
+
+
+def content_vector(key: bytes) -> np.ndarray:
+    """Vectors are a function of content, as in the real cache: duplicates carry equal vectors."""
+    return np.frombuffer(hashlib.sha256(key).digest(), dtype=np.uint8)[:6].astype(np.float32)
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.lists(st.integers(0, 30), min_size=1, max_size=8)),
+        st.tuples(st.just("crash"), st.integers(0, 30)),
+        st.tuples(st.just("compact"), st.integers(1, 4)),
+        st.tuples(st.just("reopen"), st.none()),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=operations)
+def test_cache_keeps_every_finished_batch_through_crashes_and_compactions(tmp_path_factory, ops):
+    root = tmp_path_factory.mktemp("store")
+    store, added = EmbeddingStore(root, SPEC), set()
+    for op, arg in ops:
+        if op == "add":
+            keys = [hashlib.sha256(bytes([i])).digest() for i in arg]
+            store.add(keys, np.stack([content_vector(k) for k in keys]))
+            added.update(keys)
+        elif op == "crash":  # a writer killed mid-batch leaves only its temporary file
+            store.dir.mkdir(parents=True, exist_ok=True)
+            (store.dir / f".tmp-shard-{arg}.h5").write_bytes(b"\x89HDF\r\n" + bytes(arg))
+        elif op == "compact":
+            store.compact(max_shards=arg)
+        else:
+            store = EmbeddingStore(root, SPEC)
+        fresh = EmbeddingStore(root, SPEC)
+        assert set(fresh.index()) == added  # nothing lost, nothing invented
+        if added:
+            keys = sorted(added)
+            np.testing.assert_array_equal(fresh.get(keys), np.stack([content_vector(k) for k in keys]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    data=st.integers(0, 10_000).map(lambda seed: np.random.default_rng(seed)),
+    n_classes=st.integers(2, 5),
+)
+def test_prototypes_are_class_means_and_ignore_row_order(data, n_classes):
+    y = np.repeat(np.arange(n_classes), 4)
+    X = data.normal(size=(len(y), 6)).astype(np.float32) + y[:, None]
+    model = PrototypeClassifier(metric="l2", center=False).fit(X, y)
+    for c in range(n_classes):
+        np.testing.assert_allclose(model.prototypes_[c], X[y == c].mean(axis=0), rtol=1e-5, atol=1e-5)
+    order = data.permutation(len(y))
+    shuffled = PrototypeClassifier(metric="l2", center=False).fit(X[order], y[order])
+    queries = data.normal(size=(10, 6)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(queries), shuffled.predict(queries))
