@@ -337,6 +337,8 @@ def fit(train: Path, head: str, layer, normalise, baseline: bool, output: Path, 
 
     result = fit_head(train, head, layer, normalise=normalise, baseline=baseline, seed=seed)
     _print_cv_table(result.table, result.baseline)
+    for warning in result.warnings:
+        click.echo(f"note: {warning}")
     save_model(result.model, result.card, output)
     click.echo(f"kept {'+'.join(result.card.spec.layers)} ({result.card.cv_score:.3f}); wrote {output}")
 
@@ -467,6 +469,119 @@ def fewshot(train: Path, test: Path, shots: str, runs: int, heads, layer, max_it
         click.echo(f"{head:<12}" + "".join(f"{mine[n].mean:>9.3f} ± {mine[n].std:.3f}" for n in counts))
     plot_learning_curve(rows, png, title=f"{train.stem}: {'+'.join(layers)}, {runs} runs")
     click.echo(f"wrote {png}")
+
+
+# --- Batch embedding --------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the shard files and manifest.json.",
+)
+@model_option
+@click.option("-l", "--layer", "layers", multiple=True, help="Layer name or depth index; repeat for several.")
+@click.option("--pool", type=click.Choice(["avg", "max", "gem", "mean", "cls"]), help="Pooling.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process; ray: an actor pool on a Ray cluster.",
+)
+@click.option("--address", help="Ray cluster address (e.g. ray://head:10001 or auto). [default: start a local Ray]")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray actors.")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0, show_default=True)
+@click.option("--shard-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Items per shard.")
+@cache_option
+@click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("-b", "--batch-size", type=click.IntRange(min=1))
+@click.option("--column", help="CSV/JSONL column holding image paths or texts.")
+@click.option("--label-column", help="CSV/JSONL column holding labels.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def embed(
+    input_path,
+    out,
+    model,
+    weights,
+    layers,
+    pool,
+    engine,
+    address,
+    workers,
+    gpus_per_worker,
+    shard_size,
+    cache_dir,
+    device,
+    precision,
+    batch_size,
+    column,
+    label_column,
+    quiet,
+) -> None:
+    """Batch-embed a dataset into sharded feature files with a manifest; re-running resumes.
+
+    Shards whose file matches its checksum are skipped; only missing or damaged ones are computed.
+    Join them with 'xfer merge OUT'.
+
+    \b
+    Examples:
+      xfer embed photos/ -o embeddings/
+      xfer embed photos/ -o embeddings/ --engine ray --workers 2
+      xfer embed photos/ -o embeddings/ --engine ray --address auto --gpus-per-worker 1
+    """
+    import featurizer
+    from featurizer._inputs import guess_modality
+    from featurizer._shards import embed as embed_dataset
+
+    model = model or (
+        featurizer.DEFAULT_IMAGE_MODEL if guess_modality(input_path) == "image" else featurizer.DEFAULT_TEXT_MODEL
+    )
+    report = embed_dataset(
+        input_path,
+        out,
+        model,
+        list(layers) or None,
+        pool,
+        engine=engine,
+        shard_size=shard_size,
+        address=address,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        weights=weights,
+        cache_dir=cache_dir,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        progress=not quiet,
+        column=column,
+        label_column=label_column,
+    )
+    click.echo(report.summary())
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Merged feature file. [default: OUT/merged.h5]",
+)
+def merge(out: Path, output) -> None:
+    """Join the shards of an 'xfer embed' folder into one feature file.
+
+    The vectors are HDF5 virtual datasets over the shard files (nothing is copied), so keep the
+    shards beside the merged file; it reads like any feature file.
+    """
+    from featurizer._shards import merge as merge_shards
+
+    click.echo(f"wrote {merge_shards(out, output)}")
 
 
 if __name__ == "__main__":

@@ -285,12 +285,17 @@ def main() -> None:
             stamp.format("scale"),
             ["| items | n | seconds | items/s | peak RSS MiB |", "|---|---|---|---|---|", *rows],
         )
+    join_results()
+
+
+def join_results() -> None:
+    """BENCHMARKS.md from the section files in benchmarks/results/."""
     intro = (
-        "# Benchmarks\n\n`python benchmarks/speed.py` (sections: images, text, cache, scale). Whole commands are "
-        "timed as subprocesses, one after another in one run per section; speed-ups are against the first row "
-        "of each block. Sections are kept in benchmarks/results/ and joined here.\n"
+        "# Benchmarks\n\nWhole commands are timed as subprocesses, one after another in one run per section; "
+        "speed-ups are against the first row of each block. Sections are kept in benchmarks/results/ and "
+        "joined here; each names the command that measured it.\n"
     )
-    parts = [intro] + [p.read_text() for p in sorted(results.glob("*.md"))]
+    parts = [intro] + [p.read_text() for p in sorted((ROOT / "benchmarks" / "results").glob("*.md"))]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(parts))
     print((ROOT / "BENCHMARKS.md").read_text())
 

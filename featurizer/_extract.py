@@ -394,6 +394,20 @@ def featurize(
         )
     elif inputs.modality != extractor.modality:
         raise InputError(f"{extractor.spec.model} is a {extractor.modality} model but the inputs are {inputs.modality}")
+    return featurize_with(extractor, inputs, output, float16=float16, on_error=on_error, started=started)
+
+
+def featurize_with(
+    extractor: Extractor,
+    inputs: Inputs,
+    output=None,
+    *,
+    float16: bool = False,
+    on_error: str = "skip",
+    started: float | None = None,
+) -> FeaturizeReport:
+    """``featurize`` with an extractor that already exists (its model loaded once for many calls)."""
+    started = time.perf_counter() if started is None else started
     lock = lock_output(Path(output)) if output is not None else None
     try:
         return _featurize(extractor, inputs, output, float16, on_error, started)

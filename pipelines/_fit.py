@@ -44,6 +44,7 @@ class FitResult:
     card: ModelCard
     table: list[CVRow] = field(default_factory=list)
     baseline: CVRow | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def read_xy(features: FeatureFile, layers: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -62,6 +63,18 @@ def check_labels(y: np.ndarray | None, where: str) -> None:
     classes = np.unique(y)
     if len(classes) < 2:
         raise FeaturizerError(f"{where} has a single class ({str(classes[0])!r}); a classifier needs at least two")
+
+
+def small_class_warnings(y: np.ndarray) -> list[str]:
+    """Plain-language notes on classes too small for cross-validation to judge."""
+    classes, counts = np.unique(y, return_counts=True)
+    single = [str(c) for c, n in zip(classes, counts) if n == 1]
+    if not single:
+        return []
+    return [
+        f"{len(single)} class(es) have a single example ({', '.join(single[:5])}{' ...' if len(single) > 5 else ''}): "
+        "they are fitted, but cross-validation cannot test them, so the scores above say nothing about them"
+    ]
 
 
 def cross_validate(
@@ -137,7 +150,7 @@ def fit(
         cv=[{"layers": r.name, "params": r.params, "mean": r.mean, "std": r.std} for r in table],
         cv_score=row.mean,
     )
-    result = FitResult(model, card, table)
+    result = FitResult(model, card, table, warnings=small_class_warnings(y))
     if baseline:
         result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
     return result

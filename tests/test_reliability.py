@@ -133,3 +133,39 @@ def test_prototypes_are_class_means_and_ignore_row_order(data, n_classes):
     shuffled = PrototypeClassifier(metric="l2", center=False).fit(X[order], y[order])
     queries = data.normal(size=(10, 6)).astype(np.float32)
     np.testing.assert_array_equal(model.predict(queries), shuffled.predict(queries))
+
+
+def test_a_reader_keeps_reading_while_a_run_replaces_the_file(photo_dir, tmp_path):
+    out = tmp_path / "f.h5"
+    featurize(photo_dir, output=out, cache_dir=tmp_path / "c", progress=False)
+    with FeatureFile(out) as reader:
+        before = reader.read()
+        featurize(photo_dir, layers=["-3"], output=out, cache_dir=tmp_path / "c", progress=False)  # replaces the file
+        np.testing.assert_array_equal(reader.read(), before)  # the open file is the old, complete one
+    with FeatureFile(out) as after:
+        assert after.layers == ["blocks.6"]
+
+
+def test_a_csv_is_read_as_data_never_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "list.csv").write_text(
+        "path,label\n\"__import__('os').system('touch pwned')\",a\n\"=cmd|' /C calc'!A0\",b\n$(touch pwned2),c\n"
+    )
+    report = featurize(tmp_path / "list.csv", cache_dir=tmp_path / "c", progress=False)
+    assert report.n_ok == 0 and len(report.errors) == 3
+    assert all("unreadable" in reason for _, reason in report.errors)
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
+
+
+def test_fit_explains_classes_with_one_example(digits_dir, tmp_path):
+    from pipelines import fit
+
+    folder = tmp_path / "few"
+    for digit, n in (("1", 6), ("2", 6), ("7", 1)):
+        (folder / digit).mkdir(parents=True)
+        for p in sorted((digits_dir / "train" / digit).iterdir())[:n]:
+            (folder / digit / p.name).write_bytes(p.read_bytes())
+    featurize(folder, output=tmp_path / "few.h5", cache_dir=tmp_path / "c", progress=False)
+    result = fit(tmp_path / "few.h5", "prototype")
+    assert result.card.classes == ["1", "2", "7"]
+    assert len(result.warnings) == 1 and "single example (7)" in result.warnings[0]
