@@ -102,6 +102,9 @@ def plot_learning_curve(rows: list[FewShotRow], path: str | os.PathLike, title: 
             label=head,
         )
     ax.set_xscale("log", base=2)
+    shots = sorted({r.shots for r in rows})
+    ax.set_xticks(shots, labels=[str(n) for n in shots])
+    ax.minorticks_off()
     ax.set_xlabel("labelled examples per class")
     ax.set_ylabel("test accuracy (mean ± std over runs)")
     ax.set_title(title or "few-shot learning curve")
