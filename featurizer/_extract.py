@@ -388,13 +388,17 @@ def featurize(
         num_workers=num_workers,
         progress=progress,
     )
-    if not isinstance(inputs, Inputs):
-        inputs = read_inputs(
-            inputs, extractor.modality, column=column, label_column=label_column, extensions=extensions
-        )
-    elif inputs.modality != extractor.modality:
-        raise InputError(f"{extractor.spec.model} is a {extractor.modality} model but the inputs are {inputs.modality}")
+    inputs = inputs_for(extractor, inputs, column=column, label_column=label_column, extensions=extensions)
     return featurize_with(extractor, inputs, output, float16=float16, on_error=on_error, started=started)
+
+
+def inputs_for(extractor: Extractor, inputs: str | os.PathLike | Inputs, **read_options) -> Inputs:
+    """``inputs`` read as items of the extractor's modality (a path), or checked against it (``Inputs``)."""
+    if not isinstance(inputs, Inputs):
+        return read_inputs(inputs, extractor.modality, **read_options)
+    if inputs.modality != extractor.modality:
+        raise InputError(f"{extractor.spec.model} is a {extractor.modality} model but the inputs are {inputs.modality}")
+    return inputs
 
 
 def featurize_with(

@@ -15,13 +15,18 @@ from PIL import Image
 _BUFFER = 1 << 20
 
 
-def file_key(path: str) -> bytes:
-    """Digest of a file's bytes (a renamed or copied file keeps its key)."""
-    digest = hashlib.sha256(b"file\0")
+def sha256_file(path: str | os.PathLike, prefix: bytes = b"") -> hashlib._Hash:
+    """A SHA-256 of ``prefix`` and a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256(prefix)
     with open(path, "rb") as f:
         while chunk := f.read(_BUFFER):
             digest.update(chunk)
-    return digest.digest()
+    return digest
+
+
+def file_key(path: str) -> bytes:
+    """Digest of a file's bytes (a renamed or copied file keeps its key)."""
+    return sha256_file(path, b"file\0").digest()
 
 
 def text_key(text: str) -> bytes:

@@ -10,7 +10,6 @@ shards into one feature file whose vectors are HDF5 virtual datasets over the sh
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -25,6 +24,7 @@ import numpy as np
 from featurizer._errors import FeaturizerError, InputError, MissingPackageError
 from featurizer._featurefile import _STR, FORMAT, FeatureFile
 from featurizer._inputs import Inputs
+from featurizer._keys import sha256_file
 
 MANIFEST = "manifest.json"
 ENGINES = ("local", "ray")
@@ -50,11 +50,7 @@ def shard_path(out: Path, index: int) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path).hexdigest()
 
 
 def shard_is_complete(out: Path, index: int) -> bool:
@@ -281,8 +277,7 @@ def embed(
     extensions: Sequence[str] | None = None,
 ) -> EmbedReport:
     """Featurize ``inputs`` into sharded feature files under ``out`` with a manifest; resumable."""
-    from featurizer._extract import DEFAULT_IMAGE_MODEL, Extractor, featurize_with
-    from featurizer._inputs import read_inputs
+    from featurizer._extract import DEFAULT_IMAGE_MODEL, Extractor, featurize_with, inputs_for
 
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
@@ -308,8 +303,7 @@ def embed(
         batch_size=batch_size,
         progress=progress,
     )
-    if not isinstance(inputs, Inputs):
-        inputs = read_inputs(inputs, local.modality, column=column, label_column=label_column, extensions=extensions)
+    inputs = inputs_for(local, inputs, column=column, label_column=label_column, extensions=extensions)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_shards, todo, done = plan(inputs, out, shard_size)

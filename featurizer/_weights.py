@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from featurizer._errors import InputError, MissingPackageError
+from featurizer._keys import sha256_file
 from featurizer._registry import BackboneConfig
 
 # Files that hold a Hugging Face model's weights, in the order from_pretrained prefers them.
@@ -76,8 +76,4 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 @lru_cache(maxsize=64)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path).hexdigest()

@@ -8,7 +8,6 @@ file that does not match its sidecar is refused unless the caller says it trusts
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import uuid
@@ -19,6 +18,7 @@ import joblib
 
 from featurizer import FeatureSpec, FeaturizerError
 from featurizer._featurefile import library_versions
+from featurizer._keys import sha256_file
 
 FORMAT = "featurizer-model/1"
 
@@ -57,11 +57,8 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Read in full every time (no memo): this is the check against tampering."""
+    return sha256_file(path).hexdigest()
 
 
 def _atomic_write(path: Path, write) -> None:
