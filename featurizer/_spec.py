@@ -31,8 +31,10 @@ class LayerSpec:
 
     def key(self) -> str:
         """A short stable hash of the spec; names the cache folder of this layer's vectors."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:24]
+        data = asdict(self)
+        if self.weights_sha256:  # the file's hash names the weights; where they are installed does not matter
+            data.pop("weights")
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)

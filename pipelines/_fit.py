@@ -161,14 +161,17 @@ def featurizer_for(spec: FeatureSpec) -> Featurizer:
     from featurizer._registry import get_config
     from featurizer._weights import resolve_weights
 
-    default = resolve_weights(get_config(spec.model)).location
+    default = resolve_weights(get_config(spec.model))
+    # Default weights are named by hash, so a model saved in one environment loads in another.
+    same_hash = bool(spec.weights_sha256) and spec.weights_sha256 == default.sha256
+    is_default = same_hash or spec.weights == default.location
     pooling = next((p for p in spec.pooling if p != "model"), None)
     return Featurizer(
         spec.model,
         list(spec.layers),
         pooling,
         precision=spec.precision,
-        weights=None if spec.weights == default else spec.weights,
+        weights=None if is_default else spec.weights,
         weights_sha256=spec.weights_sha256,
     )
 

@@ -123,3 +123,15 @@ def test_fit_refuses_unlabelled_or_single_class_files(digits_dir, tmp_path):
     featurize(tmp_path / "one", output=tmp_path / "one.h5", cache_dir=tmp_path / "c", progress=False)
     result = xfer("fit", tmp_path / "one.h5", "-o", tmp_path / "m.joblib", ok=False)
     assert result.exit_code == 1 and "single class ('7')" in result.output
+
+
+def test_a_saved_model_does_not_depend_on_where_the_weights_were_installed(saved):
+    import dataclasses
+
+    from pipelines._fit import featurizer_for
+
+    _, card = load_model(saved)
+    moved = dataclasses.replace(card.spec, weights="/another/venv/site-packages/efficientnet-lite0.pth")
+    assert featurizer_for(moved).weights is None  # same SHA-256: the installed default serves
+    other = dataclasses.replace(moved, weights_sha256="0" * 64)
+    assert featurizer_for(other).weights == "/another/venv/site-packages/efficientnet-lite0.pth"

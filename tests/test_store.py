@@ -59,3 +59,12 @@ def test_unfinished_and_damaged_shards_are_ignored(tmp_path):
     (store.dir / "shard-99999999999999999999-dead.h5").write_bytes(b"\x89HDF garbage")  # damaged on disk
     fresh = EmbeddingStore(tmp_path, spec())
     assert fresh.has([key(1), key(2)]) == [True, False]
+
+
+def test_the_cache_key_follows_the_weights_hash_not_their_install_path():
+    a = LayerSpec("m", "/venv-a/site-packages/w.pth", "ab12", {"size": 1}, "fp32", "pre_logits", "model")
+    b = LayerSpec("m", "/venv-b/site-packages/w.pth", "ab12", {"size": 1}, "fp32", "pre_logits", "model")
+    c = LayerSpec("m", "/venv-b/site-packages/w.pth", "cd34", {"size": 1}, "fp32", "pre_logits", "model")
+    assert a.key() == b.key() != c.key()
+    online = LayerSpec("m", "timm:resnet50:default", None, {}, "fp32", "pre_logits", "model")
+    assert online.key() != LayerSpec("m", "timm:resnet18:default", None, {}, "fp32", "pre_logits", "model").key()
