@@ -265,19 +265,21 @@ class Extractor:
         return errors
 
     def _forward(self, batch) -> dict[str, np.ndarray]:
-        """Pooled vectors of every layer for one batch; on GPU out-of-memory, halve and retry."""
+        """Pooled vectors of every layer for one batch; on GPU out-of-memory, halve and go on."""
         import torch
 
         from featurizer._pooling import pool
         from featurizer._runtime import autocast, is_out_of_memory
 
-        backbone = self._backbone
         size = len(batch["input_ids"]) if isinstance(batch, dict) else len(batch)
+        limit = getattr(self, "_max_forward", None)  # learned from an out-of-memory error
+        if limit is not None and size > limit:
+            return self._forward_parts(batch, size, limit)
         try:
             with torch.inference_mode(), autocast(self.device, self.precision):
                 on_device = _to(batch, self.device)
                 mask = on_device.get("attention_mask") if isinstance(on_device, dict) else None
-                raw = backbone.forward(on_device, self.spec.layers)
+                raw = self._backbone.forward(on_device, self.spec.layers)
                 self.forward_calls += 1
                 return {
                     name: pool(raw[name], how, mask).cpu().numpy()
@@ -287,11 +289,12 @@ class Extractor:
             if self.device.type != "cuda" or not is_out_of_memory(err) or size == 1:
                 raise
         torch.cuda.empty_cache()
-        half = size // 2
-        log.warning("CUDA out of memory at batch size %d; continuing with %d", size, half)
-        self.batch_size = half
-        parts = [_slice(batch, 0, half), _slice(batch, half, size)]
-        outs = [self._forward(p) for p in parts]
+        self._max_forward = size // 2
+        log.warning("CUDA out of memory at batch size %d; going on with %d", size, self._max_forward)
+        return self._forward_parts(batch, size, self._max_forward)
+
+    def _forward_parts(self, batch, size: int, step: int) -> dict[str, np.ndarray]:
+        outs = [self._forward(_slice(batch, start, min(size, start + step))) for start in range(0, size, step)]
         return {name: np.concatenate([o[name] for o in outs]) for name in self.spec.layers}
 
     # -- reading --------------------------------------------------------------------------

@@ -169,3 +169,35 @@ def test_fit_explains_classes_with_one_example(digits_dir, tmp_path):
     result = fit(tmp_path / "few.h5", "prototype")
     assert result.card.classes == ["1", "2", "7"]
     assert len(result.warnings) == 1 and "single example (7)" in result.warnings[0]
+
+
+def test_cuda_out_of_memory_halves_the_batch_and_goes_on(photo_dir, tmp_path, monkeypatch):
+    """Simulated: a 'GPU' that fits at most 3 images; the vectors equal an unconstrained run's."""
+    import torch
+
+    import featurizer._extract as extract
+    from featurizer import Extractor, read_inputs
+
+    inputs = read_inputs(photo_dir)
+    plain = Extractor(cache_dir=tmp_path / "a", progress=False)
+    keys, _ = plain.keys(inputs)
+    plain.ensure(inputs, keys)
+    expected = plain.vectors("pre_logits", keys)
+
+    small = Extractor(cache_dir=tmp_path / "b", progress=False, batch_size=12)
+    backbone = small._load()
+    original = backbone.forward
+    sizes = []
+
+    def tight(x, layers):
+        sizes.append(len(x))
+        if len(x) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(x, layers)
+
+    monkeypatch.setattr(backbone, "forward", tight)
+    monkeypatch.setattr(extract, "_to", lambda batch, device: batch)  # stay on the CPU
+    small.device = torch.device("cuda")
+    small.ensure(inputs, keys)
+    assert sizes[:3] == [12, 6, 3] and max(sizes[3:]) <= 3  # halved until it fit, then stayed there
+    np.testing.assert_allclose(small.vectors("pre_logits", keys), expected, rtol=1e-4, atol=1e-5)
