@@ -32,6 +32,7 @@ DEFAULT_TEXT_MODEL = "minilm"
 ON_ERROR = ("skip", "fail")
 WRITE_ROWS = 4096
 TEXT_CHUNK = 8192  # texts tokenized and length-sorted together
+PREFETCH_BATCHES = 4  # per decoding worker: enough to keep decoding while the model loads
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Extractor:
         self.device_name, self.precision = device, check_precision(precision)
         self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
         self._backbone = None
+        self.device = None
         self.forward_calls = 0
         self.truncated = 0  # texts longer than the model's maximum length in the last run
         if not self.config.layers or (self.config.preprocessing is None and self.config.modality == IMAGE):
@@ -132,14 +134,19 @@ class Extractor:
 
         return text_preprocessing(self.weights.location)
 
+    def _resolve_device(self):
+        if self.device is None:
+            from featurizer._runtime import resolve_device
+
+            self.device = resolve_device(self.device_name)
+        return self.device
+
     def _load(self):
         if self._backbone is None:
             from featurizer._backbones import load_backbone
-            from featurizer._runtime import resolve_device
 
             self._backbone = load_backbone(self.config, self.weights)
-            self.device = resolve_device(self.device_name)
-            self._backbone.to(self.device, self.precision)
+            self._backbone.to(self._resolve_device(), self.precision)
         return self._backbone
 
     # -- keys -----------------------------------------------------------------------------
@@ -183,9 +190,8 @@ class Extractor:
                 todo.append(pos)
         if not todo:
             return 0, []
-        backbone = self._load()
         run = self._run_images if self.modality == IMAGE else self._run_texts
-        errors = run(backbone, inputs, keys, todo, on_error)
+        errors = run(inputs, keys, todo, on_error)
         return len(todo) - len(errors), errors
 
     def _progress(self, total: int):
@@ -200,14 +206,15 @@ class Extractor:
             if len(fresh):
                 store.add([keys[i] for i in fresh], vectors[name][fresh])
 
-    def _run_images(self, backbone, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[str, str]]:
+    def _run_images(self, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[str, str]]:
         import torch
         from torch.utils.data import DataLoader
 
         from featurizer._preprocess import ImageTransform
         from featurizer._runtime import set_threads
 
-        batch_size = self.batch_size or (256 if self.device.type == "cuda" else 64)
+        device = self._resolve_device()
+        batch_size = self.batch_size or (256 if device.type == "cuda" else 64)
         workers = self.num_workers if self.num_workers is not None else default_workers()
         if len(todo) <= batch_size:
             workers = 0  # starting workers costs more than decoding one batch
@@ -218,11 +225,14 @@ class Extractor:
             batch_size=batch_size,
             num_workers=workers,
             collate_fn=_collate_images,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=device.type == "cuda",
+            prefetch_factor=PREFETCH_BATCHES if workers else None,
         )
+        batches = iter(loader)  # worker processes start decoding now...
+        self._load()  # ...while the network is imported, built and loaded (seconds on a CPU)
         errors = []
         with self._progress(len(todo)) as bar:
-            for positions, pixels, failures in loader:
+            for positions, pixels, failures in batches:
                 for pos, reason in failures:
                     item_id = inputs.ids[todo[pos]]
                     if on_error == "fail":
@@ -235,11 +245,12 @@ class Extractor:
                 bar.update(len(positions) + len(failures))
         return errors
 
-    def _run_texts(self, backbone, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[str, str]]:
+    def _run_texts(self, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[str, str]]:
         import torch
 
         from featurizer._preprocess import pad_token_batch
 
+        backbone = self._load()
         batch_size = self.batch_size or (256 if self.device.type == "cuda" else 64)
         errors = []
         empty = [p for p in todo if not inputs.sources[p].strip()]
