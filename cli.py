@@ -6,7 +6,6 @@ errors become one-line messages with a non-zero exit code.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -58,59 +57,88 @@ def cache_option(fn):
     )(fn)
 
 
-def model_option(fn):
-    @click.option(
+def options(*decorators):
+    """Several click options as one decorator, listed in --help in the order given."""
+
+    def apply(fn):
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return apply
+
+
+model_option = options(
+    click.option(
         "-m",
         "--model",
         help="Backbone: a name from 'xfer models', timm/NAME, torchvision/NAME, hf/ID. "
         "[default: efficientnet_lite0 for images, minilm for texts]",
-    )
-    @click.option(
+    ),
+    click.option(
         "--weights",
         type=click.Path(exists=True, path_type=Path),
         help="Local checkpoint (.pth/.safetensors, loaded without running code) or model folder.",
-    )
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return fn(*args, **kwargs)
+    ),
+)
 
-    return wrapper
+# What makes a feature spec, and how the network runs: shared by featurize and embed.
+feature_options = options(
+    model_option,
+    click.option(
+        "-l",
+        "--layer",
+        "layers",
+        multiple=True,
+        help="Layer name or depth index (-1 is the last); repeat for several, all from one pass. "
+        "[default: pre-logits for images, last layer for texts]",
+    ),
+    click.option(
+        "--pool",
+        type=click.Choice(["avg", "max", "gem", "mean", "cls"]),
+        help="Pooling of maps (avg, max, gem) or tokens (mean, cls, max). [default: avg / mean]",
+    ),
+    cache_option,
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+    click.option(
+        "--precision",
+        type=click.Choice(["fp32", "bf16", "fp16", "int8"]),
+        default="fp32",
+        show_default=True,
+        help="Arithmetic of the forward pass: bf16/fp16 autocast, or int8 dynamic quantisation (text, CPU); "
+        "faster, slightly different vectors, cached separately.",
+    ),
+    click.option(
+        "-b", "--batch-size", type=click.IntRange(min=1), help="Items per batch. [default: 64 on CPU, 256 on GPU]"
+    ),
+)
+
+column_options = options(
+    click.option("--column", help="CSV/JSONL column holding image paths or texts. [default: guessed]"),
+    click.option("--label-column", help="CSV/JSONL column holding labels. [default: guessed]"),
+)
+
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+
+
+def default_model(input_path: Path, model: str | None) -> str:
+    """The model asked for, else the built-in image or text model, by what the input holds."""
+    import featurizer
+    from featurizer._inputs import guess_modality
+
+    if model:
+        return model
+    return featurizer.DEFAULT_IMAGE_MODEL if guess_modality(input_path) == "image" else featurizer.DEFAULT_TEXT_MODEL
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
-@model_option
-@click.option(
-    "-l",
-    "--layer",
-    "layers",
-    multiple=True,
-    help="Layer name or depth index (-1 is the last); repeat for several, all from one pass. "
-    "[default: pre-logits for images, last layer for texts]",
-)
-@click.option(
-    "--pool",
-    type=click.Choice(["avg", "max", "gem", "mean", "cls"]),
-    help="Pooling of maps (avg, max, gem) or tokens (mean, cls, max). [default: avg / mean]",
-)
+@feature_options
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Feature file to write. [default: CACHE_DIR/<input>-<model>.h5]",
-)
-@cache_option
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "bf16", "fp16", "int8"]),
-    default="fp32",
-    show_default=True,
-    help="Arithmetic of the forward pass: bf16/fp16 autocast, or int8 dynamic quantisation (text, CPU); "
-    "faster, slightly different vectors, cached separately.",
-)
-@click.option(
-    "-b", "--batch-size", type=click.IntRange(min=1), help="Items per batch. [default: 64 on CPU, 256 on GPU]"
 )
 @click.option("--workers", type=click.IntRange(min=0), help="Image decoding processes. [default: min(4, CPUs)]")
 @click.option("--float16", is_flag=True, help="Store vectors as float16 in the feature file (half the size).")
@@ -121,10 +149,9 @@ def model_option(fn):
     show_default=True,
     help="skip: record unreadable items with their reason and go on; fail: stop at the first.",
 )
-@click.option("--column", help="CSV/JSONL column holding image paths or texts. [default: guessed]")
-@click.option("--label-column", help="CSV/JSONL column holding labels. [default: guessed]")
+@column_options
 @click.option("--ext", "extensions", multiple=True, help="File extensions to read from a folder (repeatable).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 def featurize(
     input_path: Path,
     model,
@@ -157,12 +184,9 @@ def featurize(
       xfer featurize questions.txt -m minilm -o cache/questions.h5
     """
     import featurizer
-    from featurizer._inputs import guess_modality
     from featurizer._store import default_cache_dir
 
-    model = model or (
-        featurizer.DEFAULT_IMAGE_MODEL if guess_modality(input_path) == "image" else featurizer.DEFAULT_TEXT_MODEL
-    )
+    model = default_model(input_path, model)
     if output is None:
         output = (
             cache_dir or default_cache_dir()
@@ -483,9 +507,7 @@ def fewshot(train: Path, test: Path, shots: str, runs: int, heads, layer, max_it
     required=True,
     help="Folder for the shard files and manifest.json.",
 )
-@model_option
-@click.option("-l", "--layer", "layers", multiple=True, help="Layer name or depth index; repeat for several.")
-@click.option("--pool", type=click.Choice(["avg", "max", "gem", "mean", "cls"]), help="Pooling.")
+@feature_options
 @click.option(
     "--engine",
     type=click.Choice(["local", "ray"]),
@@ -497,13 +519,8 @@ def fewshot(train: Path, test: Path, shots: str, runs: int, heads, layer, max_it
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Ray actors.")
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0, show_default=True)
 @click.option("--shard-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Items per shard.")
-@cache_option
-@click.option("--device", default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "int8"]), default="fp32", show_default=True)
-@click.option("-b", "--batch-size", type=click.IntRange(min=1))
-@click.option("--column", help="CSV/JSONL column holding image paths or texts.")
-@click.option("--label-column", help="CSV/JSONL column holding labels.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@column_options
+@quiet_option
 def embed(
     input_path,
     out,
@@ -535,17 +552,12 @@ def embed(
       xfer embed photos/ -o embeddings/ --engine ray --workers 2
       xfer embed photos/ -o embeddings/ --engine ray --address auto --gpus-per-worker 1
     """
-    import featurizer
-    from featurizer._inputs import guess_modality
     from featurizer._shards import embed as embed_dataset
 
-    model = model or (
-        featurizer.DEFAULT_IMAGE_MODEL if guess_modality(input_path) == "image" else featurizer.DEFAULT_TEXT_MODEL
-    )
     report = embed_dataset(
         input_path,
         out,
-        model,
+        default_model(input_path, model),
         list(layers) or None,
         pool,
         engine=engine,

@@ -172,8 +172,7 @@ def _ray_worker_class():
             from featurizer._extract import Extractor
 
             self.inputs, self.out, self.shard_size = inputs, Path(out), shard_size
-            kwargs = dict(featurize_kwargs)
-            self.extractor = Extractor(kwargs.pop("model"), kwargs.pop("layers"), kwargs.pop("pooling"), **kwargs)
+            self.extractor = Extractor(**featurize_kwargs)
 
         def __call__(self, batch):
             from featurizer._extract import featurize_with
@@ -282,7 +281,7 @@ def embed(
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     started = time.perf_counter()
-    kwargs = {
+    spec = {
         "model": model or DEFAULT_IMAGE_MODEL,
         "layers": layers,
         "pooling": pooling,
@@ -292,17 +291,7 @@ def embed(
         "precision": precision,
         "batch_size": batch_size,
     }
-    local = Extractor(
-        kwargs["model"],
-        layers,
-        pooling,
-        weights=weights,
-        cache_dir=cache_dir,
-        device=device,
-        precision=precision,
-        batch_size=batch_size,
-        progress=progress,
-    )
+    local = Extractor(**spec, progress=progress)
     inputs = inputs_for(local, inputs, column=column, label_column=label_column, extensions=extensions)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -315,7 +304,7 @@ def embed(
             out,
             todo,
             shard_size,
-            {**kwargs, "progress": False, "num_workers": 0},
+            {**spec, "progress": False, "num_workers": 0},
             address=address,
             workers=workers,
             gpus_per_worker=gpus_per_worker,

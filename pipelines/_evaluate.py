@@ -16,6 +16,7 @@ import numpy as np
 
 from featurizer import FeatureFile, FeatureSpec, FeaturizerError, featurize
 from featurizer._spec import POOLED_LAYERS
+from featurizer._store import default_cache_dir
 from pipelines._fit import head_of, read_xy
 from pipelines._heads import scores_of
 from pipelines._saved import ModelCard
@@ -62,7 +63,7 @@ def model_features(
     else:
         pooling = next((p for p, layer in zip(card.spec.pooling, card.spec.layers) if layer not in POOLED_LAYERS), None)
         features_path = (
-            Path(cache_dir or os.environ.get("FEATURIZER_CACHE") or "cache")
+            Path(cache_dir or default_cache_dir())
             / "predict"
             / (f"{data.stem or data.resolve().name}-{card.spec.model.replace('/', '_')}.h5")
         )

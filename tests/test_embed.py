@@ -64,23 +64,9 @@ def test_merge_refuses_a_damaged_shard(digits_dir, tmp_path):
 def test_ray_engine_equals_local_and_survives_a_killed_driver(digits_dir, reference, tmp_path):
     pytest.importorskip("ray")
     out, cache = tmp_path / "emb", tmp_path / "c"
-    cmd = [
-        sys.executable,
-        str(ROOT / "cli.py"),
-        "embed",
-        str(digits_dir / "train"),
-        "-o",
-        str(out),
-        "--engine",
-        "ray",
-        "--workers",
-        "2",
-        "--shard-size",
-        "10",
-        "--cache-dir",
-        str(cache),
-        "-q",
-    ]
+    args = ["embed", str(digits_dir / "train"), "-o", str(out), "--engine", "ray", "--workers", "2",
+            "--shard-size", "10", "--cache-dir", str(cache), "-q"]  # fmt: skip
+    cmd = [sys.executable, str(ROOT / "cli.py"), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240
     while proc.poll() is None and len(list(out.glob("*.sha256"))) < 2 and time.monotonic() < deadline:
@@ -92,24 +78,7 @@ def test_ray_engine_equals_local_and_survives_a_killed_driver(digits_dir, refere
     subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, timeout=60)
     finished = {p.name.split(".")[0] for p in out.glob("*.sha256")}
     assert 2 <= len(finished) < 8
-    result = CliRunner().invoke(
-        main,
-        [
-            "embed",
-            str(digits_dir / "train"),
-            "-o",
-            str(out),
-            "--engine",
-            "ray",
-            "--workers",
-            "2",
-            "--shard-size",
-            "10",
-            "--cache-dir",
-            str(cache),
-            "-q",
-        ],
-    )
+    result = CliRunner().invoke(main, args)  # the same command again: resume
     assert result.exit_code == 0, result.output
     assert f"{8 - len(finished)} computed, {len(finished)} already complete" in result.output
     check_merged(merge(out), reference)
