@@ -8,6 +8,7 @@ encoders return their hidden states.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,8 @@ class Backbone:
         from featurizer._runtime import quantize
 
         self.device = torch.device(device)
+        if self.modality == "image":
+            self._fold_batch_norms()
         self.model.to(self.device)
         if self.modality == "image":
             self.model.to(memory_format=torch.channels_last)
@@ -53,7 +56,32 @@ class Backbone:
             self.model = quantize(self.model, self.device)
         return self
 
-    def forward(self, batch, layers: Sequence[str]) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+    def _fold_batch_norms(self) -> None:
+        """Fold batch norms into the convolutions before them, if every layer's output stays the same."""
+        from featurizer._runtime import conv_norm_pairs, fold_batch_norms
+
+        if not conv_norm_pairs(self.model):
+            return
+        original, folded = self.model, copy.deepcopy(self.model)
+        n = fold_batch_norms(folded)
+        x = torch.randn(self.example_batch().shape, generator=torch.Generator().manual_seed(0))
+        x = torch.cat([x, x.flip(-1)])
+        with torch.inference_mode():
+            before = self._forward(x, self.layer_names())
+            self.model = folded
+            after = self._forward(x, self.layer_names())
+        worst = max(float((after[k] - v).abs().max() / v.abs().max().clamp_min(1e-6)) for k, v in before.items())
+        if worst > 1e-4:
+            log.warning("%s: folded batch norms changed outputs by %.1e; running unfolded", self.config.name, worst)
+            self.model = original
+        else:
+            log.debug("%s: folded %d batch norms into convolutions (outputs within %.1e)", self.config.name, n, worst)
+
+    def forward(self, batch, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Raw outputs of ``layers`` for one batch of inputs, all from one pass through the network."""
+        return self._forward(batch, layers)
+
+    def _forward(self, batch, layers: Sequence[str]) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def example_batch(self):
@@ -64,14 +92,14 @@ class Backbone:
     def layer_shapes(self) -> dict[str, tuple[int, ...]]:
         """Raw output shape of every layer for one item (without the batch dimension)."""
         with torch.inference_mode():
-            out = self.forward(_to_device(self.example_batch(), self.device), self.layer_names())
+            out = self._forward(_to_device(self.example_batch(), self.device), self.layer_names())
         return {name: tuple(t.shape[1:]) for name, t in out.items()}
 
     def _probe_layers(self) -> tuple[Layer, ...]:
         self.layers = tuple(Layer(n) for n in self._layer_names())
         with torch.inference_mode():
             batch = self.example_batch()
-            out = self.forward(batch, self.layer_names())
+            out = self._forward(batch, self.layer_names())
         mask = batch.get("attention_mask") if isinstance(batch, dict) else None
         return tuple(
             Layer(n, int(pool(out[n], "mean" if out[n].ndim == 3 else "avg", mask).shape[1]))
@@ -92,7 +120,7 @@ class TimmBackbone(Backbone):
         stages = self._stage_names() if hasattr(self.model, "forward_intermediates") else []
         return [*stages, "features", "pre_logits"]
 
-    def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    def _forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         stages = self._stage_names()
         wanted = sorted(stages.index(name) for name in layers if name in stages)
         need_final = any(name in ("features", "pre_logits") for name in layers)
@@ -136,7 +164,7 @@ class TorchvisionBackbone(Backbone):
         if name in self._wanted:
             self._captured[name] = value
 
-    def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    def _forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         self._wanted, self._captured = set(layers), {}
         try:
             self.model(x)
@@ -204,7 +232,7 @@ class TextBackbone(Backbone):
         ids = torch.tensor([self.tokenize(["an example"])[0]])
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
-    def forward(self, batch: dict[str, torch.Tensor], layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    def _forward(self, batch: dict[str, torch.Tensor], layers: Sequence[str]) -> dict[str, torch.Tensor]:
         out = self.model(**batch, output_hidden_states=True, return_dict=True)
         names = self._layer_names()
         return {name: out.hidden_states[names.index(name)] for name in layers}

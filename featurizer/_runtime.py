@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 
 import torch
 
@@ -70,3 +71,53 @@ def set_threads() -> None:
 
     if os.environ.get("FEATURIZER_THREADS"):
         torch.set_num_threads(int(os.environ["FEATURIZER_THREADS"]))
+
+
+def fold_batch_norms(model: torch.nn.Module) -> int:
+    """Fold every eval-mode BatchNorm that directly follows a convolution into that convolution's weights.
+
+    The normalisation then costs nothing at run time: on this project's 2-core CPU it made
+    EfficientNet-Lite0 1.5x faster in fp32 (40 -> 61 images/s, batch 64, channels_last) and
+    bf16 likewise, with outputs equal to 1e-5. Pairs are found in module order (a BatchNorm
+    registered right after a Conv2d of its width), so callers must check the outputs are unchanged.
+    Returns the number folded.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    pairs = conv_norm_pairs(model)
+    for conv, (name, norm) in pairs:
+        fused = fuse_conv_bn_eval(conv.eval(), norm.eval())
+        conv.weight, conv.bias = fused.weight, fused.bias
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, _after_norm(norm))
+    return len(pairs)
+
+
+def conv_norm_pairs(model: torch.nn.Module) -> list[tuple[torch.nn.Conv2d, tuple[str, torch.nn.Module]]]:
+    """(convolution, (name, batch norm)) pairs that ``fold_batch_norms`` would fold.
+
+    BatchNorms carrying hooks (tapped layers) and norm layers of unknown kinds are left alone.
+    """
+    from torch import nn
+
+    pairs = []
+    for (_, conv), (name, norm) in itertools.pairwise(model.named_modules()):
+        if not (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)):
+            continue
+        if norm.num_features != conv.out_channels or norm.running_mean is None or _after_norm(norm) is None:
+            continue
+        if norm._forward_hooks or norm._forward_pre_hooks or conv._forward_hooks:
+            continue
+        pairs.append((conv, (name, norm)))
+    return pairs
+
+
+def _after_norm(norm: torch.nn.Module) -> torch.nn.Module | None:
+    """What is left of a norm layer once its affine map lives in the convolution (None: unknown kind)."""
+    from torch import nn
+
+    if type(norm) is nn.BatchNorm2d:
+        return nn.Identity()
+    if type(norm).__name__ == "BatchNormAct2d" and hasattr(norm, "act"):  # timm: batch norm, dropout, activation
+        return nn.Sequential(norm.drop, norm.act)
+    return None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from featurizer import Extractor, FeatureFile, MissingPackageError, featurize, get_config, list_models
+from featurizer import FeatureFile, MissingPackageError, featurize, get_config, list_models
 from featurizer._backbones import load_backbone
 from featurizer._weights import file_sha256, resolve_weights
 
@@ -62,10 +62,9 @@ def test_local_torchvision_checkpoint(photo_dir, cache_dir, tmp_path):
 def test_timm_zoo_name_with_a_safetensors_checkpoint_equals_the_builtin(photo_dir, cache_dir, tmp_path):
     from safetensors.torch import save_file
 
-    builtin = Extractor("efficientnet_lite0", cache_dir=cache_dir, progress=False)
-    save_file(
-        {k: v.contiguous() for k, v in builtin._load().model.state_dict().items()}, tmp_path / "lite0.safetensors"
-    )
+    config = get_config("efficientnet_lite0")
+    builtin = load_backbone(config, resolve_weights(config))
+    save_file({k: v.contiguous() for k, v in builtin.model.state_dict().items()}, tmp_path / "lite0.safetensors")
     featurize(photo_dir, output=tmp_path / "a.h5", cache_dir=cache_dir, progress=False)
     featurize(
         photo_dir,
@@ -98,3 +97,76 @@ def test_a_checkpoint_that_would_run_code_is_refused(photo_dir, tmp_path, monkey
             photo_dir, "torchvision/resnet18", weights=tmp_path / "evil.pth", cache_dir=tmp_path / "c", progress=False
         )
     assert not (tmp_path / "pwned").exists()
+
+
+def _random_norm_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """Batch norms with non-trivial statistics, so that folding them wrongly would show."""
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.rand(n, generator=generator) - 0.5)
+    return model
+
+
+def test_batch_norms_are_folded_into_convolutions_without_changing_any_layer(tmp_path):
+    from torchvision.models import resnet18
+
+    torch.save(_random_norm_statistics(resnet18()).state_dict(), tmp_path / "r18.pth")
+    config = get_config("torchvision/resnet18")
+    backbone = load_backbone(config, resolve_weights(config, tmp_path / "r18.pth"))
+    x = torch.rand(3, 3, 224, 224)
+    layers = backbone.layer_names()
+    with torch.inference_mode():
+        before = backbone.forward(x, layers)
+        backbone.to("cpu")
+        after = backbone.forward(x.contiguous(memory_format=torch.channels_last), layers)
+    for name in layers:
+        torch.testing.assert_close(after[name], before[name], rtol=1e-4, atol=1e-4 * float(before[name].abs().max()))
+    norms = [n for n, m in backbone.model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms == ["bn1"]  # a tapped layer keeps its module (and hook); the other 19 are gone
+
+
+def test_a_norm_registered_after_a_convolution_but_not_applied_after_it_stays(caplog):
+    from featurizer._backbones import TorchvisionBackbone
+    from featurizer._weights import WeightsRef
+
+    class NormFirst(torch.nn.Module):  # registers conv then norm, but normalises before convolving
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+            self.norm = torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.conv(self.norm(x))
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = NormFirst()
+            self.fc = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(self.body(x).mean((2, 3)))
+
+    model = _random_norm_statistics(Net()).eval()
+    prep = {
+        "input_size": [3, 32, 32],
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+    }
+    config = dataclasses.replace(get_config("torchvision/resnet18"), name="norm-first", layers=())
+    backbone = TorchvisionBackbone(config, WeightsRef("file", "x"), model, prep)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.inference_mode():
+        before = backbone.forward(x, ["pre_logits"])["pre_logits"]
+        backbone.to("cpu")
+        after = backbone.forward(x, ["pre_logits"])["pre_logits"]
+    torch.testing.assert_close(after, before)
+    assert isinstance(backbone.model.body.norm, torch.nn.BatchNorm2d)
+    assert "running unfolded" in caplog.text
