@@ -288,7 +288,7 @@ class Extractor:
             return self._forward_parts(batch, size, limit)
         try:
             with torch.inference_mode(), autocast(self.device, self.precision):
-                on_device = _to(batch, self.device)
+                on_device = self._backbone.on_device(batch)
                 mask = on_device.get("attention_mask") if isinstance(on_device, dict) else None
                 raw = self._backbone.forward(on_device, self.spec.layers)
                 self.forward_calls += 1
@@ -347,13 +347,6 @@ def _collate_images(items):
     failures = [(pos, reason) for pos, _, reason in items if reason is not None]
     pixels = np.stack([x for _, x in ok]) if ok else np.empty((0,))
     return [pos for pos, _ in ok], pixels, failures
-
-
-def _to(batch, device):
-    non_blocking = device.type == "cuda"
-    if isinstance(batch, dict):
-        return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
-    return batch.to(device, non_blocking=non_blocking)
 
 
 def _slice(batch, start: int, stop: int):

@@ -48,7 +48,9 @@ def is_out_of_memory(err: BaseException) -> bool:
 def quantize(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """int8 dynamic quantisation of a model's Linear layers (weights int8, activations quantised on the fly).
 
-    A CPU technique: on this project's 2-core CPU it ran the MiniLM encoder about 3x faster than fp32.
+    A CPU technique. Weights get one scale per output channel: on this project's 2-core CPU it ran
+    the MiniLM encoder 2x faster than fp32 and lost 0.6 points of TREC accuracy, where one scale per
+    tensor lost 1.6 points (minimum cosine to fp32 0.95 against 0.89) and was no faster.
     """
     if device.type != "cpu":
         raise FeaturizerError("precision int8 (dynamic quantisation) runs on the CPU only; use bf16 or fp16 on a GPU")
@@ -56,9 +58,9 @@ def quantize(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig})
 
 
 def set_threads() -> None:

@@ -24,14 +24,14 @@ def vectors(extractor: Extractor, inputs) -> np.ndarray:
     return extractor.vectors(extractor.spec.layers[0], keys)
 
 
-@pytest.mark.parametrize(("precision", "floor"), [("bf16", 0.98), ("int8", 0.85)])
+@pytest.mark.parametrize(("precision", "floor"), [("bf16", 0.999), ("int8", 0.93)])
 def test_text_modes_are_close_to_fp32_and_cached_separately(questions, cache_dir, precision, floor):
     inputs = texts_as_inputs(questions)
     exact = Extractor("minilm", cache_dir=cache_dir, progress=False)
     fast = Extractor("minilm", cache_dir=cache_dir, precision=precision, progress=False)
     assert fast.spec.layer_spec("layer.5").key() != exact.spec.layer_spec("layer.5").key()
     similarity = cosine(vectors(exact, inputs), vectors(fast, inputs))
-    assert similarity.min() > floor  # int8 moves vectors more; benchmarks/speed.py reports its accuracy
+    assert similarity.min() > floor  # int8 moves vectors more (per-tensor scales: < 0.9); speed.py reports accuracy
 
 
 def test_bf16_images_are_close_to_fp32(photo_dir, cache_dir):
