@@ -1,9 +1,10 @@
 """Speed of `xfer featurize` against what users would otherwise run, measured side by side in one run.
 
-    python benchmarks/speed.py [--data ../shared/datasets] [--work /tmp/featurizer-bench] [--quick]
+    python benchmarks/speed.py [--sections images,text,cache,scale] [--repeat 3] [--data ../shared/datasets]
 
 Every comparison times whole commands (interpreter start, model load, decoding, forward passes,
-writing) as subprocesses on the same machine, one after another, and prints the ratios. Each
+writing) as subprocesses on the same machine, taking turns for ``--repeat`` rounds, and prints
+the ratios of the medians. Each
 mode also reports the linear-probe accuracy of its vectors, so no speed is bought with accuracy.
 Results go to BENCHMARKS.md with the command and the machine.
 """
@@ -15,9 +16,11 @@ import csv
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +70,30 @@ def folder_labels(folder: Path) -> list[str]:
     return [p.parent.name for p in files]
 
 
-def image_section(name: str, train: Path, test: Path, work: Path, modes: list[list[str]]) -> list[str]:
-    rows = []
-    plain_t, _ = run([*PLAIN, "images", train, work / "plain_train.npy"])
+def interleaved(commands: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
+    """Seconds of each command over ``repeat`` rounds, taking the commands in turn each round.
+
+    Taking turns spreads slow spells of a shared machine over every command instead of one.
+    """
+    seconds: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            seconds[name].append(command())
+    return seconds
+
+
+def timing(runs: list[float]) -> str:
+    """Median seconds, with the range when there were several runs."""
+    median = statistics.median(runs)
+    return f"{median:.1f}" if len(runs) == 1 else f"{median:.1f} ({min(runs):.1f}–{max(runs):.1f})"
+
+
+def image_section(name: str, train: Path, test: Path, work: Path, modes: list[list[str]], repeat: int) -> list[str]:
+    commands = {"plain": lambda: run([*PLAIN, "images", train, work / "plain_train.npy"])[0]}
+    for i, args in enumerate(modes):
+        commands[f"mode{i}"] = lambda i=i, args=args: featurize(train, work / f"train{i}.h5", work / "cache", *args)[0]
+    seconds = interleaved(commands, repeat)
+    plain_t = statistics.median(seconds["plain"])
     run([*PLAIN, "images", test, work / "plain_test.npy"])
     acc = probe(
         np.load(work / "plain_train.npy"),
@@ -79,20 +103,21 @@ def image_section(name: str, train: Path, test: Path, work: Path, modes: list[li
         normalise=False,
     )
     n = len(folder_labels(train))
-    rows.append(
-        f"| {name} | plain loop (PIL + timm transform, batch 64, fp32) | {plain_t:.1f} | {n / plain_t:.1f} | 1.00 | {acc:.3f} |"
-    )
-    print(rows[-1], flush=True)
-    for args in modes:
-        t, _ = featurize(train, work / "ours_train.h5", work / "cache", *args)
-        featurize(test, work / "ours_test.h5", work / "cache_test", *args)
-        X, y = read_h5(work / "ours_train.h5", "pre_logits")
-        Xt, yt = read_h5(work / "ours_test.h5", "pre_logits")
+    rows = [
+        f"| {name} | plain loop (PIL + timm transform, batch 64, fp32) | {timing(seconds['plain'])} | "
+        f"{n / plain_t:.1f} | 1.00 | {acc:.3f} |"
+    ]
+    for i, args in enumerate(modes):
+        featurize(test, work / f"test{i}.h5", work / "cache_test", *args)
+        X, y = read_h5(work / f"train{i}.h5", "pre_logits")
+        Xt, yt = read_h5(work / f"test{i}.h5", "pre_logits")
+        t = statistics.median(seconds[f"mode{i}"])
         label = "xfer featurize " + (" ".join(args) or "(defaults)")
         rows.append(
-            f"| {name} | {label} | {t:.1f} | {len(X) / t:.1f} | **{plain_t / t:.2f}** | {probe(X, y, Xt, yt, False):.3f} |"
+            f"| {name} | {label} | {timing(seconds[f'mode{i}'])} | {len(X) / t:.1f} | **{plain_t / t:.2f}** | "
+            f"{probe(X, y, Xt, yt, False):.3f} |"
         )
-        print(rows[-1], flush=True)
+    print("\n".join(rows), flush=True)
     return rows
 
 
@@ -114,7 +139,7 @@ def trec(src: Path) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def text_section(data: Path, work: Path, modes: list[list[str]]) -> list[str]:
+def text_section(data: Path, work: Path, modes: list[list[str]], repeat: int) -> list[str]:
     tr_texts, tr_labels = trec(data / "trec/train_5500.label")
     te_texts, te_labels = trec(data / "trec/TREC_10.label")
     with open(data / "sst2/dev.tsv", newline="") as f:
@@ -128,30 +153,37 @@ def text_section(data: Path, work: Path, modes: list[list[str]]) -> list[str]:
     trec_test = write_texts(te_texts, te_labels, work / "trec_test.csv")
     rows = []
     for name, path in sets.items():
-        st_t, _ = run([*PLAIN, "st", path, work / "st.npy"])
+        commands = {"st": lambda path=path: run([*PLAIN, "st", path, work / "st.npy"])[0]}
+        for i, args in enumerate(modes):
+            commands[f"mode{i}"] = lambda i=i, args=args, path=path: featurize(
+                path, work / f"t{i}.h5", work / "cache", "-m", "minilm", "-b", "64", *args
+            )[0]
+        seconds = interleaved(commands, repeat)
+        st_t = statistics.median(seconds["st"])
         reference = np.load(work / "st.npy")
         extra = ""
         if "TREC" in name:
             run([*PLAIN, "st", trec_test, work / "st_test.npy"])
             extra = f"{probe(reference, tr_labels, np.load(work / 'st_test.npy'), te_labels, True):.3f}"
         rows.append(
-            f"| {name} | sentence-transformers encode (batch 64, fp32) | {st_t:.1f} | {len(reference) / st_t:.0f} | 1.00 | 1.000000 | {extra} |"
+            f"| {name} | sentence-transformers encode (batch 64, fp32) | {timing(seconds['st'])} | "
+            f"{len(reference) / st_t:.0f} | 1.00 | 1.000000 | {extra} |"
         )
-        print(rows[-1], flush=True)
-        for args in modes:
-            t, _ = featurize(path, work / "t.h5", work / "cache", "-m", "minilm", "-b", "64", *args)
-            X, _ = read_h5(work / "t.h5", "layer.5")
+        for i, args in enumerate(modes):
+            X, _ = read_h5(work / f"t{i}.h5", "layer.5")
             cos = (X * reference).sum(1) / np.linalg.norm(X, axis=1) / np.linalg.norm(reference, axis=1)
             acc = ""
             if "TREC" in name:
                 featurize(trec_test, work / "tt.h5", work / "cache_test", "-m", "minilm", *args)
                 Xt, yt = read_h5(work / "tt.h5", "layer.5")
                 acc = f"{probe(X, tr_labels, Xt, yt, True):.3f}"
+            t = statistics.median(seconds[f"mode{i}"])
             label = "xfer featurize -m minilm " + " ".join(args)
             rows.append(
-                f"| {name} | {label} | {t:.1f} | {len(X) / t:.0f} | **{st_t / t:.2f}** | {cos.min():.6f} | {acc} |"
+                f"| {name} | {label} | {timing(seconds[f'mode{i}'])} | {len(X) / t:.0f} | **{st_t / t:.2f}** | "
+                f"{cos.min():.6f} | {acc} |"
             )
-            print(rows[-1], flush=True)
+        print("\n".join(rows[-len(modes) - 1 :]), flush=True)
     return rows
 
 
@@ -225,6 +257,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/featurizer-bench"))
     parser.add_argument("--sections", default="images,text,cache,scale")
     parser.add_argument("--scale", default="1000,10000,100000")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each image and text command (median)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sections = args.sections.split(",")
@@ -232,7 +265,7 @@ def main() -> None:
     results.mkdir(exist_ok=True)
     stamp = (
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `python benchmarks/speed.py --sections {{}}"
-        f"{' --scale ' + args.scale if 'scale' in sections else ''}` on {platform.machine()}, "
+        f"{' --scale ' + args.scale if 'scale' in sections else ''} --repeat {args.repeat}` on {platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}."
     )
     if "images" in sections:
@@ -243,6 +276,7 @@ def main() -> None:
             args.data / "hymenoptera/val",
             args.work,
             modes,
+            args.repeat,
         )
         rows += image_section(
             "flowers12 train (720 JPEGs 224x224; compute-bound)",
@@ -250,6 +284,7 @@ def main() -> None:
             args.data / "flowers12/test",
             args.work,
             modes,
+            args.repeat,
         )
         write_section(
             results / "1-images.md",
@@ -258,7 +293,7 @@ def main() -> None:
             ["| data | command | seconds | images/s | speed-up | LR accuracy |", "|---|---|---|---|---|---|", *rows],
         )
     if "text" in sections:
-        rows = text_section(args.data, args.work, [[], ["--precision", "bf16"], ["--precision", "int8"]])
+        rows = text_section(args.data, args.work, [[], ["--precision", "bf16"], ["--precision", "int8"]], args.repeat)
         write_section(
             results / "2-text.md",
             "Texts",
@@ -291,8 +326,9 @@ def main() -> None:
 def join_results() -> None:
     """BENCHMARKS.md from the section files in benchmarks/results/."""
     intro = (
-        "# Benchmarks\n\nWhole commands are timed as subprocesses, one after another in one run per section; "
-        "speed-ups are against the first row of each block. Sections are kept in benchmarks/results/ and "
+        "# Benchmarks\n\nWhole commands are timed as subprocesses in one run per section; image and text commands "
+        "take turns for several rounds and report the median (range in brackets); "
+        "speed-ups are medians against the first row of each block. Sections are kept in benchmarks/results/ and "
         "joined here; each names the command that measured it.\n"
     )
     parts = [intro] + [p.read_text() for p in sorted((ROOT / "benchmarks" / "results").glob("*.md"))]
