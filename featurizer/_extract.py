@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurizer._errors import InputError, ItemError
+from featurizer._errors import FeaturizerError, InputError, ItemError
 from featurizer._featurefile import FeatureFileWriter
 from featurizer._inputs import Inputs, read_inputs
 from featurizer._keys import FileKeyMemo, array_key, text_key
@@ -89,12 +89,21 @@ class Extractor:
         cache_dir: str | os.PathLike | None = None,
         device: str = "auto",
         precision: str = "fp32",
+        runtime: str = "torch",
         batch_size: int | None = None,
         num_workers: int | None = None,
         progress: bool = True,
     ):
+        from featurizer._onnx import check_runtime
+
         self.config: BackboneConfig = get_config(model)
+        self.runtime = check_runtime(runtime, self.config.modality, precision, device)
         self.weights: WeightsRef = resolve_weights(self.config, weights)
+        if self.runtime == "onnx" and self.weights.kind != "folder":
+            raise FeaturizerError(
+                f"runtime 'onnx' exports a local model folder; {self.weights.location} is not one "
+                "(use a built-in text model, hf/PATH, or --runtime torch)"
+            )
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.device_name, self.precision = device, check_precision(precision)
         self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
@@ -115,6 +124,7 @@ class Extractor:
             precision=self.precision,
             layers=tuple(names),
             pooling=resolve_pooling(self.config.modality, names, pooling),
+            runtime=self.runtime,
         )
         self.stores = {name: EmbeddingStore(self.cache_dir, self.spec.layer_spec(name)) for name in names}
 
@@ -143,6 +153,15 @@ class Extractor:
 
     def _load(self):
         if self._backbone is None:
+            if self.runtime == "onnx":
+                import torch
+
+                from featurizer._onnx import load_onnx_text
+
+                self.device = torch.device("cpu")
+                prep = self._preprocessing()
+                self._backbone = load_onnx_text(self.config, self.weights, prep, self.precision, self.cache_dir)
+                return self._backbone
             from featurizer._backbones import load_backbone
 
             self._backbone = load_backbone(self.config, self.weights)
@@ -366,6 +385,7 @@ def featurize(
     cache_dir: str | os.PathLike | None = None,
     device: str = "auto",
     precision: str = "fp32",
+    runtime: str = "torch",
     batch_size: int | None = None,
     num_workers: int | None = None,
     float16: bool = False,
@@ -391,6 +411,7 @@ def featurize(
         cache_dir=cache_dir,
         device=device,
         precision=precision,
+        runtime=runtime,
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,

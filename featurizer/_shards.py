@@ -269,6 +269,7 @@ def embed(
     cache_dir=None,
     device: str = "auto",
     precision: str = "fp32",
+    runtime: str = "torch",
     batch_size: int | None = None,
     progress: bool = True,
     column: str | None = None,
@@ -289,6 +290,7 @@ def embed(
         "cache_dir": cache_dir,
         "device": device,
         "precision": precision,
+        "runtime": runtime,
         "batch_size": batch_size,
     }
     local = Extractor(**spec, progress=progress)

@@ -28,12 +28,15 @@ class LayerSpec:
     precision: str
     layer: str
     pooling: str
+    runtime: str = "torch"
 
     def key(self) -> str:
         """A short stable hash of the spec; names the cache folder of this layer's vectors."""
         data = asdict(self)
         if self.weights_sha256:  # the file's hash names the weights; where they are installed does not matter
             data.pop("weights")
+        if self.runtime == "torch":  # the original runtime: keys from before runtimes existed stay valid
+            data.pop("runtime")
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -49,11 +52,19 @@ class FeatureSpec:
     precision: str
     layers: tuple[str, ...]
     pooling: tuple[str, ...]
+    runtime: str = "torch"  # or "onnx" (ONNX Runtime, text encoders)
 
     def layer_spec(self, layer: str) -> LayerSpec:
         i = self.layers.index(layer)
         return LayerSpec(
-            self.model, self.weights, self.weights_sha256, self.preprocessing, self.precision, layer, self.pooling[i]
+            self.model,
+            self.weights,
+            self.weights_sha256,
+            self.preprocessing,
+            self.precision,
+            layer,
+            self.pooling[i],
+            self.runtime,
         )
 
     def to_json(self) -> str:

@@ -35,7 +35,9 @@ class Featurizer(TransformerMixin, BaseEstimator):
         last layer for texts. Several layers are concatenated in the order given.
     pooling : str, optional
         ``avg``/``max``/``gem`` for CNN maps, ``mean``/``cls``/``max`` for tokens.
-    precision : {"fp32", "bf16", "fp16"}
+    precision : {"fp32", "bf16", "fp16", "int8"}
+    runtime : {"torch", "onnx"}
+        ``onnx`` runs text encoders on ONNX Runtime (CPU, fp32 or int8); needs ``featurizer[onnx]``.
     batch_size : int, optional
     device : str
         ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
@@ -63,6 +65,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
         pooling: str | None = None,
         *,
         precision: str = "fp32",
+        runtime: str = "torch",
         batch_size: int | None = None,
         device: str = "auto",
         cache=None,
@@ -75,6 +78,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
         self.layers = layers
         self.pooling = pooling
         self.precision = precision
+        self.runtime = runtime
         self.batch_size = batch_size
         self.device = device
         self.cache = cache
@@ -97,6 +101,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
                 cache_dir=self._cache_dir(),
                 device=self.device,
                 precision=self.precision,
+                runtime=self.runtime,
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
                 progress=self.progress,

@@ -171,6 +171,7 @@ def featurizer_for(spec: FeatureSpec) -> Featurizer:
         list(spec.layers),
         pooling,
         precision=spec.precision,
+        runtime=spec.runtime,
         weights=None if is_default else spec.weights,
         weights_sha256=spec.weights_sha256,
     )
@@ -200,6 +201,7 @@ def restrict_spec(spec: FeatureSpec, layers: tuple[str, ...]) -> FeatureSpec:
         spec.precision,
         tuple(layers),
         pooling,
+        spec.runtime,
     )
 
 
