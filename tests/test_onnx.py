@@ -76,3 +76,26 @@ def test_onnx_runtime_refuses_what_it_cannot_run(photo_dir, cache_dir):
         Extractor("minilm", runtime="onnx", precision="bf16", cache_dir=cache_dir)
     with pytest.raises(FeaturizerError, match="runs on the CPU"):
         Extractor("minilm", runtime="onnx", device="cuda", cache_dir=cache_dir)
+
+
+def test_a_pipeline_fitted_on_onnx_features_featurizes_new_texts_on_onnx(questions, cache_dir, tmp_path):
+    import csv
+
+    from sklearn.linear_model import LogisticRegression
+
+    from pipelines._fit import end_to_end
+
+    labels = ["how", "what", "who", "what", "when", "how", "why", "where", "other", "other"]
+    table = tmp_path / "q.csv"
+    with open(table, "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *zip(questions, labels)])
+    out = tmp_path / "q.h5"
+    featurize(table, "minilm", output=out, runtime="onnx", cache_dir=cache_dir, progress=False)
+    with FeatureFile(out) as f:
+        spec, X = f.spec, f.read()
+    model = end_to_end(spec, LogisticRegression(max_iter=1000).fit(X, labels))
+    features = model.named_steps["features"].set_params(cache=cache_dir)
+    assert features.runtime == "onnx"
+    np.testing.assert_allclose(features.transform(questions), X, rtol=1e-5, atol=1e-6)
+    assert features._extractor().spec == spec  # the same spec, so the same cached vectors
+    assert list(model.predict(questions)) == list(model.named_steps["head"].predict(X))
