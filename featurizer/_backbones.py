@@ -66,9 +66,11 @@ class Backbone:
         return self
 
     def on_device(self, batch):
-        """``batch`` on this backbone's device, its float tensors (pixels) in the weights' dtype."""
+        """``batch`` (tensors or numpy arrays) on this backbone's device, float tensors in the weights' dtype."""
         if isinstance(batch, dict):
             return {k: self.on_device(v) for k, v in batch.items()}
+        if isinstance(batch, np.ndarray):
+            batch = torch.from_numpy(batch)
         dtype = self.dtype if batch.is_floating_point() else None
         return batch.to(self.device, dtype, non_blocking=self.device.type == "cuda")
 

@@ -153,12 +153,9 @@ class Extractor:
 
     def _load(self):
         if self._backbone is None:
-            if self.runtime == "onnx":
-                import torch
-
+            if self.runtime == "onnx":  # the CPU, and no torch import: start-up is most of a small run
                 from featurizer._onnx import load_onnx_text
 
-                self.device = torch.device("cpu")
                 prep = self._preprocessing()
                 self._backbone = load_onnx_text(self.config, self.weights, prep, self.precision, self.cache_dir)
                 return self._backbone
@@ -265,12 +262,11 @@ class Extractor:
         return errors
 
     def _run_texts(self, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[str, str]]:
-        import torch
-
         from featurizer._preprocess import pad_token_batch
 
         backbone = self._load()
-        batch_size = self.batch_size or (256 if self.device.type == "cuda" else 64)
+        on_gpu = self.device is not None and self.device.type == "cuda"
+        batch_size = self.batch_size or (256 if on_gpu else 64)
         errors = []
         empty = [p for p in todo if not inputs.sources[p].strip()]
         for p in empty:
@@ -289,13 +285,16 @@ class Extractor:
                 for start in range(0, len(order), batch_size):
                     chosen = order[start : start + batch_size]
                     ids, mask = pad_token_batch([tokens[i] for i in chosen], backbone.pad_id)
-                    batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+                    batch = {"input_ids": ids, "attention_mask": mask}  # numpy; the backbone takes it on device
                     self._store_batch([keys[chunk[i]] for i in chosen], self._forward(batch))
                     bar.update(len(chosen))
         return errors
 
     def _forward(self, batch) -> dict[str, np.ndarray]:
         """Pooled vectors of every layer for one batch; on GPU out-of-memory, halve and go on."""
+        if self.runtime == "onnx":
+            self.forward_calls += 1
+            return self._backbone.pooled(batch, self.spec.layers, self.spec.pooling)
         import torch
 
         from featurizer._pooling import pool

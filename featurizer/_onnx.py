@@ -64,7 +64,6 @@ class OnnxTextBackbone:
         outputs = self.session.get_outputs()
         self.layers = tuple(Layer(o.name, int(o.shape[-1])) for o in outputs)
         self.tokenizer, self.pad_id = _fast_tokenizer(weights, int(preprocessing["max_length"]))
-        self.device, self.dtype = "cpu", None
         self.model = None  # no torch module: the graph is the model
 
     def layer_names(self) -> list[str]:
@@ -75,15 +74,16 @@ class OnnxTextBackbone:
         encodings = self.tokenizer.encode_batch(list(texts))
         return [e.ids for e in encodings], sum(1 for e in encodings if e.overflowing)
 
-    def on_device(self, batch):
-        return batch
+    def forward(self, batch: dict[str, np.ndarray], layers: Sequence[str]) -> dict[str, np.ndarray]:
+        """Hidden states of ``layers`` for a batch of token ids and attention masks (numpy arrays)."""
+        return dict(zip(layers, self.session.run(list(layers), batch)))
 
-    def forward(self, batch: dict, layers: Sequence[str]) -> dict:
-        import torch
+    def pooled(self, batch: dict[str, np.ndarray], layers: Sequence[str], pooling: Sequence[str]):
+        """One float32 vector per text for each layer, pooled over real tokens (in numpy: no torch needed)."""
+        from featurizer._pooling import pool_tokens
 
-        feed = {k: v.numpy() if hasattr(v, "numpy") else v for k, v in batch.items()}
-        outs = self.session.run(list(layers), feed)
-        return {name: torch.from_numpy(out) for name, out in zip(layers, outs)}
+        raw = self.forward(batch, layers)
+        return {name: pool_tokens(raw[name], how, batch["attention_mask"]) for name, how in zip(layers, pooling)}
 
 
 def _fast_tokenizer(weights: WeightsRef, max_length: int):

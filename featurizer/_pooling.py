@@ -6,7 +6,12 @@ mean over the attention mask, the CLS token, or max over real tokens. Vectors pa
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # imported where used: the ONNX text path pools in numpy and never loads torch
+    import torch
 
 GEM_P = 3.0
 GEM_EPS = 1e-6
@@ -14,6 +19,8 @@ GEM_EPS = 1e-6
 
 def pool(x: torch.Tensor, method: str, mask: torch.Tensor | None = None) -> torch.Tensor:
     """One float32 vector per item from a layer output, by ``method``."""
+    import torch
+
     x = x.float()
     if x.ndim == 2 or method == "model":
         return x.flatten(1)
@@ -36,3 +43,16 @@ def pool(x: torch.Tensor, method: str, mask: torch.Tensor | None = None) -> torc
         if method == "max":
             return x.masked_fill(~mask, float("-inf")).amax(dim=1)
     raise ValueError(f"pooling {method!r} does not apply to a layer output of shape {tuple(x.shape)}")
+
+
+def pool_tokens(x: np.ndarray, method: str, mask: np.ndarray) -> np.ndarray:
+    """``pool`` for token states (N, T, D) held in numpy: mean over the mask, CLS, or max over real tokens."""
+    x = x.astype(np.float32, copy=False)
+    real = mask.astype(bool)[:, :, None]
+    if method == "mean":
+        return (x * real).sum(axis=1) / np.maximum(real.sum(axis=1), 1).astype(np.float32)
+    if method == "cls":
+        return np.ascontiguousarray(x[:, 0])
+    if method == "max":
+        return np.where(real, x, -np.inf).max(axis=1).astype(np.float32)
+    raise ValueError(f"pooling {method!r} does not apply to token states")
