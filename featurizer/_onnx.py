@@ -1,8 +1,8 @@
 """Text encoders on ONNX Runtime: exported once per weights and precision, then run without transformers.
 
 A run on the PyTorch runtime spends seconds importing transformers' modelling code before its
-first batch; ONNX Runtime loads an exported graph in a fraction of a second and runs BERT-family
-encoders faster on CPUs (fused attention, GELU and layer norms). The export (and, for ``int8``,
+first batch; ONNX Runtime loads an exported graph in a fraction of a second, and its CPU kernels
+ran MiniLM about 1.2x faster than PyTorch's on this project's machine. The export (and, for ``int8``,
 per-channel dynamic quantisation with ONNX Runtime's quantiser) happens on first use and is kept
 in the cache folder, keyed by the weights' SHA-256 and the precision.
 """
@@ -10,6 +10,7 @@ in the cache folder, keyed by the weights' SHA-256 and the precision.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 import warnings
@@ -25,6 +26,8 @@ from featurizer._weights import WeightsRef
 RUNTIMES = ("torch", "onnx")
 ONNX_PRECISIONS = ("fp32", "int8")
 EXPORT_VERSION = 1  # bump when the exported graph changes: old files are then not reused
+
+log = logging.getLogger(__name__)
 
 
 def check_runtime(runtime: str, modality: str, precision: str, device: str = "auto") -> str:
@@ -119,7 +122,15 @@ def load_onnx_text(config: BackboneConfig, weights: WeightsRef, preprocessing: d
     graph = graph_path(cache_dir, weights, precision)
     if not graph.is_file():
         export(config, weights, precision, graph)
-    return OnnxTextBackbone(config, weights, preprocessing, graph)
+    try:
+        return OnnxTextBackbone(config, weights, preprocessing, graph)
+    except FeaturizerError:
+        raise
+    except Exception as err:  # a graph damaged after it was written (files are replaced whole): export again
+        log.warning("cannot load %s (%s); exporting it again", graph, str(err).splitlines()[0])
+        graph.unlink(missing_ok=True)
+        export(config, weights, precision, graph)
+        return OnnxTextBackbone(config, weights, preprocessing, graph)
 
 
 def export(config: BackboneConfig, weights: WeightsRef, precision: str, graph: Path) -> None:

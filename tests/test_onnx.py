@@ -44,6 +44,9 @@ def test_onnx_vectors_equal_torch_at_every_layer_and_the_export_is_reused(questi
     again = Extractor("minilm", cache_dir=cache_dir, runtime="onnx", progress=False)
     again._load()
     assert graphs[0].stat().st_mtime_ns == exported_at  # loaded, not exported again
+    graphs[0].write_bytes(graphs[0].read_bytes()[:1000])  # damaged from outside: exported again on load
+    Extractor("minilm", cache_dir=cache_dir, runtime="onnx", progress=False)._load()
+    assert graphs[0].stat().st_size > 1_000_000
 
 
 def test_onnx_int8_is_close_and_cached_apart_from_fp32(questions, cache_dir):
