@@ -38,6 +38,7 @@ class Backbone:
         self.preprocessing = preprocessing
         self.device = torch.device("cpu")
         self.dtype = torch.float32  # of the weights, and so of float inputs
+        self.precision = "fp32"
         self.layers: tuple[Layer, ...] = config.layers or self._probe_layers()
 
     def layer_names(self) -> list[str]:
@@ -53,7 +54,7 @@ class Backbone:
         """
         from featurizer._runtime import quantize
 
-        self.device = torch.device(device)
+        self.device, self.precision = torch.device(device), precision
         if self.modality == "image":
             self._fold_batch_norms()
         if precision == "bf16":
@@ -64,6 +65,17 @@ class Backbone:
         if precision == "int8":
             self.model = quantize(self.model, self.device)
         return self
+
+    def pooled(self, batch, layers: Sequence[str], pooling: Sequence[str]) -> dict[str, np.ndarray]:
+        """One float32 vector per item for each of ``layers``, pooled as asked, from one pass over ``batch``."""
+        from featurizer._pooling import pool
+        from featurizer._runtime import autocast
+
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            on_device = self.on_device(batch)
+            mask = on_device.get("attention_mask") if isinstance(on_device, dict) else None
+            raw = self.forward(on_device, layers)
+            return {name: pool(raw[name], how, mask).cpu().numpy() for name, how in zip(layers, pooling)}
 
     def on_device(self, batch):
         """``batch`` (tensors or numpy arrays) on this backbone's device, float tensors in the weights' dtype."""

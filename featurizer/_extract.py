@@ -292,32 +292,24 @@ class Extractor:
 
     def _forward(self, batch) -> dict[str, np.ndarray]:
         """Pooled vectors of every layer for one batch; on GPU out-of-memory, halve and go on."""
-        if self.runtime == "onnx":
-            self.forward_calls += 1
-            return self._backbone.pooled(batch, self.spec.layers, self.spec.pooling)
-        import torch
-
-        from featurizer._pooling import pool
-        from featurizer._runtime import autocast, is_out_of_memory
-
         size = len(batch["input_ids"]) if isinstance(batch, dict) else len(batch)
         limit = getattr(self, "_max_forward", None)  # learned from an out-of-memory error
         if limit is not None and size > limit:
             return self._forward_parts(batch, size, limit)
         try:
-            with torch.inference_mode(), autocast(self.device, self.precision):
-                on_device = self._backbone.on_device(batch)
-                mask = on_device.get("attention_mask") if isinstance(on_device, dict) else None
-                raw = self._backbone.forward(on_device, self.spec.layers)
-                self.forward_calls += 1
-                return {
-                    name: pool(raw[name], how, mask).cpu().numpy()
-                    for name, how in zip(self.spec.layers, self.spec.pooling)
-                }
+            vectors = self._backbone.pooled(batch, self.spec.layers, self.spec.pooling)
+            self.forward_calls += 1
+            return vectors
         except RuntimeError as err:
-            if self.device.type != "cuda" or not is_out_of_memory(err) or size == 1:
+            if self.device is None or self.device.type != "cuda" or size == 1:
                 raise
-        torch.cuda.empty_cache()
+            import torch
+
+            from featurizer._runtime import is_out_of_memory
+
+            if not is_out_of_memory(err):
+                raise
+            torch.cuda.empty_cache()
         self._max_forward = size // 2
         log.warning("CUDA out of memory at batch size %d; going on with %d", size, self._max_forward)
         return self._forward_parts(batch, size, self._max_forward)

@@ -9,6 +9,7 @@ in the cache folder, keyed by the weights' SHA-256 and the precision.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -97,10 +98,8 @@ def _fast_tokenizer(weights: WeightsRef, max_length: int):
     from tokenizers import Tokenizer
 
     path = Path(weights.location) / "tokenizer.json"
-    if weights.kind != "folder" or not path.is_file():
-        raise FeaturizerError(
-            f"runtime 'onnx' needs a local model folder with a tokenizer.json; {weights.location} has none"
-        )
+    if not path.is_file():
+        raise FeaturizerError(f"runtime 'onnx' needs a tokenizer.json in the model folder; {weights.location} has none")
     tokenizer = Tokenizer.from_file(str(path))
     pad_id = tokenizer.padding["pad_id"] if tokenizer.padding else tokenizer.token_to_id("[PAD]") or 0
     tokenizer.no_padding()
@@ -110,8 +109,6 @@ def _fast_tokenizer(weights: WeightsRef, max_length: int):
 
 def graph_path(cache_dir: Path, weights: WeightsRef, precision: str) -> Path:
     """Where the exported graph of these weights at this precision lives in the cache folder."""
-    import hashlib
-
     ident = json.dumps([weights.sha256 or weights.location, precision, EXPORT_VERSION])
     return cache_dir / "onnx" / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}-{precision}.onnx"
 
