@@ -52,8 +52,9 @@ class Backbone:
         same accuracy); ``fp16`` keeps fp32 weights and autocasts, which guards against fp16 overflow;
         ``int8`` quantises the Linear layers.
         """
-        from featurizer._runtime import quantize
+        from featurizer._runtime import quantize, set_threads
 
+        set_threads()
         self.device, self.precision = torch.device(device), precision
         if self.modality == "image":
             self._fold_batch_norms()
@@ -78,13 +79,23 @@ class Backbone:
             return {name: pool(raw[name], how, mask).cpu().numpy() for name, how in zip(layers, pooling)}
 
     def on_device(self, batch):
-        """``batch`` (tensors or numpy arrays) on this backbone's device, float tensors in the weights' dtype."""
+        """``batch`` (tensors or numpy arrays) on this backbone's device, float tensors in the weights' dtype.
+
+        Image batches come out channels_last, the layout the convolutions were set to. On a GPU,
+        arrays are copied through pinned memory without blocking.
+        """
         if isinstance(batch, dict):
             return {k: self.on_device(v) for k, v in batch.items()}
+        on_gpu = self.device.type == "cuda"
         if isinstance(batch, np.ndarray):
             batch = torch.from_numpy(batch)
+            if on_gpu:
+                batch = batch.pin_memory()
         dtype = self.dtype if batch.is_floating_point() else None
-        return batch.to(self.device, dtype, non_blocking=self.device.type == "cuda")
+        batch = batch.to(self.device, dtype, non_blocking=on_gpu)
+        if self.modality == "image" and batch.ndim == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def _fold_batch_norms(self) -> None:
         """Fold batch norms into the convolutions before them, if every layer's output stays the same."""

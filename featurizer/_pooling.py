@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # imported where used: the ONNX text path pools in numpy and never loads torch
+if TYPE_CHECKING:  # imported where used: the ONNX runtime pools in numpy and never loads torch
     import torch
 
 GEM_P = 3.0
@@ -45,14 +45,25 @@ def pool(x: torch.Tensor, method: str, mask: torch.Tensor | None = None) -> torc
     raise ValueError(f"pooling {method!r} does not apply to a layer output of shape {tuple(x.shape)}")
 
 
-def pool_tokens(x: np.ndarray, method: str, mask: np.ndarray) -> np.ndarray:
-    """``pool`` for token states (N, T, D) held in numpy: mean over the mask, CLS, or max over real tokens."""
+def pool_array(x: np.ndarray, method: str, mask: np.ndarray | None = None) -> np.ndarray:
+    """``pool`` for outputs held in numpy (the ONNX runtime, which never loads torch): the same methods and results."""
     x = x.astype(np.float32, copy=False)
-    real = mask.astype(bool)[:, :, None]
-    if method == "mean":
-        return (x * real).sum(axis=1) / np.maximum(real.sum(axis=1), 1).astype(np.float32)
-    if method == "cls":
-        return np.ascontiguousarray(x[:, 0])
-    if method == "max":
-        return np.where(real, x, -np.inf).max(axis=1).astype(np.float32)
-    raise ValueError(f"pooling {method!r} does not apply to token states")
+    if x.ndim == 2 or method == "model":
+        return x.reshape(len(x), -1)
+    if x.ndim == 4:
+        if method == "avg":
+            return x.mean(axis=(2, 3))
+        if method == "max":
+            return x.max(axis=(2, 3))
+        if method == "gem":
+            return np.power(np.power(np.maximum(x, GEM_EPS), GEM_P).mean(axis=(2, 3)), 1.0 / GEM_P)
+    if x.ndim == 3:
+        method = {"avg": "mean"}.get(method, method)
+        real = (np.ones(x.shape[:2], bool) if mask is None else mask.astype(bool))[:, :, None]
+        if method == "mean":
+            return (x * real).sum(axis=1) / np.maximum(real.sum(axis=1), 1).astype(np.float32)
+        if method == "cls":
+            return np.ascontiguousarray(x[:, 0])
+        if method == "max":
+            return np.where(real, x, -np.inf).max(axis=1).astype(np.float32)
+    raise ValueError(f"pooling {method!r} does not apply to a layer output of shape {x.shape}")

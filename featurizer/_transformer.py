@@ -37,7 +37,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
         ``avg``/``max``/``gem`` for CNN maps, ``mean``/``cls``/``max`` for tokens.
     precision : {"fp32", "bf16", "fp16", "int8"}
     runtime : {"torch", "onnx"}
-        ``onnx`` runs text encoders on ONNX Runtime (CPU, fp32 or int8); needs ``featurizer[onnx]``.
+        ``onnx`` runs on ONNX Runtime (CPU; fp32, or int8 for texts); needs ``featurizer[onnx]``.
     batch_size : int, optional
     device : str
         ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.

@@ -1,4 +1,4 @@
-"""Text encoders on ONNX Runtime: the same tokens and vectors as PyTorch, exported once, keyed apart."""
+"""Backbones on ONNX Runtime: the same tokens, pixels and vectors as PyTorch, exported once, keyed apart."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from featurizer import Extractor, FeatureFile, FeaturizerError, featurize
-from featurizer._inputs import texts_as_inputs
+from featurizer._inputs import Inputs, read_inputs, texts_as_inputs
+from featurizer._registry import get_config
 
 pytest.importorskip("onnxruntime")
 
@@ -20,8 +21,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-def vectors(extractor: Extractor, texts: list[str]) -> dict[str, np.ndarray]:
-    inputs = texts_as_inputs(texts)
+def vectors(extractor: Extractor, inputs: Inputs | list[str]) -> dict[str, np.ndarray]:
+    inputs = texts_as_inputs(inputs) if isinstance(inputs, list) else inputs
     keys, errors = extractor.keys(inputs)
     assert not errors
     extractor.ensure(inputs, keys)
@@ -57,24 +58,51 @@ def test_onnx_int8_is_close_and_cached_apart_from_fp32(questions, cache_dir):
     assert similarity.min() > 0.93
 
 
-def test_a_run_on_an_exported_graph_imports_neither_transformers_nor_torch(questions, cache_dir, tmp_path):
-    texts = tmp_path / "q.txt"
-    texts.write_text("\n".join(questions) + "\n")
-    Extractor("minilm", cache_dir=cache_dir, runtime="onnx", progress=False)._load()  # export
-    out = tmp_path / "q.h5"
-    loaded = "'transformers' in sys.modules or 'torch' in sys.modules"
+def test_onnx_image_vectors_equal_torch_at_every_layer_and_the_graph_carries_its_preprocessing(photo_dir, cache_dir):
+    layers = ["-1", "-2", "-3"]
+    torch_run = Extractor("efficientnet_lite0", layers, cache_dir=cache_dir, progress=False)
+    onnx_run = Extractor("efficientnet_lite0", layers, cache_dir=cache_dir, runtime="onnx", progress=False)
+    assert onnx_run.spec.layers == torch_run.spec.layers == ("pre_logits", "features", "blocks.6")
+    assert onnx_run.spec.preprocessing == torch_run.spec.preprocessing
+    assert onnx_run.spec.layer_spec("pre_logits").key() != torch_run.spec.layer_spec("pre_logits").key()
+    inputs = read_inputs(photo_dir, "image")
+    expected, got = vectors(torch_run, inputs), vectors(onnx_run, inputs)
+    for layer in torch_run.spec.layers:
+        np.testing.assert_allclose(got[layer], expected[layer], rtol=1e-4, atol=1e-5)
+    backbone = onnx_run._load()
+    assert backbone.preprocessing == get_config("efficientnet_lite0").preprocessing
+    assert [(layer.name, layer.dim) for layer in backbone.layers][-3:] == [
+        ("blocks.6", 320),
+        ("features", 1280),
+        ("pre_logits", 1280),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "layer", "dim"), [("minilm", "layer.5", 384), ("efficientnet_lite0", "pre_logits", 1280)]
+)
+def test_a_run_on_an_exported_graph_imports_no_torch(model, layer, dim, questions, photo_dir, cache_dir, tmp_path):
+    if model == "minilm":
+        source = tmp_path / "q.txt"
+        source.write_text("\n".join(questions) + "\n")
+        n = len(questions)
+    else:
+        source, n = photo_dir, 12
+    Extractor(model, cache_dir=cache_dir, runtime="onnx", progress=False)._load()  # export
+    out = tmp_path / "out.h5"
+    loaded = "any(m in sys.modules for m in ('torch', 'transformers', 'timm'))"
     code = f"import sys, cli\ntry:\n    cli.main()\nfinally:\n    print({loaded}, file=sys.stderr)\n"
-    args = ["featurize", str(texts), "-m", "minilm", "--runtime", "onnx", "-o", str(out), "--cache-dir", str(cache_dir)]
+    args = ["featurize", str(source), "-m", model, "--runtime", "onnx", "-o", str(out), "--cache-dir", str(cache_dir)]
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert result.stderr.strip().splitlines()[-1] == "False", result.stderr
     with FeatureFile(out) as f:
-        assert f.shape("layer.5") == (len(questions), 384) and f.spec.runtime == "onnx"
+        assert f.shape(layer) == (n, dim) and f.spec.runtime == "onnx"
 
 
-def test_onnx_runtime_refuses_what_it_cannot_run(photo_dir, cache_dir):
-    with pytest.raises(FeaturizerError, match="runs text encoders"):
-        featurize(photo_dir, runtime="onnx", cache_dir=cache_dir, progress=False)
-    with pytest.raises(FeaturizerError, match="fp32 or int8"):
+def test_onnx_runtime_refuses_what_it_cannot_run(cache_dir):
+    with pytest.raises(FeaturizerError, match="image models at fp32, not 'bf16'"):
+        Extractor("efficientnet_lite0", runtime="onnx", precision="bf16", cache_dir=cache_dir)
+    with pytest.raises(FeaturizerError, match="text models at fp32 or int8"):
         Extractor("minilm", runtime="onnx", precision="bf16", cache_dir=cache_dir)
     with pytest.raises(FeaturizerError, match="runs on the CPU"):
         Extractor("minilm", runtime="onnx", device="cuda", cache_dir=cache_dir)

@@ -195,7 +195,7 @@ def test_cuda_out_of_memory_halves_the_batch_and_goes_on(photo_dir, tmp_path, mo
         return original(x, layers)
 
     monkeypatch.setattr(backbone, "forward", tight)
-    monkeypatch.setattr(backbone, "on_device", lambda batch: batch)  # stay on the CPU
+    monkeypatch.setattr(backbone, "on_device", torch.as_tensor)  # stay on the CPU
     small.device = torch.device("cuda")
     small.ensure(inputs, keys)
     assert sizes[:3] == [12, 6, 3] and max(sizes[3:]) <= 3  # halved until it fit, then stayed there

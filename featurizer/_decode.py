@@ -1,0 +1,109 @@
+"""Image batches decoded in worker processes, in order, a few batches ahead of the model.
+
+Plain processes and numpy arrays, no torch: the ONNX runtime runs images without importing it,
+and the torch runtime turns each batch into a tensor on its device. Decoding starts before the
+caller loads its model, so the first batches are ready when the network is. At most
+``workers * prefetch`` batches are in flight: memory stays flat however many images there are.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from featurizer._errors import FeaturizerError
+
+PREFETCH_BATCHES = 4  # per worker: enough to keep decoding while the model loads
+
+# (positions in the batch's input list, pixels of the items that decoded, (position, reason) of those that did not)
+DecodedBatch = tuple[list[int], np.ndarray, list[tuple[int, str]]]
+
+
+def default_workers() -> int:
+    """Decoding processes: one per core, at most four (the model's threads wait on them less than they compete)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
+class DecodedBatches:
+    """Batches of ``transform(source)`` for consecutive ``batch_size`` sources; a failure is a reason, not a crash.
+
+    Workers start decoding on construction, before anyone iterates: the caller loads its model
+    meanwhile. ``workers=0`` decodes in this process, batch by batch as iterated. A worker that
+    dies (a decoder crash, the kernel's out-of-memory killer) stops the run with a clear error
+    instead of a hang.
+    """
+
+    def __init__(
+        self, sources: Sequence, transform: Callable, batch_size: int, workers: int, prefetch: int = PREFETCH_BATCHES
+    ):
+        self.sources, self.transform, self.batch_size = sources, transform, batch_size
+        self._starts = iter(range(0, len(sources), batch_size))
+        self._pending: deque = deque()
+        self._pool = None
+        if workers:
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(workers, mp_context=_context())
+            for _ in range(workers * prefetch):
+                if not self._submit():
+                    break
+
+    def _submit(self) -> bool:
+        start = next(self._starts, None)
+        if start is None:
+            return False
+        chunk = self.sources[start : start + self.batch_size]
+        self._pending.append(self._pool.submit(decode_batch, chunk, self.transform, start))
+        return True
+
+    def __iter__(self) -> Iterator[DecodedBatch]:
+        if self._pool is None:
+            for start in self._starts:
+                yield decode_batch(self.sources[start : start + self.batch_size], self.transform, start)
+            return
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            while self._pending:
+                try:
+                    batch = self._pending.popleft().result()
+                except BrokenProcessPool:
+                    raise FeaturizerError(
+                        "an image decoding worker died (a crashing decoder or too little memory); "
+                        "run again with --workers 0 to decode in one process and find the image"
+                    ) from None
+                self._submit()
+                yield batch
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the workers (pending batches are dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pending.clear()
+
+
+def decode_batch(sources: Sequence, transform: Callable, offset: int = 0) -> DecodedBatch:
+    """Decode one batch; positions count from ``offset``."""
+    positions, pixels, failures = [], [], []
+    for pos, source in enumerate(sources, offset):
+        try:
+            pixels.append(transform(source))
+            positions.append(pos)
+        except Exception as err:
+            failures.append((pos, f"cannot decode image: {type(err).__name__}: {err}"))
+    return positions, (np.stack(pixels) if pixels else np.empty((0,), np.float32)), failures
+
+
+def _context():
+    """Fork on Linux (workers start in milliseconds, with the transform already imported); the default elsewhere."""
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
