@@ -205,7 +205,8 @@ def export(config: BackboneConfig, weights: WeightsRef, precision: str, graph: P
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             plain, tmp = tmp, tmp.with_suffix(".int8.tmp")
-            quantize_dynamic(str(plain), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+            keep = _matmuls_not_fed_by_layer_norms(plain)
+            quantize_dynamic(str(plain), str(tmp), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
             plain.unlink()
         os.replace(tmp, graph)
     except Exception as err:
@@ -213,6 +214,32 @@ def export(config: BackboneConfig, weights: WeightsRef, precision: str, graph: P
         if isinstance(err, FeaturizerError):
             raise
         raise FeaturizerError(f"cannot export {config.name} to ONNX ({err}); use --runtime torch") from None
+
+
+def _matmuls_not_fed_by_layer_norms(path: Path) -> list[str]:
+    """Names of the weight MatMuls whose input does not come straight from a LayerNormalization: int8 leaves them fp32.
+
+    In a BERT layer these are the attention output and the feed-forward output projections; the
+    query, key, value and feed-forward input projections read LayerNorm outputs. Dynamic
+    quantisation scales each input with one number per tensor. Measured on MiniLM (TREC train,
+    5,452 questions, chosen by closeness to fp32, not by accuracy): quantising all 36 weight
+    MatMuls gave vectors at cosine >= 0.982 (mean 0.9942) to fp32's and ran 1.84x fp32; the 24
+    fed by LayerNorms, >= 0.989 (mean 0.9968) at 1.39x. TREC test accuracy: 0.896 and 0.902
+    against fp32's 0.904.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type in ("MatMul", "Gemm")
+        and len(node.input) > 1
+        and node.input[1] in weights
+        and producer.get(node.input[0]) != "LayerNormalization"
+    ]
 
 
 def _add_metadata(path: Path, backbone) -> None:

@@ -17,6 +17,11 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # int8: dynamic quantisation of L
 POOLED_LAYERS = ("pre_logits",)
 
 
+# Bumped when a runtime computes other vectors for the same spec, so that old cached vectors are not mixed in.
+# onnx 2: int8 quantises only the MatMuls fed by a LayerNormalization.
+RUNTIME_REVISIONS = {"onnx": 2}
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """One layer's identity: a vector is reusable exactly when this whole record matches."""
@@ -37,6 +42,8 @@ class LayerSpec:
             data.pop("weights")
         if self.runtime == "torch":  # the original runtime: keys from before runtimes existed stay valid
             data.pop("runtime")
+        else:
+            data["runtime_revision"] = RUNTIME_REVISIONS[self.runtime]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -52,7 +59,7 @@ class FeatureSpec:
     precision: str
     layers: tuple[str, ...]
     pooling: tuple[str, ...]
-    runtime: str = "torch"  # or "onnx" (ONNX Runtime, text encoders)
+    runtime: str = "torch"  # or "onnx" (ONNX Runtime)
 
     def layer_spec(self, layer: str) -> LayerSpec:
         i = self.layers.index(layer)
