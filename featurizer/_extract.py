@@ -34,9 +34,9 @@ DEFAULT_TEXT_MODEL = "minilm"
 ON_ERROR = ("skip", "fail")
 WRITE_ROWS = 4096
 TEXT_CHUNK = 8192  # texts tokenized and length-sorted together
-# Measured on 2 cores (EfficientNet-Lite0, 224 px): PyTorch ran batches of 32 1.5-1.9x faster than
-# batches of 64 (fp32 69 vs 36 img/s; bf16 167 vs 110): a 64-image activation no longer fits the
-# allocator's reusable heap, and every batch pays page faults. ONNX Runtime was level from 16 to 64.
+# Measured on 2 cores (EfficientNet-Lite0, 224 px), with glibc's default thresholds: PyTorch ran
+# batches of 32 1.5-1.9x faster than 64 (fp32 69 vs 36 img/s; bf16 167 vs 110). With freed memory
+# kept (_memory.py) they are level (107-117 img/s fp32); 32 still holds half the memory in flight.
 CPU_IMAGE_BATCH = 32
 
 
