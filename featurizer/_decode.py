@@ -54,7 +54,7 @@ class DecodedBatches:
         if workers:
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(workers, mp_context=_context())
+            self._pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_leave_interrupts_to_parent)
             for _ in range(workers * prefetch):
                 if not self._submit():
                     break
@@ -105,6 +105,13 @@ def decode_batch(sources: Sequence, transform: Callable, offset: int = 0) -> Dec
         except Exception as err:
             failures.append((pos, f"cannot decode image: {type(err).__name__}: {err}"))
     return positions, (np.stack(pixels) if pixels else np.empty((0,), np.float32)), failures
+
+
+def _leave_interrupts_to_parent() -> None:
+    """Ctrl-C reaches every process of the terminal's group: the main process stops the workers, quietly."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _context():

@@ -1,4 +1,4 @@
-"""A featurize run killed with SIGKILL part-way, then re-run, gives the file of an uninterrupted run."""
+"""A featurize run killed part-way (SIGKILL, Ctrl-C), then re-run, gives the file of an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -76,3 +76,18 @@ def test_killed_runs_resume_to_the_same_file(digits_dir, tmp_path):
         for layer in a.layers:
             np.testing.assert_allclose(a.read(layer), b.read(layer), rtol=1e-4, atol=1e-5)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_ctrl_c_stops_the_run_and_its_decoding_workers_with_one_message(digits_dir, tmp_path):
+    cache = tmp_path / "cache"
+    cmd = featurize_cmd(digits_dir / "train", tmp_path / "out.h5", cache)
+    cmd[cmd.index("--workers") + 1] = "2"
+    cmd[cmd.index("-b") + 1] = "2"  # 40 batches: the interrupt lands mid-run
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and shard_count(cache) < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)  # polling a condition, not timing the run
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Interrupted" in err and "Traceback" not in err, err
