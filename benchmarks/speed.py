@@ -92,16 +92,24 @@ def timing(runs: list[float]) -> str:
     return f"{median:.1f}" if len(runs) == 1 else f"{median:.1f} ({min(runs):.1f}–{max(runs):.1f})"
 
 
+def exporting_runs(src: Path, cache: Path, modes: list[list[str]]) -> list[str]:
+    """Run each ONNX mode once on ``src`` into a fresh ``cache``, so its graph is exported before any timing.
+
+    The export happens once per model and machine: its time is reported apart, as "`ARGS` N s".
+    """
+    shutil.rmtree(cache, ignore_errors=True)
+    return [
+        f"`{' '.join(args)}` {featurize(src, cache.parent / 'export.h5', cache, *args)[0]:.1f} s"
+        for args in modes
+        if "onnx" in args
+    ]
+
+
 def image_section(
     name: str, train: Path, test: Path, work: Path, modes: list[list[str]], repeat: int
 ) -> tuple[list[str], list[str]]:
     """Table rows of the plain loop and each mode on one dataset, and notes on the first (exporting) runs."""
-    shutil.rmtree(work / "cache", ignore_errors=True)
-    notes = []
-    for args in modes:  # the first ONNX run of a model exports it (once per machine): shown apart, not timed below
-        if "onnx" in args:
-            seconds = featurize(test, work / "export.h5", work / "cache", *args)[0]
-            notes.append(f"`{' '.join(args)}` {seconds:.1f} s ({len(folder_labels(test))} images)")
+    notes = [f"{note} ({len(folder_labels(test))} images)" for note in exporting_runs(test, work / "cache", modes)]
     commands = {"plain": lambda: run([*PLAIN, "images", train, work / "plain_train.npy"])[0]}
     for i, args in enumerate(modes):
         commands[f"mode{i}"] = lambda i=i, args=args: featurize(train, work / f"train{i}.h5", work / "cache", *args)[0]
@@ -164,12 +172,7 @@ def text_section(data: Path, work: Path, modes: list[list[str]], repeat: int) ->
         ),
     }
     trec_test = write_texts(te_texts, te_labels, work / "trec_test.csv")
-    shutil.rmtree(work / "cache", ignore_errors=True)
-    notes = []
-    for args in modes:  # the first ONNX run of a model exports it (once per machine): shown apart, not timed below
-        if "onnx" in args:
-            seconds = featurize(trec_test, work / "tt.h5", work / "cache", "-m", "minilm", *args)[0]
-            notes.append(f"`{' '.join(args)}` {seconds:.1f} s")
+    notes = exporting_runs(trec_test, work / "cache", [["-m", "minilm", *args] for args in modes])
     rows = []
     for name, path in sets.items():
         commands = {"st": lambda path=path: run([*PLAIN, "st", path, work / "st.npy"])[0]}
@@ -254,7 +257,7 @@ def synthetic_texts(path: Path, n: int) -> Path:
 
 def cache_section(work: Path, n: int, args: list[str]) -> list[str]:
     folder = synthetic_images(work / f"cache_images_{n}", n)
-    featurize(synthetic_images(work / "cache_export", 10), work / "c.h5", work / "cache", *args)  # export, if any
+    exporting_runs(synthetic_images(work / "cache_export", 10), work / "cache", [args])
     cold, _ = featurize(folder, work / "c.h5", work / "cache", *args)
     warm, _ = run([*XFER, "featurize", folder, "-o", work / "c.h5", "--cache-dir", work / "cache", "-q", *args])
     row = f"| {n:,} synthetic 224 px JPEGs, efficientnet_lite0 {' '.join(args)} | {cold:.1f} | {warm:.2f} | **{cold / warm:.0f}** |"
@@ -272,7 +275,7 @@ def scale_section(work: Path, sizes: list[int]) -> list[str]:
         t, mem = featurize(texts, work / "s.h5", work / "cache_scale", "-m", "minilm", "--precision", "int8")
         rows.append(f"| texts, minilm int8 | {n:,} | {t:.1f} | {n / t:.0f} | {mem:.0f} |")
         print(rows[-1], flush=True)
-    featurize(synthetic_images(work / "scale_export", 10, size=96), work / "s.h5", work / "cache_scale", *IMAGE_SCALE)
+    exporting_runs(synthetic_images(work / "scale_export", 10, size=96), work / "cache_scale", [IMAGE_SCALE])
     for n in sizes:
         folder = synthetic_images(work / f"scale_images_{n}", n, size=96)
         t, mem = featurize(folder, work / "s.h5", work / "cache_scale", *IMAGE_SCALE)

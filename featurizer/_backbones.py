@@ -69,7 +69,6 @@ class Backbone:
 
     def pooled(self, batch, layers: Sequence[str], pooling: Sequence[str]) -> dict[str, np.ndarray]:
         """One float32 vector per item for each of ``layers``, pooled as asked, from one pass over ``batch``."""
-        from featurizer._pooling import pool
         from featurizer._runtime import autocast
 
         with torch.inference_mode(), autocast(self.device, self.precision):

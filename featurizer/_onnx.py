@@ -145,8 +145,8 @@ def load_onnx(config: BackboneConfig, weights: WeightsRef, precision: str, cache
         return kind(config, weights, graph)
 
 
-def _outputs_module(backbone):
-    """The backbone as a module returning every layer's raw output, in layer order, for the exporter."""
+def _outputs_module(backbone, inputs: list[str]):
+    """The backbone as a module taking ``inputs`` in order and returning every layer's raw output, for the exporter."""
     import torch
 
     class Outputs(torch.nn.Module):
@@ -154,8 +154,8 @@ def _outputs_module(backbone):
             super().__init__()
             self.model = backbone.model
 
-        def forward(self, *inputs):
-            batch = dict(zip(("input_ids", "attention_mask"), inputs)) if backbone.modality == "text" else inputs[0]
+        def forward(self, *tensors):
+            batch = dict(zip(inputs, tensors)) if backbone.modality == "text" else tensors[0]
             return tuple(backbone.forward(batch, backbone.layer_names()).values())
 
     return Outputs()
@@ -173,29 +173,22 @@ def export(config: BackboneConfig, weights: WeightsRef, precision: str, graph: P
     backbone = load_backbone(config, weights).to("cpu", "fp32")
     names = backbone.layer_names()
     feed, expected = _probe(backbone)
-    if backbone.modality == "text":
-        ids = torch.tensor([backbone.tokenize(["an example sentence", "another"])[0]] * 2)
-        example, inputs, varying = (
-            (ids, torch.ones_like(ids)),
-            ["input_ids", "attention_mask"],
-            {0: "batch", 1: "tokens"},
-        )
-    else:
-        example, inputs, varying = (torch.cat([backbone.example_batch()] * 2),), ["pixels"], {0: "batch"}
-    axes = {name: varying for name in inputs}
-    axes.update({name: {0: "batch", 1: "tokens"} if backbone.modality == "text" else {0: "batch"} for name in names})
+    example = backbone.example_batch()  # two of it: the probe checks other batch sizes and lengths
+    inputs = list(example) if isinstance(example, dict) else ["pixels"]
+    tensors = tuple(torch.cat([t, t]) for t in (example.values() if isinstance(example, dict) else [example]))
+    varying = {0: "batch", 1: "tokens"} if backbone.modality == "text" else {0: "batch"}
     graph.parent.mkdir(parents=True, exist_ok=True)
     tmp = graph.with_name(f".{graph.name}.{uuid.uuid4().hex}.tmp")
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes on shape-dependent Python values: checked below
             torch.onnx.export(
-                _outputs_module(backbone),
-                example,
+                _outputs_module(backbone, inputs),
+                tensors,
                 str(tmp),
                 input_names=inputs,
                 output_names=names,
-                dynamic_axes=axes,
+                dynamic_axes={name: varying for name in [*inputs, *names]},
                 opset_version=17,
                 dynamo=False,
             )
@@ -272,8 +265,7 @@ def _probe(backbone) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         shape = (3, *backbone.example_batch().shape[1:])
         feed = {"pixels": torch.randn(shape, generator=torch.Generator().manual_seed(0)).numpy()}
     with torch.inference_mode():
-        batch = {k: torch.from_numpy(v) for k, v in feed.items()} if backbone.modality == "text" else feed["pixels"]
-        out = backbone.forward(backbone.on_device(batch), backbone.layer_names())
+        out = backbone.forward(backbone.on_device(feed.get("pixels", feed)), backbone.layer_names())
     return feed, {name: t.float().numpy() for name, t in out.items()}
 
 
