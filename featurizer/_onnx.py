@@ -287,8 +287,10 @@ def quantize_smoothed(
         onnx.save(model, str(smoothed))
         if check is not None:
             _check_export(smoothed, *check)
+        logging.disable(logging.WARNING)  # the quantiser logs advice on the root logger: not the user's concern
         quantize_dynamic(str(smoothed), str(out), per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
     finally:
+        logging.disable(logging.NOTSET)
         smoothed.unlink(missing_ok=True)
 
 
