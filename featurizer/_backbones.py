@@ -69,9 +69,9 @@ class Backbone:
 
     def pooled(self, batch, layers: Sequence[str], pooling: Sequence[str]) -> dict[str, np.ndarray]:
         """One float32 vector per item for each of ``layers``, pooled as asked, from one pass over ``batch``."""
-        from featurizer._runtime import autocast
+        from featurizer._runtime import autocast, kernel_flags
 
-        with torch.inference_mode(), autocast(self.device, self.precision):
+        with torch.inference_mode(), autocast(self.device, self.precision), kernel_flags(self.device, self.precision):
             on_device = self.on_device(batch)
             mask = on_device.get("attention_mask") if isinstance(on_device, dict) else None
             raw = self.forward(on_device, layers)

@@ -3,7 +3,9 @@
 Plain processes and numpy arrays, no torch: the ONNX runtime runs images without importing it,
 and the torch runtime turns each batch into a tensor on its device. Decoding starts before the
 caller loads its model, so the first batches are ready when the network is. At most
-``workers * prefetch`` batches are in flight: memory stays flat however many images there are.
+``workers * prefetch`` batches (by default about 128 images a worker, and at least two batches)
+are in flight: memory stays flat however many images there are, and GPU-sized batches of 256 do
+not multiply it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from featurizer._errors import FeaturizerError
 
-PREFETCH_BATCHES = 4  # per worker: enough to keep decoding while the model loads
+PREFETCH_IMAGES = 128  # per worker, decoded ahead: keeps workers busy while the model loads, memory bounded
 
 # (positions in the sources of the items that decoded, their pixels, (position, reason) of those that did not)
 DecodedBatch = tuple[list[int], np.ndarray, list[tuple[int, str]]]
@@ -45,7 +47,7 @@ class DecodedBatches:
     """
 
     def __init__(
-        self, sources: Sequence, transform: Callable, batch_size: int, workers: int, prefetch: int = PREFETCH_BATCHES
+        self, sources: Sequence, transform: Callable, batch_size: int, workers: int, prefetch: int | None = None
     ):
         self.sources, self.transform, self.batch_size = sources, transform, batch_size
         self._starts = iter(range(0, len(sources), batch_size))
@@ -55,6 +57,8 @@ class DecodedBatches:
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_leave_interrupts_to_parent)
+            if prefetch is None:  # at least 2 batches a worker; more of small ones (4 of the CPU's 32)
+                prefetch = max(2, PREFETCH_IMAGES // batch_size)
             for _ in range(workers * prefetch):
                 if not self._submit():
                     break

@@ -153,7 +153,7 @@ class Extractor:
         if self.device is None:
             from featurizer._runtime import resolve_device
 
-            self.device = resolve_device(self.device_name)
+            self.device = resolve_device(self.device_name, self.precision)
         return self.device
 
     def _load(self):
@@ -210,7 +210,8 @@ class Extractor:
                 todo.append(pos)
         if not todo:
             return 0, []
-        keep_freed_memory()  # before decoding workers fork: they inherit it
+        if self.runtime != "torch" or self._resolve_device().type != "cuda":  # GPU activations are not host memory
+            keep_freed_memory()  # before decoding workers fork: they inherit it
         run = self._run_images if self.modality == IMAGE else self._run_texts
         errors = run(inputs, keys, todo, on_error)
         return len(todo) - len(errors), errors
@@ -302,7 +303,7 @@ class Extractor:
 
             if not is_out_of_memory(err):
                 raise
-            torch.cuda.empty_cache()
+        torch.cuda.empty_cache()  # here, not in the except block: its traceback still holds the failed pass's tensors
         self._max_forward = size // 2
         log.warning("CUDA out of memory at batch size %d; going on with %d", size, self._max_forward)
         return self._forward_parts(batch, size, self._max_forward)

@@ -13,10 +13,12 @@ from featurizer._spec import check_precision
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """The device to run on: ``auto`` picks CUDA, then Apple MPS, then the CPU."""
+def resolve_device(name: str = "auto", precision: str = "fp32") -> torch.device:
+    """The device to run on: ``auto`` picks CUDA, then Apple MPS, then the CPU (always the CPU for ``int8``)."""
     if name not in DEVICES and not name.startswith("cuda:"):
         raise FeaturizerError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), not {name!r}")
+    if name == "auto" and precision == "int8":  # dynamic quantisation is a CPU technique
+        return torch.device("cpu")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -25,6 +27,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise FeaturizerError("device 'cuda' asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto")
+    if name.startswith("cuda:"):
+        index, count = name[5:], torch.cuda.device_count()
+        if not index.isdigit() or int(index) >= count:
+            raise FeaturizerError(f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
     if name == "mps" and not torch.backends.mps.is_available():
         raise FeaturizerError(
             "device 'mps' asked for, but this PyTorch has no Apple MPS support; use --device cpu or auto"
@@ -41,8 +47,22 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def kernel_flags(device: torch.device, precision: str):
+    """cuDNN settings for one forward pass on a GPU; a no-op elsewhere.
+
+    fp32 means fp32: TF32 convolutions (cuDNN's default on Ampere and newer) would move vectors by
+    about 1e-3 while they share a cache key with the CPU's exact ones; bf16/fp16 are the fast modes.
+    ``benchmark`` picks the fastest convolution algorithm per input shape (image batches repeat
+    theirs). Scoped to the pass, so the caller's own PyTorch settings are left as they were.
+    """
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=precision != "fp32")
+
+
 def is_out_of_memory(err: BaseException) -> bool:
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError: 2.5 and newer
+    return isinstance(err, oom) or "out of memory" in str(err).lower()
 
 
 def quantize(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

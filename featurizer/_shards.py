@@ -293,7 +293,13 @@ def embed(
         "runtime": runtime,
         "batch_size": batch_size,
     }
-    local = Extractor(**spec, progress=progress)
+    if engine == "ray" and str(device).startswith("cuda") and not gpus_per_worker:
+        raise InputError(
+            f"--device {device} with the Ray engine needs --gpus-per-worker (1 for a GPU each): "
+            "Ray hides GPUs from actors that do not ask for one"
+        )
+    # With Ray the actors featurize; the driver only plans, so it keeps its model (if it loads one) off the GPU.
+    local = Extractor(**{**spec, "device": "cpu"} if engine == "ray" else spec, progress=progress)
     inputs = inputs_for(local, inputs, column=column, label_column=label_column, extensions=extensions)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
