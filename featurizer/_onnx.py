@@ -261,6 +261,8 @@ def quantize_smoothed(
 
     model = onnx.load(str(plain))
     groups = _layer_norm_fed_matmuls(model.graph)
+    if not groups:
+        log.warning("%s has no projections fed by LayerNorms: its int8 graph computes in fp32", plain.name)
     quantized = {node.name for group in groups.values() for node in group}
     keep = [node.name for node in _weight_matmuls(model.graph) if node.name not in quantized]
     amax = _activation_maxima(model, list(groups), feeds)
