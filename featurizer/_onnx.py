@@ -303,11 +303,14 @@ def _weight_matmuls(graph) -> list:
 
 
 def _layer_norm_fed_matmuls(graph) -> dict[str, list]:
-    """Weight MatMuls grouped by the LayerNormalization output they read (one group: query, key and value)."""
+    """Weight MatMuls grouped by the LayerNormalization output they read (one group: query, key and value).
+
+    MatMul only: its weight is (in, out), one row per input channel, which smoothing scales.
+    """
     producer = {out: node.op_type for node in graph.node for out in node.output}
     groups: dict[str, list] = {}
     for node in _weight_matmuls(graph):
-        if producer.get(node.input[0]) == "LayerNormalization":
+        if node.op_type == "MatMul" and producer.get(node.input[0]) == "LayerNormalization":
             groups.setdefault(node.input[0], []).append(node)
     return groups
 
@@ -316,6 +319,8 @@ def _activation_maxima(model, names: list[str], feeds: Iterable[dict[str, np.nda
     """Largest |value| per channel of the tensors ``names`` over the real (unpadded) tokens of ``feeds``."""
     import onnx
 
+    if not names:
+        return {}
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.ClearField("output")
