@@ -58,7 +58,7 @@ def test_onnx_int8_is_close_and_cached_apart_from_fp32(questions, cache_dir, cap
     assert fast.spec.layer_spec("layer.5").key() != exact.spec.layer_spec("layer.5").key()
     similarity = cosine(vectors(exact, questions)["layer.5"], vectors(fast, questions)["layer.5"])
     assert not [r for r in caplog.records if r.name == "root"]  # the quantiser's advice is not shown to users
-    assert similarity.min() > 0.995  # 0.998 here; 0.993 without smoothing, 0.988 with every projection int8
+    assert similarity.min() > 0.995  # 0.9965 here; 0.993 without smoothing, 0.988 with every projection int8
     # Q, K, V and feed-forward input projections (fed by LayerNorms) in int8; the 2 others per layer in fp32.
     graph = onnx.load(str(next((cache_dir / "onnx").glob("*-int8.onnx")))).graph
     weights = {init.name for init in graph.initializer}
