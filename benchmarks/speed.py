@@ -288,8 +288,7 @@ def scale_section(work: Path, sizes: list[int]) -> list[str]:
     return rows
 
 
-GPU_IMAGE_MODES = [["--device", "cuda"], ["--device", "cuda", "--precision", "bf16"]]
-GPU_IMAGE_MODES.append(["--device", "cuda", "--precision", "fp16"])
+GPU_PRECISIONS = [[], ["--precision", "bf16"], ["--precision", "fp16"]]
 
 
 def gpu_name() -> str | None:
@@ -299,29 +298,29 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def gpu_throughput(work: Path, n_images: int, n_texts: int, device: str = "cuda") -> list[str]:
-    """Images/s and texts/s of whole `xfer featurize` commands on ``device`` at its default (large) batches."""
+def gpu_throughput(work: Path, n_images: int, n_texts: int, modes: list[list[str]]) -> list[str]:
+    """Images/s and texts/s of whole `xfer featurize` commands in each mode, at the default (GPU) batches."""
+    sources = [
+        (
+            synthetic_images(work / f"gpu_images_{n_images}", n_images),
+            n_images,
+            "synthetic 224 px JPEGs",
+            ["-m", "efficientnet_lite0"],
+        ),
+        (synthetic_texts(work / f"gpu_texts_{n_texts}.txt", n_texts), n_texts, "synthetic texts", ["-m", "minilm"]),
+    ]
     rows = []
-    folder = synthetic_images(work / f"gpu_images_{n_images}", n_images)
-    for args in GPU_IMAGE_MODES:
-        args = [a if a != "cuda" else device for a in args]
-        t, mem = featurize(folder, work / "g.h5", work / "cache_gpu", *args)
-        rows.append(
-            f"| {n_images:,} synthetic 224 px JPEGs, efficientnet_lite0 {' '.join(args)} | {t:.1f} | {n_images / t:.0f} | {mem:.0f} |"
-        )
-        print(rows[-1], flush=True)
-    texts = synthetic_texts(work / f"gpu_texts_{n_texts}.txt", n_texts)
-    for args in GPU_IMAGE_MODES:
-        args = ["-m", "minilm", *(a if a != "cuda" else device for a in args)]
-        t, mem = featurize(texts, work / "g.h5", work / "cache_gpu", *args)
-        rows.append(f"| {n_texts:,} synthetic texts, {' '.join(args)} | {t:.1f} | {n_texts / t:.0f} | {mem:.0f} |")
-        print(rows[-1], flush=True)
+    for src, n, what, model in sources:
+        for args in modes:
+            t, mem = featurize(src, work / "g.h5", work / "cache_gpu", *model, *args)
+            rows.append(f"| {n:,} {what}, {' '.join(model + args)} | {t:.1f} | {n / t:.0f} | {mem:.0f} |")
+            print(rows[-1], flush=True)
     return rows
 
 
 def gpu_section(data: Path, work: Path, repeat: int, items: list[int], device: str = "cuda") -> list[str]:
     """The image and text comparisons on a GPU (plain loop and sentence-transformers there too), then throughput."""
-    modes = [[a if a != "cuda" else device for a in args] for args in GPU_IMAGE_MODES]
+    modes = [["--device", device, *precision] for precision in GPU_PRECISIONS]
     rows = ["| data | command | seconds | items/s | speed-up | LR accuracy |", "|---|---|---|---|---|---|"]
     for name, train, test in (
         ("hymenoptera train (244 JPEGs ~500x375)", "hymenoptera/train", "hymenoptera/val"),
@@ -331,7 +330,7 @@ def gpu_section(data: Path, work: Path, repeat: int, items: list[int], device: s
     rows += ["", "| data | command | seconds | texts/s | speed-up | min cosine to ST | TREC LR accuracy |"]
     rows += ["|---|---|---|---|---|---|---|", *text_section(data, work, modes, repeat, device)]
     rows += ["", "| throughput | seconds | items/s | peak RSS MiB |", "|---|---|---|---|"]
-    return rows + gpu_throughput(work, *items, device=device)
+    return rows + gpu_throughput(work, *items, modes)
 
 
 def main() -> None:

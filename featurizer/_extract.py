@@ -38,6 +38,8 @@ TEXT_CHUNK = 8192  # texts tokenized and length-sorted together
 # batches of 32 1.5-1.9x faster than 64 (fp32 69 vs 36 img/s; bf16 167 vs 110). With freed memory
 # kept (_memory.py) they are level (107-117 img/s fp32); 32 still holds half the memory in flight.
 CPU_IMAGE_BATCH = 32
+CPU_TEXT_BATCH = 64
+GPU_BATCH = 256
 
 
 @dataclass
@@ -156,6 +158,15 @@ class Extractor:
             self.device = resolve_device(self.device_name, self.precision)
         return self.device
 
+    def _on_gpu(self) -> bool:
+        """Whether batches run on a CUDA GPU (the ONNX runtime is CPU-only and never imports torch to ask)."""
+        return self.runtime == "torch" and self._resolve_device().type == "cuda"
+
+    def _default_batch_size(self) -> int:
+        if self._on_gpu():
+            return GPU_BATCH
+        return CPU_IMAGE_BATCH if self.modality == IMAGE else CPU_TEXT_BATCH
+
     def _load(self):
         if self._backbone is None:
             if self.runtime == "onnx":  # the CPU, and no torch import: start-up is most of a small run
@@ -210,7 +221,7 @@ class Extractor:
                 todo.append(pos)
         if not todo:
             return 0, []
-        if self.runtime != "torch" or self._resolve_device().type != "cuda":  # GPU activations are not host memory
+        if not self._on_gpu():  # a GPU's activations are not host memory
             keep_freed_memory()  # before decoding workers fork: they inherit it
         run = self._run_images if self.modality == IMAGE else self._run_texts
         errors = run(inputs, keys, todo, on_error)
@@ -232,8 +243,7 @@ class Extractor:
         from featurizer._decode import DecodedBatches, default_workers
         from featurizer._preprocess import ImageTransform
 
-        on_gpu = self.runtime == "torch" and self._resolve_device().type == "cuda"
-        batch_size = self.batch_size or (256 if on_gpu else CPU_IMAGE_BATCH)
+        batch_size = self.batch_size or self._default_batch_size()
         workers = self.num_workers if self.num_workers is not None else default_workers()
         if len(todo) <= batch_size:
             workers = 0  # starting workers costs more than decoding one batch
@@ -259,8 +269,7 @@ class Extractor:
         from featurizer._preprocess import pad_token_batch
 
         backbone = self._load()
-        on_gpu = self.device is not None and self.device.type == "cuda"
-        batch_size = self.batch_size or (256 if on_gpu else 64)
+        batch_size = self.batch_size or self._default_batch_size()
         errors = []
         empty = [p for p in todo if not inputs.sources[p].strip()]
         for p in empty:
@@ -295,14 +304,14 @@ class Extractor:
             self.forward_calls += 1
             return vectors
         except RuntimeError as err:
-            if self.device is None or self.device.type != "cuda" or size == 1:
+            if size == 1 or not self._on_gpu():
                 raise
-            import torch
-
             from featurizer._runtime import is_out_of_memory
 
             if not is_out_of_memory(err):
                 raise
+        import torch
+
         torch.cuda.empty_cache()  # here, not in the except block: its traceback still holds the failed pass's tensors
         self._max_forward = size // 2
         log.warning("CUDA out of memory at batch size %d; going on with %d", size, self._max_forward)
