@@ -8,11 +8,12 @@ from featurizer._errors import (
     UnknownLayerError,
     UnknownModelError,
 )
-from featurizer._extract import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, Extractor, FeaturizeReport, featurize
+from featurizer._extract import Extractor, FeaturizeReport, featurize
 from featurizer._featurefile import FeatureFile, FeatureFileWriter
-from featurizer._inputs import Inputs, read_inputs
-from featurizer._registry import BackboneConfig, Layer, get_config, list_models, register
-from featurizer._spec import FeatureSpec, LayerSpec
+from featurizer._inputs import Inputs, ReadOptions, read_inputs
+from featurizer._registry import DEFAULT_MODELS, BackboneConfig, Layer, default_model, get_config, list_models, register
+from featurizer._resolve import FeatureOptions, RunOptions, resolve_spec
+from featurizer._spec import FeatureSpec
 
 __version__ = "0.1.0"
 
@@ -28,12 +29,12 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DEFAULT_IMAGE_MODEL",
-    "DEFAULT_TEXT_MODEL",
+    "DEFAULT_MODELS",
     "BackboneConfig",
     "Extractor",
     "FeatureFile",
     "FeatureFileWriter",
+    "FeatureOptions",
     "FeatureSpec",
     "FeaturizeReport",
     "Featurizer",
@@ -42,13 +43,16 @@ __all__ = [
     "Inputs",
     "ItemError",
     "Layer",
-    "LayerSpec",
     "MissingPackageError",
+    "ReadOptions",
+    "RunOptions",
     "UnknownLayerError",
     "UnknownModelError",
+    "default_model",
     "featurize",
     "get_config",
     "list_models",
     "read_inputs",
     "register",
+    "resolve_spec",
 ]

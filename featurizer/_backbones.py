@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from featurizer._errors import FeaturizerError, InputError, MissingPackageError, UnknownModelError
+from featurizer._modes import ComputeMode, validate
+from featurizer._network import not_cached, offline
 from featurizer._pooling import pool
 from featurizer._preprocess import image_sizes, text_preprocessing
 from featurizer._registry import BackboneConfig, Layer
@@ -38,14 +40,14 @@ class Backbone:
         self.preprocessing = preprocessing
         self.device = torch.device("cpu")
         self.dtype = torch.float32  # of the weights, and so of float inputs
-        self.precision = "fp32"
+        self.mode: ComputeMode | None = None  # set by ``to``; None: plain fp32
         self.layers: tuple[Layer, ...] = config.layers or self._probe_layers()
 
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
 
-    def to(self, device: torch.device | str, precision: str = "fp32") -> Backbone:
-        """Move to ``device`` and ``precision``.
+    def to(self, device: torch.device | str, mode: ComputeMode | None = None) -> Backbone:
+        """Move to ``device`` and run in ``mode`` (weight dtype, autocast, quantisation).
 
         CNNs get their batch norms folded and use channels_last (faster convolutions on CPU and GPU).
         ``bf16`` casts the weights (10-15% faster than autocasting fp32 weights on this project's CPU,
@@ -55,15 +57,16 @@ class Backbone:
         from featurizer._runtime import quantize, set_threads
 
         set_threads()
-        self.device, self.precision = torch.device(device), precision
+        device = torch.device(device)
+        mode = mode or validate("fp32", "torch", self.modality, device.type)
+        self.device, self.mode = device, mode
         if self.modality == "image":
             self._fold_batch_norms()
-        if precision == "bf16":
-            self.dtype = torch.bfloat16
+        self.dtype = getattr(torch, mode.weight_dtype)
         self.model.to(self.device, self.dtype)
         if self.modality == "image":
             self.model.to(memory_format=torch.channels_last)
-        if precision == "int8":
+        if mode.quantize:
             self.model = quantize(self.model, self.device)
         return self
 
@@ -71,7 +74,7 @@ class Backbone:
         """One float32 vector per item for each of ``layers``, pooled as asked, from one pass over ``batch``."""
         from featurizer._runtime import autocast, kernel_flags
 
-        with torch.inference_mode(), autocast(self.device, self.precision), kernel_flags(self.device, self.precision):
+        with torch.inference_mode(), autocast(self.device, self.mode), kernel_flags(self.device, self.mode):
             on_device = self.on_device(batch)
             mask = on_device.get("attention_mask") if isinstance(on_device, dict) else None
             raw = self.forward(on_device, layers)
@@ -283,19 +286,64 @@ class TextBackbone(Backbone):
 
 def load_backbone(config: BackboneConfig, weights: WeightsRef) -> Backbone:
     """Build the backbone of ``config`` with ``weights``, frozen and in eval mode, on the CPU."""
-    builders = {"timm": _build_timm, "torchvision": _build_torchvision, "hf": _build_text}
-    return builders[config.library](config, weights)
+    return _BUILDERS[config.library](config, weights)
+
+
+def describe_image_model(config: BackboneConfig, weights: WeightsRef) -> tuple[tuple[Layer, ...], dict]:
+    """Layers (with pooled sizes) and preprocessing of a zoo image model, from a weightless skeleton."""
+    backbone = _skeleton(config, weights)
+    return backbone.layers, backbone.preprocessing
+
+
+def skeleton_layer_shapes(config: BackboneConfig, weights: WeightsRef) -> dict[str, tuple[int, ...]]:
+    """Raw output shape of every layer for one item, from a weightless skeleton."""
+    return _skeleton(config, weights).layer_shapes()
+
+
+def _skeleton(config: BackboneConfig, weights: WeightsRef) -> Backbone:
+    """The backbone's architecture on PyTorch's meta device: no weights downloaded or allocated; its
+    layers are probed by a forward pass of shapes only."""
+    with torch.device("meta"):
+        backbone = _BUILDERS[config.library](config, WeightsRef("skeleton", weights.location))
+    backbone.device = torch.device("meta")
+    return backbone
+
+
+def hub_text_config(weights: WeightsRef) -> tuple[dict, dict]:
+    """(model config, preprocessing) of a Hugging Face hub encoder, from its config and tokenizer files only."""
+    offline()
+    transformers = _quiet_transformers()
+    source = weights.location.removeprefix("hf:")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        model_config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=False)
+    except OSError as err:
+        raise not_cached(f"Hugging Face model {source!r}", err) from None
+    return model_config.to_dict(), _hub_text_preprocessing(source, tokenizer, model_config)
+
+
+def _hub_text_preprocessing(source: str, tokenizer, model_config) -> dict:
+    limit = min(tokenizer.model_max_length, getattr(model_config, "max_position_embeddings", 512))
+    return {
+        "tokenizer": f"hf:{source}",
+        "max_length": int(limit),
+        "lowercase": bool(getattr(tokenizer, "do_lower_case", False)),
+    }
 
 
 def _build_timm(config: BackboneConfig, weights: WeightsRef) -> Backbone:
-    timm = _import("timm", "timm")
     pretrained = weights.kind == "pretrained"
+    if pretrained:
+        offline()  # decided once, before timm reads it; offline, timm reads only its local cache
+    timm = _import("timm", "timm")
     try:
         model = timm.create_model(config.arch, pretrained=pretrained)
     except RuntimeError as err:
         if "Unknown model" in str(err):
             raise UnknownModelError(f"timm has no model {config.arch!r} (see timm.list_models())") from None
         raise
+    except OSError as err:
+        raise not_cached(f"the weights of timm/{config.arch}", err) from None
     if weights.kind == "file":
         _load_checkpoint(model, weights.location, by_order=config.extra.get("checkpoint_format") is not None)
     prep = config.preprocessing or _plain(timm.data.resolve_model_data_config(model))
@@ -311,7 +359,13 @@ def _build_torchvision(config: BackboneConfig, weights: WeightsRef) -> Backbone:
         raise UnknownModelError(
             f"torchvision has no model {config.arch!r} (see torchvision.models.list_models())"
         ) from None
-    model = models.get_model(config.arch, weights=enum.DEFAULT if weights.kind == "pretrained" else None)
+    pretrained = weights.kind == "pretrained"
+    if pretrained and offline() and not _torch_hub_has(enum.DEFAULT.url):
+        raise not_cached(f"the weights of torchvision/{config.arch}")
+    try:
+        model = models.get_model(config.arch, weights=enum.DEFAULT if pretrained else None)
+    except OSError as err:  # urllib errors are OSErrors
+        raise not_cached(f"the weights of torchvision/{config.arch}", err) from None
     if weights.kind == "file":
         _load_checkpoint(model, weights.location)
     tf = enum.DEFAULT.transforms()
@@ -327,25 +381,37 @@ def _build_torchvision(config: BackboneConfig, weights: WeightsRef) -> Backbone:
 
 
 def _build_text(config: BackboneConfig, weights: WeightsRef) -> Backbone:
-    transformers = _import("transformers", "transformers")
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    if weights.kind == "pretrained":
+        offline()  # decided once, before transformers reads it; offline, it reads only its local cache
+    transformers = _quiet_transformers()
     source = weights.location.removeprefix("hf:")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = transformers.AutoModel.from_pretrained(source, trust_remote_code=False)
     except OSError as err:
+        if weights.kind == "pretrained":
+            raise not_cached(f"Hugging Face model {source!r}", err) from None
         raise InputError(f"cannot load Hugging Face model {source!r}: {str(err).splitlines()[0]}") from None
     if weights.kind == "folder":
         prep = text_preprocessing(source)
     else:
-        limit = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
-        prep = {
-            "tokenizer": f"hf:{source}",
-            "max_length": int(limit),
-            "lowercase": bool(getattr(tokenizer, "do_lower_case", False)),
-        }
+        prep = _hub_text_preprocessing(source, tokenizer, model.config)
     return TextBackbone(config, weights, model, prep, tokenizer)
+
+
+_BUILDERS = {"timm": _build_timm, "torchvision": _build_torchvision, "hf": _build_text}
+
+
+def _quiet_transformers():
+    transformers = _import("transformers", "transformers")
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    return transformers
+
+
+def _torch_hub_has(url: str) -> bool:
+    """Whether torch.hub already holds the file that ``url`` downloads."""
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:

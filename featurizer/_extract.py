@@ -1,45 +1,42 @@
 """Featurizing: inputs -> content keys -> cache lookup -> batches -> backbone -> pooled layers -> cache.
 
-``Extractor`` holds one feature spec and the caches of its layers; it loads the network only
-when something is missing from the cache, so a fully cached run never imports a model zoo.
-``featurize`` is the whole job behind ``xfer featurize``: it also writes the feature file.
+``Extractor`` computes the vectors of one ``FeatureSpec`` (made by ``featurizer._resolve``) and
+holds the caches of its layers; it loads the network only when something is missing from the
+cache, so a fully cached run never imports a model zoo. ``featurize`` is the whole job behind
+``xfer featurize``: it also writes the feature file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
 from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from featurizer._errors import FeaturizerError, InputError, ItemError
-from featurizer._featurefile import FeatureFileWriter
-from featurizer._inputs import Inputs, read_inputs
+from featurizer._atomic import atomic_path
+from featurizer._errors import InputError, ItemError
+from featurizer._featurefile import FeatureFileWriter, check_output
+from featurizer._inputs import Inputs, ReadOptions, guess_modality, read_inputs
 from featurizer._keys import FileKeyMemo, array_key, text_key
 from featurizer._memory import keep_freed_memory
+from featurizer._modes import ComputeMode, auto_device_type, check_device_name, validate
 from featurizer._registry import IMAGE, BackboneConfig, get_config
-from featurizer._spec import FeatureSpec, check_precision, resolve_layers, resolve_pooling
-from featurizer._store import EmbeddingStore, default_cache_dir, lock_output
-from featurizer._weights import WeightsRef, resolve_weights
+from featurizer._resolve import FeatureOptions, RunOptions, layer_dims, resolve, weights_for_spec
+from featurizer._spec import FeatureSpec
+from featurizer._store import EmbeddingStore, lock_output
+from featurizer._weights import WeightsRef
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IMAGE_MODEL = "efficientnet_lite0"
-DEFAULT_TEXT_MODEL = "minilm"
 ON_ERROR = ("skip", "fail")
 WRITE_ROWS = 4096
 TEXT_CHUNK = 8192  # texts tokenized and length-sorted together
-# Measured on 2 cores (EfficientNet-Lite0, 224 px), with glibc's default thresholds: PyTorch ran
-# batches of 32 1.5-1.9x faster than 64 (fp32 69 vs 36 img/s; bf16 167 vs 110). With freed memory
-# kept (_memory.py) they are level (107-117 img/s fp32); 32 still holds half the memory in flight.
-CPU_IMAGE_BATCH = 32
-CPU_TEXT_BATCH = 64
-GPU_BATCH = 256
 
 
 @dataclass
@@ -83,101 +80,83 @@ class FeaturizeReport:
 class Extractor:
     """Computes and caches the vectors of one feature spec.
 
-    Parameters mirror ``featurize``. The backbone is built on first need, on ``device``.
+    Build it from a spec (``Extractor(spec, run)`` or ``Extractor.from_spec(spec, device=...)``) or
+    from what a user asks for (``Extractor.from_options``). The backbone is built on first need.
     """
 
-    def __init__(
-        self,
-        model: str = DEFAULT_IMAGE_MODEL,
-        layers: Sequence[str | int] | None = None,
-        pooling: str | None = None,
-        *,
-        weights: str | os.PathLike | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        device: str = "auto",
-        precision: str = "fp32",
-        runtime: str = "torch",
-        batch_size: int | None = None,
-        num_workers: int | None = None,
-        progress: bool = True,
-    ):
-        from featurizer._onnx import check_runtime
-
-        self.config: BackboneConfig = get_config(model)
-        self.runtime = check_runtime(runtime, self.config.modality, precision, device)
-        self.weights: WeightsRef = resolve_weights(self.config, weights)
-        if self.runtime == "onnx" and self.modality != IMAGE and self.weights.kind != "folder":
-            raise FeaturizerError(
-                f"runtime 'onnx' exports a local model folder; {self.weights.location} is not one "
-                "(use a built-in text model, hf/PATH, or --runtime torch)"
-            )
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.device_name, self.precision = device, check_precision(precision)
-        self.batch_size, self.num_workers, self.progress = batch_size, num_workers, progress
+    def __init__(self, spec: FeatureSpec, run: RunOptions | None = None):
+        self.spec = spec
+        self.run = run or RunOptions()
+        self.config: BackboneConfig = get_config(spec.model)
+        self.weights: WeightsRef = weights_for_spec(self.config, spec)
+        self.cache_dir = self.run.cache()
+        check_device_name(self.run.device)
+        pinned = auto_device_type(spec.precision, spec.runtime)
+        self._mode: ComputeMode | None = None
+        if self.run.device != "auto" or pinned is not None:  # known without asking torch: check it now
+            device_type = pinned if self.run.device == "auto" else self.run.device.partition(":")[0]
+            self._mode = validate(spec.precision, spec.runtime, spec.modality, device_type)
         self._backbone = None
         self.device = None
         self.forward_calls = 0
         self.truncated = 0  # texts longer than the model's maximum length in the last run
-        if not self.config.layers or (self.config.preprocessing is None and self.config.modality == IMAGE):
-            self._load()  # zoo models: layers and preprocessing come from the built model
-        layer_info = self.config.layers or self._backbone.layers
-        names = resolve_layers(layer_info, layers, self.config.default_layer or "-1")
-        self.spec = FeatureSpec(
-            model=self.config.name,
-            modality=self.config.modality,
-            weights=self.weights.location,
-            weights_sha256=self.weights.sha256,
-            preprocessing=self._preprocessing(),
-            precision=self.precision,
-            layers=tuple(names),
-            pooling=resolve_pooling(self.config.modality, names, pooling),
-            runtime=self.runtime,
-        )
-        self.stores = {name: EmbeddingStore(self.cache_dir, self.spec.layer_spec(name)) for name in names}
+        self.stores = {name: EmbeddingStore(self.cache_dir, spec, name) for name in spec.layers}
+
+    @classmethod
+    def from_spec(cls, spec: FeatureSpec, **run) -> Extractor:
+        """An extractor that makes exactly ``spec``'s vectors; ``run`` are ``RunOptions`` fields."""
+        return cls(spec, RunOptions(**run))
+
+    @classmethod
+    def for_model(cls, model: str | None = None, layers=None, **options) -> Extractor:
+        """An extractor for a model name, with ``featurize``'s keyword options (feature and run options)."""
+        features, run, read = split_options(model=model, layers=layers, **options)
+        if read != ReadOptions():
+            raise TypeError("an extractor reads no files: give read options to featurize")
+        return cls.from_options(features, run)
+
+    @classmethod
+    def from_options(cls, options: FeatureOptions, run: RunOptions | None = None, modality: str | None = None):
+        return cls(resolve(options, modality).spec, run)
 
     @property
     def modality(self) -> str:
-        return self.config.modality
+        return self.spec.modality
 
-    def _preprocessing(self) -> dict:
-        if self.modality == IMAGE:
-            prep = self.config.preprocessing or self._load().preprocessing
-            return {**prep, "jpeg_draft": True}  # decoding detail that can change pixels: part of the spec
-        if self.config.preprocessing is not None:
-            return self.config.preprocessing
-        if self.weights.kind == "pretrained":
-            return self._load().preprocessing
-        from featurizer._preprocess import text_preprocessing
-
-        return text_preprocessing(self.weights.location)
+    def layer_dims(self) -> list[int]:
+        """The length of each layer's vector, in spec order (from the registry or a weightless skeleton)."""
+        return layer_dims(self.spec)
 
     def _resolve_device(self):
         if self.device is None:
             from featurizer._runtime import resolve_device
 
-            self.device = resolve_device(self.device_name, self.precision)
+            self.device = resolve_device(self.run.device, auto_device_type(self.spec.precision, self.spec.runtime))
+            self._mode = validate(self.spec.precision, self.spec.runtime, self.modality, self.device.type)
         return self.device
+
+    @property
+    def mode(self) -> ComputeMode:
+        if self.spec.runtime == "onnx" and self._mode is not None:  # the CPU; asking torch would import it
+            return self._mode
+        self._resolve_device()
+        return self._mode
 
     def _on_gpu(self) -> bool:
         """Whether batches run on a CUDA GPU (the ONNX runtime is CPU-only and never imports torch to ask)."""
-        return self.runtime == "torch" and self._resolve_device().type == "cuda"
-
-    def _default_batch_size(self) -> int:
-        if self._on_gpu():
-            return GPU_BATCH
-        return CPU_IMAGE_BATCH if self.modality == IMAGE else CPU_TEXT_BATCH
+        return self.spec.runtime == "torch" and self._resolve_device().type == "cuda"
 
     def _load(self):
         if self._backbone is None:
-            if self.runtime == "onnx":  # the CPU, and no torch import: start-up is most of a small run
+            if self.spec.runtime == "onnx":  # the CPU, and no torch import: start-up is most of a small run
                 from featurizer._onnx import load_onnx
 
-                self._backbone = load_onnx(self.config, self.weights, self.precision, self.cache_dir)
+                self._backbone = load_onnx(self.config, self.weights, self.spec.precision, self.cache_dir)
                 return self._backbone
             from featurizer._backbones import load_backbone
 
             self._backbone = load_backbone(self.config, self.weights)
-            self._backbone.to(self._resolve_device(), self.precision)
+            self._backbone.to(self._resolve_device(), self.mode)
         return self._backbone
 
     # -- keys -----------------------------------------------------------------------------
@@ -231,7 +210,7 @@ class Extractor:
         from tqdm.auto import tqdm
 
         unit = " img" if self.modality == IMAGE else " text"
-        return tqdm(total=total, unit=unit, desc=self.spec.model, disable=not self.progress, dynamic_ncols=True)
+        return tqdm(total=total, unit=unit, desc=self.spec.model, disable=not self.run.progress, dynamic_ncols=True)
 
     def _store_batch(self, keys: Sequence[bytes], vectors: dict[str, np.ndarray]) -> None:
         for name, store in self.stores.items():
@@ -243,8 +222,8 @@ class Extractor:
         from featurizer._decode import DecodedBatches, default_workers
         from featurizer._preprocess import ImageTransform
 
-        batch_size = self.batch_size or self._default_batch_size()
-        workers = self.num_workers if self.num_workers is not None else default_workers()
+        batch_size = self.run.batch_size or self.mode.default_batch_size
+        workers = self.run.workers if self.run.workers is not None else default_workers()
         if len(todo) <= batch_size:
             workers = 0  # starting workers costs more than decoding one batch
         sources = [inputs.sources[p] for p in todo]
@@ -269,7 +248,7 @@ class Extractor:
         from featurizer._preprocess import pad_token_batch
 
         backbone = self._load()
-        batch_size = self.batch_size or self._default_batch_size()
+        batch_size = self.run.batch_size or self.mode.default_batch_size
         errors = []
         empty = [p for p in todo if not inputs.sources[p].strip()]
         for p in empty:
@@ -339,56 +318,83 @@ def _slice(batch, start: int, stop: int):
     return batch[start:stop]
 
 
+def split_options(**options) -> tuple[FeatureOptions, RunOptions, ReadOptions]:
+    """Keyword arguments sorted into the three option objects by their field names (declared once, there)."""
+    groups = [FeatureOptions, RunOptions, ReadOptions]
+    names = [{f.name for f in fields(cls)} for cls in groups]
+    unknown = sorted(set(options) - set().union(*names))
+    if unknown:
+        allowed = ", ".join(sorted(set().union(*names)))
+        raise TypeError(f"unexpected option(s) {', '.join(unknown)}; the options are {allowed}")
+    return tuple(cls(**{k: v for k, v in options.items() if k in n}) for cls, n in zip(groups, names))
+
+
+def input_modality(inputs: str | os.PathLike | Inputs, model: str | None) -> str:
+    """What the items are: the named model's modality, else what the input holds (for the default model)."""
+    if model:
+        return get_config(model).modality
+    if isinstance(inputs, Inputs):
+        return inputs.modality
+    return guess_modality(inputs)
+
+
 def featurize(
     inputs: str | os.PathLike | Inputs,
     model: str | None = None,
-    layers: Sequence[str | int] | None = None,
-    pooling: str | None = None,
+    layers: Sequence[str | int] | str | int | None = None,
     *,
     output: str | os.PathLike | None = None,
-    weights: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    device: str = "auto",
-    precision: str = "fp32",
-    runtime: str = "torch",
-    batch_size: int | None = None,
-    num_workers: int | None = None,
-    float16: bool = False,
+    store_dtype: str = "float32",
     on_error: str = "skip",
-    progress: bool = True,
-    column: str | None = None,
-    label_column: str | None = None,
-    extensions: Sequence[str] | None = None,
+    force: bool = False,
+    **options,
 ) -> FeaturizeReport:
     """Featurize ``inputs`` (a path or ``Inputs``) through the cache, writing a feature file to ``output``.
 
-    Only items missing from the cache are computed. With ``on_error='skip'`` unreadable items are
-    recorded with their reason; with ``'fail'`` the first one stops the run with an ``ItemError``.
+    ``options`` are the fields of ``FeatureOptions`` (``pooling``, ``weights``, ``precision``,
+    ``runtime``), ``RunOptions`` (``device``, ``batch_size``, ``workers``, ``cache_dir``,
+    ``progress``) and ``ReadOptions`` (``column``, ``label_column``, ``extensions``). Without a model,
+    the registry's default for what the input holds is used. Only items missing from the cache are
+    computed. With ``on_error='skip'`` unreadable items are recorded with their reason; with
+    ``'fail'`` the first one stops the run with an ``ItemError``.
+    """
+    features, run, read = split_options(model=model, layers=layers, **options)
+    return featurize_options(
+        inputs, features, run, read, output=output, store_dtype=store_dtype, on_error=on_error, force=force
+    )
+
+
+def featurize_options(
+    inputs: str | os.PathLike | Inputs,
+    features: FeatureOptions,
+    run: RunOptions | None = None,
+    read: ReadOptions | None = None,
+    *,
+    output: str | os.PathLike | None = None,
+    default_output: bool = False,
+    store_dtype: str = "float32",
+    on_error: str = "skip",
+    force: bool = False,
+) -> FeaturizeReport:
+    """``featurize`` with its options as objects (what ``xfer featurize`` calls).
+
+    With ``default_output`` and no ``output``, the feature file goes into the cache folder under a
+    name that carries the input, the model and a digest of both (``default_feature_name``).
     """
     started = time.perf_counter()
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
-    extractor = Extractor(
-        model or DEFAULT_IMAGE_MODEL,
-        layers,
-        pooling,
-        weights=weights,
-        cache_dir=cache_dir,
-        device=device,
-        precision=precision,
-        runtime=runtime,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        progress=progress,
+    extractor = Extractor.from_options(features, run, input_modality(inputs, features.model))
+    inputs = inputs_for(extractor, inputs, read)
+    if output is None and default_output:
+        output = extractor.cache_dir / default_feature_name(inputs.origin, extractor.spec)
+    return featurize_with(
+        extractor, inputs, output, store_dtype=store_dtype, on_error=on_error, force=force, started=started
     )
-    inputs = inputs_for(extractor, inputs, column=column, label_column=label_column, extensions=extensions)
-    return featurize_with(extractor, inputs, output, float16=float16, on_error=on_error, started=started)
 
 
-def inputs_for(extractor: Extractor, inputs: str | os.PathLike | Inputs, **read_options) -> Inputs:
+def inputs_for(extractor: Extractor, inputs: str | os.PathLike | Inputs, read: ReadOptions | None = None) -> Inputs:
     """``inputs`` read as items of the extractor's modality (a path), or checked against it (``Inputs``)."""
     if not isinstance(inputs, Inputs):
-        return read_inputs(inputs, extractor.modality, **read_options)
+        return read_inputs(inputs, extractor.modality, read or ReadOptions())
     if inputs.modality != extractor.modality:
         raise InputError(f"{extractor.spec.model} is a {extractor.modality} model but the inputs are {inputs.modality}")
     return inputs
@@ -399,22 +405,32 @@ def featurize_with(
     inputs: Inputs,
     output=None,
     *,
-    float16: bool = False,
+    store_dtype: str = "float32",
     on_error: str = "skip",
+    force: bool = False,
+    attrs: dict | None = None,
     started: float | None = None,
 ) -> FeaturizeReport:
-    """``featurize`` with an extractor that already exists (its model loaded once for many calls)."""
+    """``featurize`` with an extractor that already exists (its model loaded once for many calls).
+
+    An existing ``output`` made from other inputs, or that is no feature file, is refused unless ``force``.
+    """
     started = time.perf_counter() if started is None else started
-    lock = lock_output(Path(output)) if output is not None else None
+    if on_error not in ON_ERROR:
+        raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
+    lock = None
+    if output is not None:
+        lock = lock_output(Path(output))
+        check_output(Path(output), inputs.origin, force)
     try:
-        return _featurize(extractor, inputs, output, float16, on_error, started)
+        return _featurize(extractor, inputs, output, store_dtype, on_error, attrs, started)
     finally:
         extractor.compact()
         if lock is not None:
             os.close(lock)
 
 
-def _featurize(extractor: Extractor, inputs: Inputs, output, float16: bool, on_error: str, started: float):
+def _featurize(extractor: Extractor, inputs: Inputs, output, store_dtype: str, on_error: str, attrs, started: float):
     keys, errors = extractor.keys(inputs)
     if errors and on_error == "fail":
         raise ItemError(f"cannot featurize {errors[0][0]}: {errors[0][1]}")
@@ -426,19 +442,32 @@ def _featurize(extractor: Extractor, inputs: Inputs, output, float16: bool, on_e
         extractor.spec, len(inputs), computed, len(good) - computed, errors, inputs.skipped, extractor.truncated
     )
     if output is not None:
-        report.output = write_features(extractor, inputs, keys, good, output, errors + inputs.skipped, float16)
+        report.output = write_features(
+            extractor, inputs, keys, good, output, errors + inputs.skipped, store_dtype, attrs
+        )
     report.seconds = time.perf_counter() - started
     return report
 
 
-def write_features(extractor: Extractor, inputs: Inputs, keys, good: list[int], output, errors, float16: bool) -> Path:
+def write_features(
+    extractor: Extractor,
+    inputs: Inputs,
+    keys,
+    good: list[int],
+    output,
+    errors,
+    store_dtype: str = "float32",
+    attrs: dict | None = None,
+) -> Path:
     """Write the feature file of items ``good`` from the cache, in input order, atomically."""
     ids = [inputs.ids[p] for p in good]
     labels = [inputs.labels[p] for p in good] if inputs.labels is not None else None
     sources = None
     if all(isinstance(s, str) for s in inputs.sources):  # HDF5 strings cannot hold NUL characters
         sources = [inputs.sources[p].replace("\x00", "\ufffd") for p in good]
-    with FeatureFileWriter(output, extractor.spec, ids, labels, sources=sources, float16=float16) as writer:
+    with FeatureFileWriter(
+        output, extractor.spec, ids, labels, sources=sources, dtype=store_dtype, origin=inputs.origin, attrs=attrs
+    ) as writer:
         for layer in extractor.spec.layers:
             for start in range(0, len(good), WRITE_ROWS):
                 chunk = [keys[p] for p in good[start : start + WRITE_ROWS]]
@@ -446,6 +475,14 @@ def write_features(extractor: Extractor, inputs: Inputs, keys, good: list[int], 
         writer.write_errors(errors)
     write_errors_csv(Path(output), errors)
     return Path(output)
+
+
+def default_feature_name(origin: str, spec: FeatureSpec) -> str:
+    """A feature file name that carries what makes it differ: the input's name, the model, and a short
+    digest of the input's absolute path and the spec (two folders both named ``train`` do not collide)."""
+    digest = hashlib.sha256(f"{origin}\0{spec.to_json()}".encode("utf-8", errors="surrogatepass")).hexdigest()[:8]
+    stem = Path(origin).stem or Path(origin).name or "input"
+    return f"{stem}-{spec.model.replace('/', '_')}-{digest}.h5"
 
 
 def errors_csv_path(output: Path) -> Path:
@@ -460,5 +497,5 @@ def write_errors_csv(output: Path, errors: Sequence[tuple[str, str]]) -> None:
     if not errors:
         path.unlink(missing_ok=True)
         return
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         csv.writer(f).writerows([("id", "reason"), *errors])

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from featurizer._atomic import temp_name
 from featurizer._errors import InputError
 from featurizer._spec import FeatureSpec
 
@@ -46,11 +46,15 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+STORE_DTYPES = ("float32", "float16")
+
+
 class FeatureFileWriter:
     """Writes a feature file to a temporary name; ``close()`` renames it into place.
 
-    Use as a context manager: on an exception the temporary file is removed and any existing
-    file at ``path`` is left as it was.
+    The one writer of the layout: ``featurize`` fills layers with ``write_layer``, ``merge`` links
+    them to shard files with ``link_layer``. Use as a context manager: on an exception the
+    temporary file is removed and any existing file at ``path`` is left as it was.
     """
 
     def __init__(
@@ -61,13 +65,17 @@ class FeatureFileWriter:
         labels: Sequence[str] | None = None,
         *,
         sources: Sequence[str] | None = None,
-        float16: bool = False,
+        dtype: str = "float32",
+        origin: str = "",
+        attrs: dict | None = None,
     ):
+        if dtype not in STORE_DTYPES:
+            raise InputError(f"store dtype must be one of {', '.join(STORE_DTYPES)}, not {dtype!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self._tmp = temp_name(self.path)
         self._file = h5py.File(self._tmp, "w")
-        self._dtype = np.float16 if float16 else np.float32
+        self._dtype = np.dtype(dtype)
         self.n = len(ids)
         f = self._file
         f.attrs.update(
@@ -75,7 +83,9 @@ class FeatureFileWriter:
             spec=spec.to_json(),
             versions=json.dumps(library_versions()),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            float16=float16,
+            float16=dtype == "float16",
+            origin=origin,
+            **(attrs or {}),
         )
         f.create_dataset("ids", data=list(ids), dtype=_STR)
         if labels is not None:
@@ -92,6 +102,21 @@ class FeatureFileWriter:
             chunks = (max(1, min(self.n, CHUNK_ROWS)), vectors.shape[1])
             group.create_dataset(layer, shape=(self.n, vectors.shape[1]), dtype=self._dtype, chunks=chunks)
         group[layer][start : start + len(vectors)] = vectors.astype(self._dtype, copy=False)
+
+    def link_layer(self, layer: str, parts: Sequence[tuple[Path, int]], dim: int) -> None:
+        """A layer whose rows live in other feature files: (file, rows) in order, as an HDF5 virtual dataset.
+
+        Source paths are stored relative to this file, so the folder can move as a whole; reading
+        checks that every source is there (``FeatureFile``), since HDF5 would read a missing one as zeros.
+        """
+        layout = h5py.VirtualLayout(shape=(self.n, dim), dtype=self._dtype)
+        start = 0
+        for path, rows in parts:
+            if rows:
+                name = os.path.relpath(path, self.path.parent)
+                layout[start : start + rows] = h5py.VirtualSource(name, f"features/{layer}", shape=(rows, dim))
+            start += rows
+        self._file["features"].create_virtual_dataset(layer, layout)
 
     def write_errors(self, errors: Sequence[tuple[str, str]]) -> None:
         if errors:
@@ -118,6 +143,39 @@ class FeatureFileWriter:
             self.abort()
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_feature_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an HDF5 file (by its signature, not its name); ``FeatureFile`` checks the rest."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def check_output(path: Path, origin: str, force: bool = False) -> None:
+    """Refuse to replace a file that is not a feature file, or one made from other inputs, unless ``force``."""
+    if force or not path.exists():
+        return
+    if path.is_dir():
+        raise InputError(f"output {path} is a folder; give a file name")
+    try:
+        with h5py.File(path, "r") as f:
+            made_from = f.attrs.get("origin", "") if f.attrs.get("format") == FORMAT else None
+    except OSError:
+        made_from = None
+    if made_from is None:
+        raise InputError(
+            f"output {path} exists and is not a feature file; choose another -o (or --force to replace it)"
+        )
+    if made_from and origin and made_from != origin:
+        raise InputError(
+            f"output {path} holds features of {made_from}, not {origin}; choose another -o (or --force to replace it)"
+        )
+
+
 class FeatureFile:
     """Read a feature file: ``ids``, ``labels``, ``spec``, ``layers`` and ``read(layer)``."""
 
@@ -130,6 +188,30 @@ class FeatureFile:
         if self._file.attrs.get("format") != FORMAT:
             self._file.close()
             raise InputError(f"{self.path} is not a featurizer feature file")
+        try:
+            self._check_virtual_sources()
+        except InputError:
+            self._file.close()
+            raise
+
+    def _check_virtual_sources(self) -> None:
+        """Refuse a merged file whose shard files are missing, moved or damaged (HDF5 would read zeros)."""
+        bad = []
+        for dset in self._file["features"].values():
+            if not dset.is_virtual:
+                continue
+            for source in dset.virtual_sources():
+                path = self.path.parent / source.file_name
+                (first, _), (last, width) = source.vspace.get_select_bounds()
+                if not _holds(path, source.dset_name, (last - first + 1, width + 1)):
+                    bad.append(str(path))
+        if bad:
+            bad = list(dict.fromkeys(bad))
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise InputError(
+                f"{self.path} reads its vectors from shard files that are missing or damaged: {shown}; "
+                "keep the shards beside the merged file (or re-run 'xfer embed' and 'xfer merge')"
+            )
 
     @property
     def spec(self) -> FeatureSpec:
@@ -185,6 +267,21 @@ class FeatureFile:
             raise InputError(f"{self.path} has no layer {layer!r}; it has {', '.join(self.layers)}")
         return self._file["features"][layer][:].astype(np.float32, copy=False)
 
+    def describe(self) -> dict:
+        """What ``xfer info`` shows: items, layers, labels, errors, the spec, versions, input and date."""
+        labels = self.labels
+        return {
+            "file": str(self.path),
+            "items": len(self),
+            "origin": self.attrs.get("origin", ""),
+            "layers": {name: {"shape": list(self.shape(name)), "dtype": str(self.dtype(name))} for name in self.layers},
+            "labels": None if labels is None else {c: labels.count(c) for c in sorted(set(labels))},
+            "errors": self.errors,
+            "spec": json.loads(self.spec.to_json()),
+            "versions": self.versions,
+            "created": self.attrs.get("created"),
+        }
+
     def close(self) -> None:
         self._file.close()
 
@@ -193,3 +290,13 @@ class FeatureFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _holds(path: Path, dataset: str, shape: tuple[int, ...]) -> bool:
+    """Whether ``path`` is a readable HDF5 file with ``dataset`` of at least ``shape``."""
+    try:
+        with h5py.File(path, "r") as f:
+            found = f[dataset].shape if dataset in f else None
+    except OSError:
+        return False
+    return found is not None and len(found) == len(shape) and all(a >= b for a, b in zip(found, shape))

@@ -45,16 +45,20 @@ class Inputs:
             raise InputError("ids, sources and labels must have the same length")
 
 
-def read_inputs(
-    path: str | os.PathLike,
-    modality: str = IMAGE,
-    *,
-    column: str | None = None,
-    label_column: str | None = None,
-    extensions: Sequence[str] | None = None,
-    encoding: str = "utf-8",
-) -> Inputs:
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read an input path into items (never part of the feature spec)."""
+
+    column: str | None = None  # CSV/JSONL column of paths or texts; None: guessed
+    label_column: str | None = None  # None: guessed
+    extensions: tuple[str, ...] | None = None  # file types read from a folder; None: the modality's
+    encoding: str = "utf-8"
+
+
+def read_inputs(path: str | os.PathLike, modality: str = IMAGE, options: ReadOptions | None = None) -> Inputs:
     """Items from a folder or a file; ``modality`` (image or text) says what the items are."""
+    o = options or ReadOptions()
+    column, label_column, extensions, encoding = o.column, o.label_column, o.extensions, o.encoding
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"input not found: {path}")
@@ -71,7 +75,7 @@ def read_inputs(
     if modality == TEXT:
         return _read_lines(path, encoding)
     if suffix in IMAGE_EXTENSIONS:
-        return Inputs([path.name], [str(path)], IMAGE, origin=str(path))
+        return Inputs([path.name], [str(path)], IMAGE, origin=str(path.resolve()))
     raise InputError(
         f"cannot read {path}: give a folder of images, a CSV/TSV/JSONL file with a path column, or an image"
     )
@@ -103,8 +107,8 @@ def _read_folder(root: Path, modality: str, exts: tuple[str, ...], encoding: str
     labels = [i.split("/", 1)[0] for i in ids] if labelled else None
     if modality == TEXT:
         sources = [f.read_text(encoding=encoding, errors="replace") for f in files]
-        return Inputs(ids, sources, TEXT, labels, from_files=False, skipped=skipped, origin=str(root))
-    return Inputs(ids, [str(f) for f in files], IMAGE, labels, skipped=skipped, origin=str(root))
+        return Inputs(ids, sources, TEXT, labels, from_files=False, skipped=skipped, origin=str(root.resolve()))
+    return Inputs(ids, [str(f) for f in files], IMAGE, labels, skipped=skipped, origin=str(root.resolve()))
 
 
 def _pick(
@@ -143,7 +147,7 @@ def _records_to_inputs(
     if modality == IMAGE:
         values = [str((path.parent / v).resolve()) if v else "" for v in values]
     labels = ["" if r.get(lab) is None else str(r[lab]) for r in records] if lab else None
-    return Inputs(ids, values, modality, labels, from_files=modality == IMAGE, origin=str(path))
+    return Inputs(ids, values, modality, labels, from_files=modality == IMAGE, origin=str(path.resolve()))
 
 
 def _read_table(path: Path, modality: str, column, label_column, encoding: str, delimiter: str) -> Inputs:
@@ -175,7 +179,7 @@ def _read_lines(path: Path, encoding: str) -> Inputs:
                 texts.append(text)
     if not texts:
         raise InputError(f"{path} holds no text")
-    return Inputs(ids, texts, TEXT, from_files=False, origin=str(path))
+    return Inputs(ids, texts, TEXT, from_files=False, origin=str(path.resolve()))
 
 
 def guess_modality(path: str | os.PathLike) -> str:

@@ -12,16 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-_BUFFER = 1 << 20
-
-
-def sha256_file(path: str | os.PathLike, prefix: bytes = b"") -> hashlib._Hash:
-    """A SHA-256 of ``prefix`` and a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256(prefix)
-    with open(path, "rb") as f:
-        while chunk := f.read(_BUFFER):
-            digest.update(chunk)
-    return digest
+from featurizer._hashing import sha256_file
 
 
 def file_key(path: str) -> bytes:

@@ -15,38 +15,23 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from featurizer._atomic import temp_name
 from featurizer._errors import FeaturizerError, MissingPackageError
+from featurizer._modes import validate
 from featurizer._registry import BackboneConfig, Layer
 from featurizer._weights import WeightsRef
 
-RUNTIMES = ("torch", "onnx")
-PRECISIONS = {"text": ("fp32", "int8"), "image": ("fp32",)}
 EXPORT_VERSION = 3  # bump when the exported graph changes: old files are then not reused
 CALIBRATION_TEXTS = Path(__file__).parent / "data" / "calibration_en.txt"
 SMOOTHING_ALPHA = 0.5  # SmoothQuant's default: outliers split evenly between activations and weights
 
 log = logging.getLogger(__name__)
-
-
-def check_runtime(runtime: str, modality: str, precision: str, device: str = "auto") -> str:
-    """``runtime`` if it can run a ``modality`` model at ``precision`` on ``device``; a clear error otherwise."""
-    if runtime not in RUNTIMES:
-        raise FeaturizerError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-    if runtime == "onnx":
-        if device not in ("auto", "cpu"):
-            raise FeaturizerError(f"runtime 'onnx' runs on the CPU, not {device!r}; use --runtime torch on GPUs")
-        if precision not in PRECISIONS[modality]:
-            raise FeaturizerError(
-                f"runtime 'onnx' runs {modality} models at {' or '.join(PRECISIONS[modality])}, not {precision!r}"
-            )
-    return runtime
 
 
 def _onnxruntime():
@@ -175,7 +160,7 @@ def export(config: BackboneConfig, weights: WeightsRef, precision: str, graph: P
 
     from featurizer._backbones import load_backbone
 
-    backbone = load_backbone(config, weights).to("cpu", "fp32")
+    backbone = load_backbone(config, weights).to("cpu", validate("fp32", "torch", config.modality, "cpu"))
     names = backbone.layer_names()
     feed, expected = _probe(backbone)
     example = backbone.example_batch()  # two of it: the probe checks other batch sizes and lengths
@@ -183,7 +168,7 @@ def export(config: BackboneConfig, weights: WeightsRef, precision: str, graph: P
     tensors = tuple(torch.cat([t, t]) for t in (example.values() if isinstance(example, dict) else [example]))
     varying = {0: "batch", 1: "tokens"} if backbone.modality == "text" else {0: "batch"}
     graph.parent.mkdir(parents=True, exist_ok=True)
-    tmp = graph.with_name(f".{graph.name}.{uuid.uuid4().hex}.tmp")
+    tmp = temp_name(graph)
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes on shape-dependent Python values: checked below

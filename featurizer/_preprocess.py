@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from featurizer._weights import file_sha256
+from featurizer._hashing import file_sha256_memo
 
 _PIL_INTERPOLATION = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -113,21 +113,21 @@ def text_preprocessing(folder: str | os.PathLike) -> dict:
     (the length the model was trained for), else the tokenizer's, capped by the position table.
     """
     folder = Path(folder)
-    config = _read_json(folder / "config.json")
-    tok_config = _read_json(folder / "tokenizer_config.json")
-    st_config = _read_json(folder / "sentence_bert_config.json")
+    config = read_json(folder / "config.json")
+    tok_config = read_json(folder / "tokenizer_config.json")
+    st_config = read_json(folder / "sentence_bert_config.json")
     limits = [config.get("max_position_embeddings", 512), tok_config.get("model_max_length", 10**9)]
     if "max_seq_length" in st_config:
         limits.append(st_config["max_seq_length"])
     files = [folder / n for n in _TOKENIZER_FILES if (folder / n).is_file()]
     return {
-        "tokenizer": file_sha256(files[0]) if files else None,
+        "tokenizer": file_sha256_memo(files[0]) if files else None,
         "max_length": int(min(limits)),
         "lowercase": bool(tok_config.get("do_lower_case", False)),
     }
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 

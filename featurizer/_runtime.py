@@ -8,17 +8,14 @@ import itertools
 import torch
 
 from featurizer._errors import FeaturizerError
-from featurizer._spec import check_precision
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
+from featurizer._modes import ComputeMode, check_device_name
 
 
-def resolve_device(name: str = "auto", precision: str = "fp32") -> torch.device:
-    """The device to run on: ``auto`` picks CUDA, then Apple MPS, then the CPU (always the CPU for ``int8``)."""
-    if name not in DEVICES and not name.startswith("cuda:"):
-        raise FeaturizerError(f"device must be one of {', '.join(DEVICES)} (or cuda:N), not {name!r}")
-    if name == "auto" and precision == "int8":  # dynamic quantisation is a CPU technique
-        return torch.device("cpu")
+def resolve_device(name: str = "auto", auto_type: str | None = None) -> torch.device:
+    """The device to run on: ``auto`` picks CUDA, then Apple MPS, then the CPU; ``auto_type`` pins what auto means."""
+    check_device_name(name)
+    if name == "auto" and auto_type is not None:  # e.g. int8: dynamic quantisation is a CPU technique
+        return torch.device(auto_type)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -38,16 +35,14 @@ def resolve_device(name: str = "auto", precision: str = "fp32") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device, precision: str):
-    """A mixed-precision context for ``bf16``/``fp16``; a no-op for ``fp32``."""
-    check_precision(precision)
-    if precision in ("fp32", "int8"):  # int8 quantises the weights instead (see ``quantize``)
+def autocast(device: torch.device, mode: ComputeMode | None):
+    """The mode's mixed-precision context (fp16 autocast); a no-op for modes whose weights carry the dtype."""
+    if mode is None or mode.autocast_dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, mode.autocast_dtype))
 
 
-def kernel_flags(device: torch.device, precision: str):
+def kernel_flags(device: torch.device, mode: ComputeMode | None):
     """cuDNN settings for one forward pass on a GPU; a no-op elsewhere.
 
     fp32 means fp32: TF32 convolutions (cuDNN's default on Ampere and newer) would move vectors by
@@ -57,7 +52,8 @@ def kernel_flags(device: torch.device, precision: str):
     """
     if device.type != "cuda":
         return contextlib.nullcontext()
-    return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=precision != "fp32")
+    exact = mode is None or mode.precision == "fp32"
+    return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=not exact)
 
 
 def is_out_of_memory(err: BaseException) -> bool:

@@ -2,32 +2,39 @@
 
 The inputs are cut, in order, into shards of ``shard_size`` items. Each shard becomes a feature
 file ``OUT/shard-00000.h5`` (written under a temporary name, then renamed) with a ``.sha256``
-sidecar written after it; ``OUT/manifest.json`` lists the shards, their ids and checksums. A
-re-run skips every shard whose file matches its checksum and recomputes only the missing or
-damaged ones, so a killed worker or driver loses at most the shards in flight. ``merge`` joins the
-shards into one feature file whose vectors are HDF5 virtual datasets over the shard files.
+sidecar written after it; ``OUT/manifest.json`` lists the shards, their ids and checksums. A shard
+file records its feature spec and a digest of the ids it was planned to hold, so a re-run reuses a
+shard only when its checksum, its spec and its ids all match: another ``--layer``, another
+``--shard-size`` or a grown input recomputes exactly the shards that changed (through the cache,
+so only new items cost a forward pass). ``merge`` joins the shards into one feature file whose
+vectors are HDF5 virtual datasets over the shard files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from featurizer._atomic import atomic_write_text
 from featurizer._errors import FeaturizerError, InputError, MissingPackageError
-from featurizer._featurefile import _STR, FORMAT, FeatureFile
-from featurizer._inputs import Inputs
-from featurizer._keys import sha256_file
+from featurizer._featurefile import FeatureFile, FeatureFileWriter
+from featurizer._hashing import file_sha256, ids_sha256
+from featurizer._inputs import Inputs, ReadOptions
+from featurizer._resolve import FeatureOptions, RunOptions
+from featurizer._spec import FeatureSpec
 
 MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "featurizer-shards/2"
 ENGINES = ("local", "ray")
+SHARD_INPUTS = "shard_inputs"  # attribute of a shard file: the digest of the ids it was planned to hold
+_SHARD_NAME = re.compile(r"shard-(\d{5,})\.h5")
 
 
 @dataclass
@@ -45,20 +52,44 @@ class EmbedReport:
         )
 
 
+@dataclass(frozen=True)
+class ShardPlan:
+    """Shard ``index`` holds ``inputs[start:stop]``."""
+
+    index: int
+    start: int
+    stop: int
+
+    def path(self, out: Path) -> Path:
+        return shard_path(out, self.index)
+
+
 def shard_path(out: Path, index: int) -> Path:
     return out / f"shard-{index:05d}.h5"
 
 
-def file_sha256(path: Path) -> str:
-    return sha256_file(path).hexdigest()
+def sidecar(path: Path) -> Path:
+    return path.with_suffix(".h5.sha256")
 
 
-def shard_is_complete(out: Path, index: int) -> bool:
-    """A shard counts only if its file exists and matches the checksum written after it."""
-    path, side = shard_path(out, index), shard_path(out, index).with_suffix(".h5.sha256")
-    if not (path.is_file() and side.is_file()):
+def plan_shards(n_items: int, shard_size: int) -> list[ShardPlan]:
+    if shard_size < 1:
+        raise InputError("shard size must be at least 1")
+    n_shards = max(1, -(-n_items // shard_size))
+    return [ShardPlan(i, i * shard_size, min(n_items, (i + 1) * shard_size)) for i in range(n_shards)]
+
+
+def shard_is_complete(path: Path, spec: FeatureSpec, ids: Sequence[str]) -> bool:
+    """A shard counts only if its file matches its checksum, and holds ``spec``'s vectors of exactly ``ids``."""
+    if not (path.is_file() and sidecar(path).is_file()):
         return False
-    return side.read_text().strip() == file_sha256(path)
+    if sidecar(path).read_text().strip() != file_sha256(path):
+        return False
+    try:
+        with FeatureFile(path) as f:
+            return not spec.differences(f.spec) and f.attrs.get(SHARD_INPUTS) == ids_sha256(ids)
+    except (InputError, ValueError, KeyError):
+        return False
 
 
 def subset(inputs: Inputs, start: int, stop: int) -> Inputs:
@@ -73,70 +104,62 @@ def subset(inputs: Inputs, start: int, stop: int) -> Inputs:
     )
 
 
-def compute_shard(featurize_fn: Callable, inputs: Inputs, out: Path, index: int, shard_size: int) -> dict:
-    """Featurize one shard into its file, then write its checksum; returns its manifest entry."""
-    part = subset(inputs, index * shard_size, (index + 1) * shard_size)
-    path = shard_path(out, index)
-    report = featurize_fn(part, path)
-    side = path.with_suffix(".h5.sha256")
-    tmp = side.with_name(f".{side.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(file_sha256(path))
-    os.replace(tmp, side)
-    return {"index": index, "file": path.name, "n": len(part), "errors": len(report.errors)}
+def compute_shard(featurize_fn: Callable, inputs: Inputs, out: Path, shard: ShardPlan) -> None:
+    """Featurize one shard into its file, then write its checksum beside it."""
+    part = subset(inputs, shard.start, shard.stop)
+    path = shard.path(out)
+    featurize_fn(part, path, {SHARD_INPUTS: ids_sha256(part.ids)})
+    atomic_write_text(sidecar(path), file_sha256(path))
 
 
-def plan(inputs: Inputs, out: Path, shard_size: int) -> tuple[int, list[int], list[int]]:
-    """(number of shards, shards to compute, shards already complete)."""
-    if shard_size < 1:
-        raise InputError("shard size must be at least 1")
-    n_shards = max(1, -(-len(inputs) // shard_size))
-    done = [i for i in range(n_shards) if shard_is_complete(out, i)]
-    return n_shards, [i for i in range(n_shards) if i not in set(done)], done
-
-
-def write_manifest(out: Path, n_shards: int, shard_size: int, spec_json: str, inputs: Inputs) -> Path:
-    entries = []
-    for i in range(n_shards):
-        path = shard_path(out, i)
-        start, stop = i * shard_size, min(len(inputs), (i + 1) * shard_size)
-        entries.append(
-            {
-                "index": i,
-                "file": path.name,
-                "first_id": inputs.ids[start],
-                "last_id": inputs.ids[stop - 1],
-                "n": stop - start,
-                "sha256": path.with_suffix(".h5.sha256").read_text().strip(),
-            }
-        )
+def write_manifest(out: Path, shards: Sequence[ShardPlan], spec: FeatureSpec, inputs: Inputs) -> Path:
+    entries = [
+        {
+            "index": s.index,
+            "file": s.path(out).name,
+            "first_id": inputs.ids[s.start] if s.stop > s.start else None,
+            "last_id": inputs.ids[s.stop - 1] if s.stop > s.start else None,
+            "n": s.stop - s.start,
+            "ids_sha256": ids_sha256(inputs.ids[s.start : s.stop]),
+            "sha256": sidecar(s.path(out)).read_text().strip(),
+        }
+        for s in shards
+    ]
     manifest = {
-        "format": "featurizer-shards/1",
-        "spec": json.loads(spec_json),
-        "shard_size": shard_size,
+        "format": MANIFEST_FORMAT,
+        "spec": json.loads(spec.to_json()),
+        "origin": inputs.origin,
+        "shard_size": shards[0].stop - shards[0].start if len(shards) > 1 else None,
         "n_items": len(inputs),
         "shards": entries,
     }
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
-    return out / MANIFEST
+    return atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
 
 
-def embed_local(inputs: Inputs, out: Path, todo: Sequence[int], shard_size: int, featurize_fn: Callable) -> None:
-    for index in todo:
-        compute_shard(featurize_fn, inputs, out, index, shard_size)
+def remove_stale_shards(out: Path, n_shards: int) -> None:
+    """Shard files of an earlier plan with more shards than this one (their items are in this plan's shards)."""
+    for path in out.glob("shard-*.h5"):
+        match = _SHARD_NAME.fullmatch(path.name)
+        if match and int(match.group(1)) >= n_shards:
+            path.unlink(missing_ok=True)
+            sidecar(path).unlink(missing_ok=True)
+
+
+def embed_local(inputs: Inputs, out: Path, todo: Sequence[ShardPlan], featurize_fn: Callable) -> None:
+    for shard in todo:
+        compute_shard(featurize_fn, inputs, out, shard)
 
 
 def embed_ray(
     inputs: Inputs,
     out: Path,
-    todo: Sequence[int],
-    shard_size: int,
-    featurize_kwargs: dict,
+    todo: Sequence[ShardPlan],
+    spec: FeatureSpec,
+    run: RunOptions,
     *,
     address: str | None,
-    workers: int,
-    gpus_per_worker: float,
+    actors: int,
+    gpus_per_actor: float,
 ) -> None:
     """Shards as rows of a Ray Dataset, mapped by a pool of actors that each load the model once."""
     try:
@@ -146,18 +169,19 @@ def embed_ray(
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     worker = _ray_worker_class()
-    dataset = ray.data.from_items([{"index": int(i)} for i in todo], override_num_blocks=max(1, len(todo)))
+    rows = [{"index": s.index, "start": s.start, "stop": s.stop} for s in todo]
+    dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(todo)))
     results = dataset.map_batches(
         worker,
         fn_constructor_kwargs={
             "inputs": inputs,
             "out": str(out),
-            "shard_size": shard_size,
-            "featurize_kwargs": featurize_kwargs,
+            "spec_json": spec.to_json(),
+            "run": {**asdict(run), "progress": False, "workers": 0},
         },
         batch_size=1,
-        concurrency=max(1, workers),
-        num_gpus=gpus_per_worker or None,
+        concurrency=max(1, actors),
+        num_gpus=gpus_per_actor or None,
         num_cpus=1,
     )
     for _ in results.iter_rows():  # each row: a finished shard (its file and checksum are on disk)
@@ -166,91 +190,82 @@ def embed_ray(
 
 def _ray_worker_class():
     class ShardWorker:
-        """One per actor: builds the extractor (and loads the model) once, then featurizes shards."""
+        """One per actor: builds the extractor of the driver's spec (loading the model once), then featurizes shards."""
 
-        def __init__(self, inputs, out, shard_size, featurize_kwargs):
+        def __init__(self, inputs, out, spec_json, run):
             from featurizer._extract import Extractor
 
-            self.inputs, self.out, self.shard_size = inputs, Path(out), shard_size
-            self.extractor = Extractor(**featurize_kwargs)
+            self.inputs, self.out = inputs, Path(out)
+            self.extractor = Extractor(FeatureSpec.from_json(spec_json), RunOptions(**run))
 
         def __call__(self, batch):
             from featurizer._extract import featurize_with
 
-            entries = [
-                compute_shard(
-                    lambda part, path: featurize_with(self.extractor, part, path),
-                    self.inputs,
-                    self.out,
-                    int(i),
-                    self.shard_size,
-                )
-                for i in batch["index"]
-            ]
-            return {"index": np.asarray([e["index"] for e in entries]), "n": np.asarray([e["n"] for e in entries])}
+            def featurize_fn(part, path, attrs):
+                return featurize_with(self.extractor, part, path, attrs=attrs, force=True)
+
+            for index, start, stop in zip(batch["index"], batch["start"], batch["stop"]):
+                compute_shard(featurize_fn, self.inputs, self.out, ShardPlan(int(index), int(start), int(stop)))
+            return {"index": np.asarray(batch["index"])}
 
     return ShardWorker
 
 
 def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Path:
-    """Join the shards of ``out`` into one feature file; vectors are virtual datasets over the shards."""
+    """Join the shards of ``out`` into one feature file; vectors are virtual datasets over the shards.
+
+    Refused: a manifest entry that points outside ``out``, a shard that is missing or does not match
+    its checksum, and shards whose specs differ from the manifest's.
+    """
     out = Path(out)
     manifest_path = out / MANIFEST
     if not manifest_path.is_file():
         raise InputError(f"{out} has no {MANIFEST}: run 'xfer embed' first (or let it finish)")
-    manifest = json.loads(manifest_path.read_text())
-    target = Path(target) if target else out / "merged.h5"
-    shards = [out / s["file"] for s in manifest["shards"]]
-    for entry, path in zip(manifest["shards"], shards):
-        if not path.is_file() or file_sha256(path) != entry["sha256"]:
-            raise FeaturizerError(f"shard {path.name} is missing or damaged: re-run 'xfer embed' to recompute it")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        spec = FeatureSpec.from_json(json.dumps(manifest["spec"]))
+        entries = manifest["shards"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{manifest_path} is not an 'xfer embed' manifest ({err})") from None
+    shards = [_shard_in(out, entry) for entry in entries]
     ids, labels, sources, errors, sizes = [], [], [], [], []
-    first = FeatureFile(shards[0])
-    spec_json, layers, attrs = first.attrs["spec"], first.layers, first.attrs
-    dims = {layer: first.shape(layer)[1] for layer in layers}
-    dtypes = {layer: first.dtype(layer) for layer in layers}
-    first.close()
-    for path in shards:
+    dims, dtype = {}, "float32"
+    for entry, path in zip(entries, shards):
+        if not path.is_file() or file_sha256(path) != entry.get("sha256"):
+            raise FeaturizerError(f"shard {path.name} is missing or damaged: re-run 'xfer embed' to recompute it")
         with FeatureFile(path) as f:
+            diffs = spec.differences(f.spec)
+            if diffs:
+                raise FeaturizerError(
+                    f"shard {path.name} was made with another spec than {MANIFEST} names ({'; '.join(diffs)}): "
+                    "re-run 'xfer embed' to recompute it"
+                )
             ids += f.ids
             sizes.append(len(f))
-            labels += f.labels or []
-            sources += f.sources or []
+            labels.append(f.labels)
+            sources.append(f.sources)
             errors += f.errors
-    total = sum(sizes)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs.update(
-            format=FORMAT,
-            spec=spec_json,
-            versions=attrs["versions"],
-            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            float16=bool(attrs.get("float16", False)),
-            merged_from=json.dumps([p.name for p in shards]),
-        )
-        f.create_dataset("ids", data=ids, dtype=_STR)
-        if len(labels) == total:
-            f.create_dataset("labels", data=labels, dtype=_STR)
-            f.attrs["classes"] = json.dumps(sorted(set(labels)))
-        if len(sources) == total:
-            f.create_dataset("sources", data=sources, dtype=_STR)
-        group = f.create_group("features")
-        for layer in layers:
-            layout = h5py.VirtualLayout(shape=(total, dims[layer]), dtype=dtypes[layer])
-            start = 0
-            for path, n in zip(shards, sizes):
-                if n:
-                    # relative to the merged file, so the folder can move as a whole
-                    name = os.path.relpath(path, target.parent)
-                    layout[start : start + n] = h5py.VirtualSource(name, f"features/{layer}", shape=(n, dims[layer]))
-                start += n
-            group.create_virtual_dataset(layer, layout)
-        if errors:
-            g = f.create_group("errors")
-            g.create_dataset("ids", data=[i for i, _ in errors], dtype=_STR)
-            g.create_dataset("reasons", data=[r for _, r in errors], dtype=_STR)
-    os.replace(tmp, target)
+            dims.update((layer, f.shape(layer)[1]) for layer in f.layers if len(f))
+            dtype = "float16" if f.attrs.get("float16") else dtype
+    labels = None if any(part is None for part in labels) else [x for part in labels for x in part]
+    sources = None if any(part is None for part in sources) else [x for part in sources for x in part]
+    target = Path(target) if target else out / "merged.h5"
+    attrs = {"merged_from": json.dumps([p.name for p in shards])}
+    with FeatureFileWriter(
+        target, spec, ids, labels, sources=sources, dtype=dtype, origin=manifest.get("origin", ""), attrs=attrs
+    ) as writer:
+        for layer in spec.layers:
+            writer.link_layer(layer, list(zip(shards, sizes)), dims.get(layer, 0))
+        writer.write_errors(errors)
     return target
+
+
+def _shard_in(out: Path, entry: dict) -> Path:
+    """The shard file of a manifest entry, refusing names that lead outside the output folder."""
+    name = str(entry.get("file", ""))
+    if not _SHARD_NAME.fullmatch(name):
+        raise FeaturizerError(f"{MANIFEST} names {name!r}, which is not a shard file inside {out}; refusing to merge")
+    return out / name
 
 
 def embed(
@@ -258,64 +273,80 @@ def embed(
     out: str | os.PathLike,
     model: str | None = None,
     layers=None,
-    pooling: str | None = None,
     *,
     engine: str = "local",
     shard_size: int = 1000,
     address: str | None = None,
-    workers: int = 1,
-    gpus_per_worker: float = 0,
-    weights=None,
-    cache_dir=None,
-    device: str = "auto",
-    precision: str = "fp32",
-    runtime: str = "torch",
-    batch_size: int | None = None,
-    progress: bool = True,
-    column: str | None = None,
-    label_column: str | None = None,
-    extensions: Sequence[str] | None = None,
+    actors: int = 1,
+    gpus_per_actor: float = 0,
+    **options,
 ) -> EmbedReport:
-    """Featurize ``inputs`` into sharded feature files under ``out`` with a manifest; resumable."""
-    from featurizer._extract import DEFAULT_IMAGE_MODEL, Extractor, featurize_with, inputs_for
+    """Featurize ``inputs`` into sharded feature files under ``out`` with a manifest; resumable.
+
+    ``options`` are those of ``featurize`` (feature, run and read options by field name).
+    """
+    from featurizer._extract import split_options
+
+    features, run, read = split_options(model=model, layers=layers, **options)
+    return embed_options(
+        inputs,
+        out,
+        features,
+        run,
+        read,
+        engine=engine,
+        shard_size=shard_size,
+        address=address,
+        actors=actors,
+        gpus_per_actor=gpus_per_actor,
+    )
+
+
+def embed_options(
+    inputs: str | os.PathLike | Inputs,
+    out: str | os.PathLike,
+    features: FeatureOptions,
+    run: RunOptions | None = None,
+    read: ReadOptions | None = None,
+    *,
+    engine: str = "local",
+    shard_size: int = 1000,
+    address: str | None = None,
+    actors: int = 1,
+    gpus_per_actor: float = 0,
+) -> EmbedReport:
+    """``embed`` with its options as objects (what ``xfer embed`` calls)."""
+    from featurizer._extract import Extractor, featurize_with, input_modality, inputs_for
+    from featurizer._resolve import resolve
 
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     started = time.perf_counter()
-    spec = {
-        "model": model or DEFAULT_IMAGE_MODEL,
-        "layers": layers,
-        "pooling": pooling,
-        "weights": weights,
-        "cache_dir": cache_dir,
-        "device": device,
-        "precision": precision,
-        "runtime": runtime,
-        "batch_size": batch_size,
-    }
-    if engine == "ray" and str(device).startswith("cuda") and not gpus_per_worker:
+    run = run or RunOptions()
+    if engine == "ray" and str(run.device).startswith("cuda") and not gpus_per_actor:
         raise InputError(
-            f"--device {device} with the Ray engine needs --gpus-per-worker (1 for a GPU each): "
+            f"--device {run.device} with the Ray engine needs --gpus-per-actor (1 for a GPU each): "
             "Ray hides GPUs from actors that do not ask for one"
         )
-    # With Ray the actors featurize; the driver only plans, so it keeps its model (if it loads one) off the GPU.
-    local = Extractor(**{**spec, "device": "cpu"} if engine == "ray" else spec, progress=progress)
-    inputs = inputs_for(local, inputs, column=column, label_column=label_column, extensions=extensions)
+    spec = resolve(features, input_modality(inputs, features.model)).spec
+    # With Ray the actors featurize; the driver only plans, so it keeps any model it loads off the GPU.
+    local = Extractor(spec, replace(run, device="cpu") if engine == "ray" else run)
+    inputs = inputs_for(local, inputs, read)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    n_shards, todo, done = plan(inputs, out, shard_size)
+    shards = plan_shards(len(inputs), shard_size)
+    done = [s for s in shards if shard_is_complete(s.path(out), spec, inputs.ids[s.start : s.stop])]
+    todo = [s for s in shards if s not in done]
+    remove_stale_shards(out, len(shards))
     if engine == "local":
-        embed_local(inputs, out, todo, shard_size, lambda part, path: featurize_with(local, part, path))
+
+        def featurize_fn(part, path, attrs):
+            return featurize_with(local, part, path, attrs=attrs, force=True)
+
+        embed_local(inputs, out, todo, featurize_fn)
     elif todo:
-        embed_ray(
-            inputs,
-            out,
-            todo,
-            shard_size,
-            {**spec, "progress": False, "num_workers": 0},
-            address=address,
-            workers=workers,
-            gpus_per_worker=gpus_per_worker,
-        )
-    write_manifest(out, n_shards, shard_size, local.spec.to_json(), inputs)
-    return EmbedReport(out, n_shards, list(todo), done, time.perf_counter() - started)
+        embed_ray(inputs, out, todo, spec, run, address=address, actors=actors, gpus_per_actor=gpus_per_actor)
+    write_manifest(out, shards, spec, inputs)
+    return EmbedReport(
+        out, len(shards), [s.index for s in todo], [s.index for s in done], time.perf_counter() - started
+    )

@@ -10,19 +10,21 @@ keys, which lookups tolerate. Keys are SHA-256 digests of an item's content.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from featurizer._spec import LayerSpec
+from featurizer._atomic import atomic_path, atomic_write_text, stale_temp_files
+from featurizer._spec import FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +41,11 @@ def default_cache_dir() -> Path:
 
 
 class EmbeddingStore:
-    """Vectors of one layer spec keyed by content digest; append-only, shared by every command."""
+    """Vectors of one layer of a spec, keyed by content digest; append-only, shared by every command."""
 
-    def __init__(self, cache_dir: str | os.PathLike, spec: LayerSpec):
-        self.spec = spec
-        self.dir = Path(cache_dir) / STORE_LAYOUT / spec.key()
+    def __init__(self, cache_dir: str | os.PathLike, spec: FeatureSpec, layer: str):
+        self.spec, self.layer = spec, layer
+        self.dir = Path(cache_dir) / STORE_LAYOUT / spec.layer_key(layer)
         self._index: dict[bytes, tuple[str, int]] | None = None
         self._lock: int | None = None
         self.dim: int | None = None
@@ -117,26 +119,18 @@ class EmbeddingStore:
     def _write_spec(self) -> None:
         path = self.dir / "spec.json"
         if not path.exists():
-            tmp = self.dir / f".spec-{uuid.uuid4().hex}.tmp"
-            tmp.write_text(json.dumps(asdict(self.spec), indent=1, sort_keys=True))
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(self.spec.layer_identity(self.layer), indent=1, sort_keys=True))
 
     def _write_shard(self, path: Path, keys: np.ndarray, blocks: Iterable[np.ndarray]) -> None:
-        tmp = path.with_name(f".tmp-{path.name}")
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.create_dataset("keys", data=keys)
-                offset = 0
-                dset = None
-                for block in blocks:
-                    if dset is None:
-                        dset = f.create_dataset("vectors", shape=(len(keys), block.shape[1]), dtype=np.float32)
-                    dset[offset : offset + len(block)] = block
-                    offset += len(block)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_path(path, prefix=".tmp-") as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("keys", data=keys)
+            offset = 0
+            dset = None
+            for block in blocks:
+                if dset is None:
+                    dset = f.create_dataset("vectors", shape=(len(keys), block.shape[1]), dtype=np.float32)
+                dset[offset : offset + len(block)] = block
+                offset += len(block)
 
     def compact(self, max_shards: int = MAX_SHARDS) -> bool:
         """Merge all shards into one when there are more than ``max_shards``; True if merged.
@@ -207,13 +201,20 @@ def _flock(path: Path, exclusive: bool, wait: bool) -> int | None:
 
 
 def lock_output(path: Path) -> int:
-    """Claim a feature file for writing; a second writer is refused with a clear message."""
+    """Claim a feature file for writing; a second writer is refused with a clear message.
+
+    The lock file lives in the system's temporary folder, named by the output's absolute path, so
+    nothing is left beside the outputs.
+    """
     from featurizer._errors import FeaturizerError
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _flock(path.with_name(f".{path.name}.lock"), exclusive=True, wait=False)
+    locks = Path(tempfile.gettempdir()) / "featurizer-locks"
+    locks.mkdir(exist_ok=True)
+    name = hashlib.sha256(str(path.resolve()).encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
+    fd = _flock(locks / f"{name}.lock", exclusive=True, wait=False)
     if fd is None:
         raise FeaturizerError(f"another run is writing {path}; wait for it to finish or choose another -o")
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer; we hold the lock now
+    for stale in stale_temp_files(path):  # left by a killed writer; we hold the lock now
         stale.unlink(missing_ok=True)
     return fd

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from featurizer._errors import FeaturizerError, InputError, ItemError
-from featurizer._extract import DEFAULT_IMAGE_MODEL, Extractor
+from featurizer._extract import Extractor
 from featurizer._inputs import Inputs
 from featurizer._registry import IMAGE, TEXT
+from featurizer._resolve import FeatureOptions, RunOptions, layer_dims, resolve_spec
+from featurizer._spec import FeatureSpec
 
 
 class Featurizer(TransformerMixin, BaseEstimator):
@@ -28,8 +31,9 @@ class Featurizer(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    model : str
-        A registered name (``efficientnet_lite0``, ``minilm``), ``timm/NAME``, ``torchvision/NAME`` or ``hf/ID``.
+    model : str, optional
+        A registered name (``efficientnet_lite0``, ``minilm``), ``timm/NAME``, ``torchvision/NAME`` or
+        ``hf/ID``; default: the registry's image model.
     layers : str, int or list of them, optional
         Layer names or depth indices (``-1`` is the last); default: pre-logits for images, the
         last layer for texts. Several layers are concatenated in the order given.
@@ -38,16 +42,19 @@ class Featurizer(TransformerMixin, BaseEstimator):
     precision : {"fp32", "bf16", "fp16", "int8"}
     runtime : {"torch", "onnx"}
         ``onnx`` runs on ONNX Runtime (CPU; fp32, or int8 for texts); needs ``featurizer[onnx]``.
+    weights : str or path, optional
+        A local checkpoint or model folder instead of the default weights.
+    spec : FeatureSpec, optional
+        Make exactly these features (saved pipelines use it); the six parameters above must then be
+        left at their defaults.
     batch_size : int, optional
     device : str
         ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     cache : str or path, optional
         Cache folder (default: ``$FEATURIZER_CACHE`` or ``./cache``); ``False`` keeps vectors in a
         temporary folder for this process only.
-    weights : str or path, optional
-        A local checkpoint or model folder instead of the default weights.
-    weights_sha256 : str, optional
-        Refuse to run if the weights' SHA-256 differs (saved pipelines record it).
+    workers : int, optional
+        Image decoding processes.
 
     Attributes
     ----------
@@ -60,18 +67,18 @@ class Featurizer(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        model: str = DEFAULT_IMAGE_MODEL,
+        model: str | None = None,
         layers=None,
         pooling: str | None = None,
         *,
         precision: str = "fp32",
         runtime: str = "torch",
+        weights=None,
+        spec: FeatureSpec | None = None,
         batch_size: int | None = None,
         device: str = "auto",
         cache=None,
-        weights=None,
-        weights_sha256: str | None = None,
-        num_workers: int | None = None,
+        workers: int | None = None,
         progress: bool = False,
     ):
         self.model = model
@@ -79,38 +86,30 @@ class Featurizer(TransformerMixin, BaseEstimator):
         self.pooling = pooling
         self.precision = precision
         self.runtime = runtime
+        self.weights = weights
+        self.spec = spec
         self.batch_size = batch_size
         self.device = device
         self.cache = cache
-        self.weights = weights
-        self.weights_sha256 = weights_sha256
-        self.num_workers = num_workers
+        self.workers = workers
         self.progress = progress
+
+    def _feature_options(self) -> FeatureOptions:
+        return FeatureOptions(**{f.name: getattr(self, f.name) for f in fields(FeatureOptions)})
+
+    def _resolved_spec(self) -> FeatureSpec:
+        options = self._feature_options()
+        if self.spec is None:
+            return resolve_spec(options)
+        if options != FeatureOptions():
+            raise FeaturizerError("give either spec or model/layers/pooling/weights/precision/runtime, not both")
+        return self.spec
 
     def _extractor(self) -> Extractor:
         current = getattr(self, "_extractor_obj", None)
         if current is None or getattr(self, "_extractor_params", None) != self.get_params():
-            layers = self.layers
-            if layers is not None and isinstance(layers, str | int):
-                layers = [layers]
-            current = Extractor(
-                self.model,
-                layers,
-                self.pooling,
-                weights=self.weights,
-                cache_dir=self._cache_dir(),
-                device=self.device,
-                precision=self.precision,
-                runtime=self.runtime,
-                batch_size=self.batch_size,
-                num_workers=self.num_workers,
-                progress=self.progress,
-            )
-            if self.weights_sha256 and current.spec.weights_sha256 != self.weights_sha256:
-                raise FeaturizerError(
-                    f"the weights of {self.model} ({current.spec.weights_sha256}) are not the ones this pipeline "
-                    f"was fitted with ({self.weights_sha256})"
-                )
+            run = RunOptions(self.device, self.batch_size, self.workers, self._cache_dir(), self.progress)
+            current = Extractor(self._resolved_spec(), run)
             self._extractor_obj, self._extractor_params = current, self.get_params()
         return current
 
@@ -118,21 +117,18 @@ class Featurizer(TransformerMixin, BaseEstimator):
         if self.cache is False:
             if getattr(self, "_tmp_cache", None) is None:
                 self._tmp_cache = tempfile.TemporaryDirectory(prefix="featurizer-")
-            return self._tmp_cache.name
-        return self.cache
+            return Path(self._tmp_cache.name)
+        return None if self.cache is None else Path(self.cache)
 
     def fit(self, X=None, y=None) -> Featurizer:
-        """Check the parameters and resolve the layers; the network is not trained (or even loaded)."""
-        extractor = self._extractor()
-        self.spec_ = extractor.spec
-        self.layers_ = extractor.spec.layers
+        """Check the parameters and resolve the spec; the network is not trained, loaded or even looked for."""
+        self.spec_ = self._resolved_spec()
+        self.layers_ = self.spec_.layers
         self.n_features_out_ = sum(self._layer_dims())
         return self
 
     def _layer_dims(self) -> list[int]:
-        extractor = self._extractor()
-        known = {layer.name: layer.dim for layer in (extractor.config.layers or extractor._load().layers)}
-        return [int(known[name]) for name in extractor.spec.layers]
+        return layer_dims(self.spec_)
 
     def transform(self, X) -> np.ndarray:
         """Vectors of ``X``, shape (n, sum of layer dims), layers side by side in ``layers_`` order."""

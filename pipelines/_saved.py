@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import joblib
 
 from featurizer import FeatureSpec, FeaturizerError
+from featurizer._atomic import atomic_path, atomic_write_text
 from featurizer._featurefile import library_versions
-from featurizer._keys import sha256_file
+from featurizer._hashing import file_sha256
 
 FORMAT = "featurizer-model/1"
 
@@ -40,6 +40,7 @@ class ModelCard:
     versions: dict = field(default_factory=library_versions)
     sha256: str = ""
     format: str = FORMAT
+    train: str = ""  # the feature file it was fitted on (absolute path)
 
     def to_json(self) -> str:
         data = {**self.__dict__, "spec": json.loads(self.spec.to_json())}
@@ -49,35 +50,33 @@ class ModelCard:
     def from_json(cls, text: str) -> ModelCard:
         data = json.loads(text)
         data["spec"] = FeatureSpec.from_json(json.dumps(data["spec"]))
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Read in full every time (no memo): this is the check against tampering."""
-    return sha256_file(path).hexdigest()
+def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = False) -> Path:
+    """Write ``model`` with joblib and its sidecar, each under a temporary name then renamed.
 
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def save_model(model, card: ModelCard, path: str | os.PathLike) -> Path:
-    """Write ``model`` with joblib and its sidecar, each under a temporary name then renamed."""
+    A model fitted on another training file is not replaced without ``force``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda tmp: joblib.dump(model, tmp))
+    if not force and sidecar_path(path).is_file():
+        try:
+            old = ModelCard.from_json(sidecar_path(path).read_text()).train
+        except (ValueError, KeyError, TypeError):
+            old = ""
+        if old and card.train and old != card.train:
+            raise FeaturizerError(
+                f"{path} holds a model fitted on {old}, not {card.train}; choose another -o (or --force to replace it)"
+            )
+    with atomic_path(path) as tmp:
+        joblib.dump(model, tmp)
     card.sha256 = file_sha256(path)
-    _atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(card.to_json()))
+    atomic_write_text(sidecar_path(path), card.to_json())
     return path
 
 

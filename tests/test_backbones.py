@@ -11,7 +11,8 @@ import torch
 
 from featurizer import FeatureFile, MissingPackageError, featurize, get_config, list_models
 from featurizer._backbones import load_backbone
-from featurizer._weights import file_sha256, resolve_weights
+from featurizer._hashing import file_sha256
+from featurizer._weights import resolve_weights
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -62,7 +62,7 @@ def test_every_bad_image_has_a_reason_and_every_good_one_a_vector(messy_dir, tmp
         output=out,
         cache_dir=tmp_path / "c",
         progress=False,
-        num_workers=0,
+        workers=0,
         extensions=[".jpg", ".png", ".gif"],
     )
     failed = dict(report.errors)
@@ -88,7 +88,7 @@ def test_every_bad_image_has_a_reason_and_every_good_one_a_vector(messy_dir, tmp
 
 def test_fail_mode_stops_at_the_first_bad_item_naming_it(messy_dir, tmp_path):
     with pytest.raises(ItemError, match=r"corrupt\.jpg|empty\.jpg|text\.jpg|truncated\.jpg"):
-        featurize(messy_dir, on_error="fail", cache_dir=tmp_path / "c", progress=False, num_workers=0)
+        featurize(messy_dir, on_error="fail", cache_dir=tmp_path / "c", progress=False, workers=0)
 
 
 def test_messy_texts(tmp_path):

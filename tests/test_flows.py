@@ -34,7 +34,7 @@ def test_saved_model_round_trip_and_sidecar(saved, digit_features, digits_dir):
     side = json.loads(saved.with_suffix(".json").read_text())
     assert side["spec"]["model"] == "efficientnet_lite0" and side["spec"]["layers"] == ["pre_logits"]
     assert side["classes"] == [str(d) for d in range(10)] and side["cv"] and side["versions"]["scikit-learn"]
-    X, y, _ = model_features(card, digit_features[1])
+    X, y, _, _ = model_features(card, digit_features[1])
     assert model.named_steps["head"].score(X, y) > 0.4  # chance is 0.1
     paths = sorted(str(p) for p in (digits_dir / "test").rglob("*.png"))  # end to end, from raw images
     np.testing.assert_array_equal(model.predict(paths), model.named_steps["head"].predict(X))
@@ -61,7 +61,7 @@ def test_features_with_another_spec_are_refused(saved, digits_dir, tmp_path):
         model_features(card, other)
     text = tmp_path / "t.h5"
     featurize(_texts(tmp_path), "minilm", output=text, cache_dir=tmp_path / "c", progress=False)
-    with pytest.raises(FeaturizerError, match="model: model needs 'efficientnet_lite0', got 'minilm'"):
+    with pytest.raises(FeaturizerError, match="model: 'efficientnet_lite0' vs 'minilm'"):
         model_features(card, text)
 
 
@@ -128,10 +128,14 @@ def test_fit_refuses_unlabelled_or_single_class_files(digits_dir, tmp_path):
 def test_a_saved_model_does_not_depend_on_where_the_weights_were_installed(saved):
     import dataclasses
 
-    from pipelines._fit import featurizer_for
+    from featurizer import FeaturizerError, get_config
+    from featurizer._resolve import weights_for_spec
+    from featurizer._weights import default_weights
 
     _, card = load_model(saved)
     moved = dataclasses.replace(card.spec, weights="/another/venv/site-packages/efficientnet-lite0.pth")
-    assert featurizer_for(moved).weights is None  # same SHA-256: the installed default serves
+    config = get_config(moved.model)
+    assert weights_for_spec(config, moved) == default_weights(config)  # same SHA-256: the installed default serves
     other = dataclasses.replace(moved, weights_sha256="0" * 64)
-    assert featurizer_for(other).weights == "/another/venv/site-packages/efficientnet-lite0.pth"
+    with pytest.raises(FeaturizerError, match="weights these features were made with are not here"):
+        weights_for_spec(config, other)

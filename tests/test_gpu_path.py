@@ -12,6 +12,7 @@ import torch
 from featurizer import Extractor, FeaturizerError
 from featurizer._decode import DecodedBatches
 from featurizer._errors import InputError
+from featurizer._modes import auto_device_type, validate
 from featurizer._runtime import is_out_of_memory, kernel_flags, resolve_device
 
 
@@ -24,26 +25,32 @@ def one_gpu(monkeypatch):
 
 def test_auto_picks_the_gpu_but_int8_stays_on_the_cpu(one_gpu, cache_dir):
     assert resolve_device("auto").type == "cuda"
-    assert resolve_device("auto", "bf16").type == "cuda"
-    assert resolve_device("auto", "int8").type == "cpu"  # dynamic quantisation runs on the CPU only
-    assert Extractor("minilm", precision="int8", cache_dir=cache_dir, progress=False)._resolve_device().type == "cpu"
+    assert resolve_device("auto", auto_device_type("bf16", "torch")).type == "cuda"
+    assert resolve_device("auto", auto_device_type("int8", "torch")).type == "cpu"  # a CPU technique
+    int8 = Extractor.for_model("minilm", precision="int8", cache_dir=cache_dir, progress=False)
+    assert int8._resolve_device().type == "cpu"
+    bf16 = Extractor.for_model("minilm", precision="bf16", cache_dir=cache_dir, progress=False)
+    assert bf16.mode.device_type == "cuda" and bf16.mode.default_batch_size == 256
 
 
 def test_gpu_numbers_are_checked_against_the_machine(one_gpu):
     assert resolve_device("cuda:0") == torch.device("cuda:0")
-    for name in ("cuda:1", "cuda:x", "cuda:"):
-        with pytest.raises(FeaturizerError, match=r"1 CUDA GPU\(s\), cuda:0 to cuda:0"):
+    with pytest.raises(FeaturizerError, match=r"1 CUDA GPU\(s\), cuda:0 to cuda:0"):
+        resolve_device("cuda:1")
+    for name in ("cuda:x", "cuda:"):
+        with pytest.raises(FeaturizerError, match="device must be one of"):
             resolve_device(name)
 
 
 def test_fp32_on_a_gpu_is_exact_and_the_settings_are_scoped():
     before = (torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32)
-    with kernel_flags(torch.device("cuda"), "fp32"):
+    fp32, bf16 = (validate(p, "torch", "image", "cuda") for p in ("fp32", "bf16"))
+    with kernel_flags(torch.device("cuda"), fp32):
         assert torch.backends.cudnn.enabled and torch.backends.cudnn.benchmark
         assert not torch.backends.cudnn.allow_tf32  # TF32 would move fp32 vectors by ~1e-3
-    with kernel_flags(torch.device("cuda"), "bf16"):
+    with kernel_flags(torch.device("cuda"), bf16):
         assert torch.backends.cudnn.allow_tf32
-    with kernel_flags(torch.device("cpu"), "fp32"):
+    with kernel_flags(torch.device("cpu"), fp32):
         assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32) == before[1:]
     assert (torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32) == before
 
@@ -66,5 +73,5 @@ def test_images_decoded_ahead_are_bounded_for_gpu_sized_batches(batch_size, in_f
 def test_ray_engine_on_cuda_asks_for_gpus_before_starting(photo_dir, tmp_path):
     from featurizer._shards import embed
 
-    with pytest.raises(InputError, match="--gpus-per-worker"):
+    with pytest.raises(InputError, match="--gpus-per-actor"):
         embed(photo_dir, tmp_path / "out", engine="ray", device="cuda", cache_dir=tmp_path / "cache")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from featurizer import InputError, read_inputs
+from featurizer import InputError, ReadOptions, read_inputs
 from featurizer._inputs import guess_modality
 
 
@@ -20,7 +20,7 @@ def test_image_folder_layout_gives_labels_and_reports_other_files(photo_dir, tmp
     flat = read_inputs(tmp_path / "a")
     assert flat.ids == ["x.png"] and flat.labels is None
     assert flat.skipped[0][0] == "notes.gif" and "--ext" in flat.skipped[0][1]
-    assert read_inputs(tmp_path / "a", extensions=["gif", ".png"]).ids == ["notes.gif", "x.png"]
+    assert read_inputs(tmp_path / "a", options=ReadOptions(extensions=("gif", ".png"))).ids == ["notes.gif", "x.png"]
 
 
 def test_csv_with_relative_paths_and_labels(photo_dir, tmp_path):
@@ -52,7 +52,7 @@ def test_mistakes_are_named(tmp_path):
     (tmp_path / "t.csv").write_text("body,label\nhello,1\n")
     with pytest.raises(InputError, match=r"no text column.*body"):
         read_inputs(tmp_path / "t.csv", "text")
-    assert read_inputs(tmp_path / "t.csv", "text", column="body").sources == ["hello"]
+    assert read_inputs(tmp_path / "t.csv", "text", ReadOptions(column="body")).sources == ["hello"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no image files"):
         read_inputs(tmp_path / "empty")

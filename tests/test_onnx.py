@@ -32,9 +32,9 @@ def vectors(extractor: Extractor, inputs: Inputs | list[str]) -> dict[str, np.nd
 def test_onnx_vectors_equal_torch_at_every_layer_and_the_export_is_reused(questions, cache_dir):
     texts = [*questions, LONG]
     layers = ["0", "2", "-1"]
-    torch_run = Extractor("minilm", layers, cache_dir=cache_dir, progress=False)
-    onnx_run = Extractor("minilm", layers, cache_dir=cache_dir, runtime="onnx", progress=False)
-    assert onnx_run.spec.layer_spec("layer.5").key() != torch_run.spec.layer_spec("layer.5").key()
+    torch_run = Extractor.for_model("minilm", layers, cache_dir=cache_dir, progress=False)
+    onnx_run = Extractor.for_model("minilm", layers, cache_dir=cache_dir, runtime="onnx", progress=False)
+    assert onnx_run.spec.layer_key("layer.5") != torch_run.spec.layer_key("layer.5")
     expected, got = vectors(torch_run, texts), vectors(onnx_run, texts)
     for layer in torch_run.spec.layers:
         np.testing.assert_allclose(got[layer], expected[layer], rtol=1e-4, atol=1e-5)
@@ -42,20 +42,20 @@ def test_onnx_vectors_equal_torch_at_every_layer_and_the_export_is_reused(questi
     graphs = list((cache_dir / "onnx").glob("*-fp32.onnx"))
     assert len(graphs) == 1
     exported_at = graphs[0].stat().st_mtime_ns
-    again = Extractor("minilm", cache_dir=cache_dir, runtime="onnx", progress=False)
+    again = Extractor.for_model("minilm", cache_dir=cache_dir, runtime="onnx", progress=False)
     again._load()
     assert graphs[0].stat().st_mtime_ns == exported_at  # loaded, not exported again
     graphs[0].write_bytes(graphs[0].read_bytes()[:1000])  # damaged from outside: exported again on load
-    Extractor("minilm", cache_dir=cache_dir, runtime="onnx", progress=False)._load()
+    Extractor.for_model("minilm", cache_dir=cache_dir, runtime="onnx", progress=False)._load()
     assert graphs[0].stat().st_size > 1_000_000
 
 
 def test_onnx_int8_is_close_and_cached_apart_from_fp32(questions, cache_dir, caplog):
     import onnx
 
-    exact = Extractor("minilm", cache_dir=cache_dir, runtime="onnx", progress=False)
-    fast = Extractor("minilm", cache_dir=cache_dir, runtime="onnx", precision="int8", progress=False)
-    assert fast.spec.layer_spec("layer.5").key() != exact.spec.layer_spec("layer.5").key()
+    exact = Extractor.for_model("minilm", cache_dir=cache_dir, runtime="onnx", progress=False)
+    fast = Extractor.for_model("minilm", cache_dir=cache_dir, runtime="onnx", precision="int8", progress=False)
+    assert fast.spec.layer_key("layer.5") != exact.spec.layer_key("layer.5")
     similarity = cosine(vectors(exact, questions)["layer.5"], vectors(fast, questions)["layer.5"])
     assert not [r for r in caplog.records if r.name == "root"]  # the quantiser's advice is not shown to users
     assert similarity.min() > 0.995  # 0.9965 here; 0.993 without smoothing, 0.988 with every projection int8
@@ -71,11 +71,11 @@ def test_onnx_int8_is_close_and_cached_apart_from_fp32(questions, cache_dir, cap
 
 def test_onnx_image_vectors_equal_torch_at_every_layer_and_the_graph_carries_its_preprocessing(photo_dir, cache_dir):
     layers = ["-1", "-2", "-3"]
-    torch_run = Extractor("efficientnet_lite0", layers, cache_dir=cache_dir, progress=False)
-    onnx_run = Extractor("efficientnet_lite0", layers, cache_dir=cache_dir, runtime="onnx", progress=False)
+    torch_run = Extractor.for_model("efficientnet_lite0", layers, cache_dir=cache_dir, progress=False)
+    onnx_run = Extractor.for_model("efficientnet_lite0", layers, cache_dir=cache_dir, runtime="onnx", progress=False)
     assert onnx_run.spec.layers == torch_run.spec.layers == ("pre_logits", "features", "blocks.6")
     assert onnx_run.spec.preprocessing == torch_run.spec.preprocessing
-    assert onnx_run.spec.layer_spec("pre_logits").key() != torch_run.spec.layer_spec("pre_logits").key()
+    assert onnx_run.spec.layer_key("pre_logits") != torch_run.spec.layer_key("pre_logits")
     inputs = read_inputs(photo_dir, "image")
     expected, got = vectors(torch_run, inputs), vectors(onnx_run, inputs)
     for layer in torch_run.spec.layers:
@@ -99,7 +99,7 @@ def test_a_run_on_an_exported_graph_imports_no_torch(model, layer, dim, question
         n = len(questions)
     else:
         source, n = photo_dir, 12
-    Extractor(model, cache_dir=cache_dir, runtime="onnx", progress=False)._load()  # export
+    Extractor.for_model(model, cache_dir=cache_dir, runtime="onnx", progress=False)._load()  # export
     out = tmp_path / "out.h5"
     loaded = "any(m in sys.modules for m in ('torch', 'transformers', 'timm'))"
     code = f"import sys, cli\ntry:\n    cli.main()\nfinally:\n    print({loaded}, file=sys.stderr)\n"
@@ -112,11 +112,11 @@ def test_a_run_on_an_exported_graph_imports_no_torch(model, layer, dim, question
 
 def test_onnx_runtime_refuses_what_it_cannot_run(cache_dir):
     with pytest.raises(FeaturizerError, match="image models at fp32, not 'bf16'"):
-        Extractor("efficientnet_lite0", runtime="onnx", precision="bf16", cache_dir=cache_dir)
+        Extractor.for_model("efficientnet_lite0", runtime="onnx", precision="bf16", cache_dir=cache_dir)
     with pytest.raises(FeaturizerError, match="text models at fp32 or int8"):
-        Extractor("minilm", runtime="onnx", precision="bf16", cache_dir=cache_dir)
+        Extractor.for_model("minilm", runtime="onnx", precision="bf16", cache_dir=cache_dir)
     with pytest.raises(FeaturizerError, match="runs on the CPU"):
-        Extractor("minilm", runtime="onnx", device="cuda", cache_dir=cache_dir)
+        Extractor.for_model("minilm", runtime="onnx", device="cuda", cache_dir=cache_dir)
 
 
 def test_a_pipeline_fitted_on_onnx_features_featurizes_new_texts_on_onnx(questions, cache_dir, tmp_path):
@@ -136,7 +136,7 @@ def test_a_pipeline_fitted_on_onnx_features_featurizes_new_texts_on_onnx(questio
         spec, X = f.spec, f.read()
     model = end_to_end(spec, LogisticRegression(max_iter=1000).fit(X, labels))
     features = model.named_steps["features"].set_params(cache=cache_dir)
-    assert features.runtime == "onnx"
+    assert features.spec.runtime == "onnx" and features.spec.precision == "fp32"
     np.testing.assert_allclose(features.transform(questions), X, rtol=1e-5, atol=1e-6)
     assert features._extractor().spec == spec  # the same spec, so the same cached vectors
     assert list(model.predict(questions)) == list(model.named_steps["head"].predict(X))

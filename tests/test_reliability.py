@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from cli import main
 from featurizer import FeatureFile, FeaturizerError, featurize
 from featurizer._featurefile import FeatureFileWriter
-from featurizer._spec import LayerSpec
+from featurizer._spec import FeatureSpec
 from featurizer._store import EmbeddingStore, lock_output
 from pipelines import PrototypeClassifier
 
@@ -75,7 +75,7 @@ def test_vectors_are_deterministic_and_batch_size_moves_them_within_tolerance(ph
 
 # --- Property tests -----------------------------------------------------------------------
 
-SPEC = LayerSpec("m", "w", None, {}, "fp32", "layer", "avg")
+SPEC = FeatureSpec("m", "image", "w", None, {}, "fp32", ("layer",), ("avg",))
 
 
 def content_vector(key: bytes) -> np.ndarray:
@@ -98,7 +98,7 @@ operations = st.lists(
 @given(ops=operations)
 def test_cache_keeps_every_finished_batch_through_crashes_and_compactions(tmp_path_factory, ops):
     root = tmp_path_factory.mktemp("store")
-    store, added = EmbeddingStore(root, SPEC), set()
+    store, added = EmbeddingStore(root, SPEC, "layer"), set()
     for op, arg in ops:
         if op == "add":
             keys = [hashlib.sha256(bytes([i])).digest() for i in arg]
@@ -110,8 +110,8 @@ def test_cache_keeps_every_finished_batch_through_crashes_and_compactions(tmp_pa
         elif op == "compact":
             store.compact(max_shards=arg)
         else:
-            store = EmbeddingStore(root, SPEC)
-        fresh = EmbeddingStore(root, SPEC)
+            store = EmbeddingStore(root, SPEC, "layer")
+        fresh = EmbeddingStore(root, SPEC, "layer")
         assert set(fresh.index()) == added  # nothing lost, nothing invented
         if added:
             keys = sorted(added)
@@ -178,12 +178,12 @@ def test_cuda_out_of_memory_halves_the_batch_and_goes_on(photo_dir, tmp_path, mo
     from featurizer import Extractor, read_inputs
 
     inputs = read_inputs(photo_dir)
-    plain = Extractor(cache_dir=tmp_path / "a", progress=False)
+    plain = Extractor.for_model(cache_dir=tmp_path / "a", progress=False)
     keys, _ = plain.keys(inputs)
     plain.ensure(inputs, keys)
     expected = plain.vectors("pre_logits", keys)
 
-    small = Extractor(cache_dir=tmp_path / "b", progress=False, batch_size=12)
+    small = Extractor.for_model(cache_dir=tmp_path / "b", progress=False, batch_size=12)
     backbone = small._load()
     original = backbone.forward
     sizes = []

@@ -27,9 +27,9 @@ def vectors(extractor: Extractor, inputs) -> np.ndarray:
 @pytest.mark.parametrize(("precision", "floor"), [("bf16", 0.999), ("int8", 0.93)])
 def test_text_modes_are_close_to_fp32_and_cached_separately(questions, cache_dir, precision, floor):
     inputs = texts_as_inputs(questions)
-    exact = Extractor("minilm", cache_dir=cache_dir, progress=False)
-    fast = Extractor("minilm", cache_dir=cache_dir, precision=precision, progress=False)
-    assert fast.spec.layer_spec("layer.5").key() != exact.spec.layer_spec("layer.5").key()
+    exact = Extractor.for_model("minilm", cache_dir=cache_dir, progress=False)
+    fast = Extractor.for_model("minilm", cache_dir=cache_dir, precision=precision, progress=False)
+    assert fast.spec.layer_key("layer.5") != exact.spec.layer_key("layer.5")
     similarity = cosine(vectors(exact, inputs), vectors(fast, inputs))
     assert similarity.min() > floor  # int8 moves vectors more (per-tensor scales: < 0.9); speed.py reports accuracy
 
@@ -50,7 +50,7 @@ def test_jpeg_draft_decodes_large_photos_small_and_keeps_their_class(tmp_path, c
     assert load_image(big).size == (2560, 1708)
     drafted = load_image(big, draft_short_side=256)
     assert drafted.size == (640, 427)  # 1/4 scale: the smallest that keeps the short side >= 256
-    extractor = Extractor("efficientnet_lite0", cache_dir=cache_dir, progress=False)
+    extractor = Extractor.for_model("efficientnet_lite0", cache_dir=cache_dir, progress=False)
     assert extractor.spec.preprocessing["jpeg_draft"] is True
     full = ImageTransform({**extractor.spec.preprocessing, "jpeg_draft": False})(big)
     fast = ImageTransform(extractor.spec.preprocessing)(big)

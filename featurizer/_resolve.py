@@ -1,0 +1,198 @@
+"""One resolver from what the user asks for to the feature spec, without loading a network.
+
+``FeatureOptions`` holds what decides the vectors (model, layers, pooling, weights, precision,
+runtime); ``RunOptions`` holds how to compute them (device, batch size, decoding workers, cache
+folder, progress), which never changes a vector. ``resolve(options)`` fills the backbone's layer
+list and preprocessing from the registry, from a skeleton of a zoo model built on PyTorch's meta
+device (no weights, no download), or from a Hugging Face folder's files, and makes the
+``FeatureSpec``. ``weights_for_spec`` is its inverse for the weights, so an extractor is built from
+a spec alone (``Extractor.from_spec``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from featurizer._errors import FeaturizerError, InputError
+from featurizer._modes import check_spec_mode
+from featurizer._network import offline
+from featurizer._registry import IMAGE, TEXT, BackboneConfig, Layer, default_model, get_config
+from featurizer._spec import FeatureSpec, resolve_layers, resolve_pooling
+from featurizer._weights import WeightsRef, default_weights, resolve_weights
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """What decides the vectors; ``resolve`` turns it into a ``FeatureSpec``."""
+
+    model: str | None = None  # None: the registry's default model of the input's modality
+    layers: tuple[str | int, ...] | None = None  # names or depth indices; None: the model's default layer
+    pooling: str | None = None
+    weights: str | os.PathLike | None = None  # a local checkpoint or model folder instead of the default
+    precision: str = "fp32"
+    runtime: str = "torch"
+
+    def __post_init__(self) -> None:
+        if self.layers is not None and not isinstance(self.layers, tuple):
+            layers = [self.layers] if isinstance(self.layers, str | int) else list(self.layers)
+            object.__setattr__(self, "layers", tuple(layers) or None)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How vectors are computed: never part of the spec, so never part of a cache key."""
+
+    device: str = "auto"
+    batch_size: int | None = None
+    workers: int | None = None  # image decoding processes; None: one per core up to four
+    cache_dir: Path | None = None  # None: $FEATURIZER_CACHE or ./cache
+    progress: bool = True
+
+    def cache(self) -> Path:
+        from featurizer._store import default_cache_dir
+
+        return Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A backbone config with its layers and preprocessing filled in, its weights, and the spec."""
+
+    config: BackboneConfig
+    weights: WeightsRef
+    spec: FeatureSpec
+
+
+def resolve(options: FeatureOptions, modality: str | None = None) -> Resolved:
+    """The spec of ``options``; ``modality`` picks the default model when none is named."""
+    config = get_config(options.model or default_model(modality or IMAGE))
+    check_spec_mode(options.precision, options.runtime, config.modality)
+    weights = resolve_weights(config, options.weights)
+    if weights.kind == "pretrained":
+        offline()  # decided once, before any zoo library is imported (they read it at import)
+    if options.runtime == "onnx" and config.modality == TEXT and weights.kind != "folder":
+        raise FeaturizerError(
+            f"runtime 'onnx' exports a local model folder; {weights.location} is not one "
+            "(use a built-in text model, hf/PATH, or --runtime torch)"
+        )
+    config = describe(config, weights)
+    names = resolve_layers(config.layers, options.layers, config.default_layer or "-1")
+    spec = FeatureSpec(
+        model=config.name,
+        modality=config.modality,
+        weights=weights.location,
+        weights_sha256=weights.sha256,
+        preprocessing=spec_preprocessing(config),
+        precision=options.precision,
+        layers=tuple(names),
+        pooling=resolve_pooling(config.modality, names, options.pooling),
+        runtime=options.runtime,
+    )
+    return Resolved(config, weights, spec)
+
+
+def resolve_spec(options: FeatureOptions, modality: str | None = None) -> FeatureSpec:
+    return resolve(options, modality).spec
+
+
+def spec_preprocessing(config: BackboneConfig) -> dict:
+    """The preprocessing recorded in the spec: the backbone's, plus decoding details that change pixels."""
+    if config.modality == IMAGE:
+        return {**config.preprocessing, "jpeg_draft": True}
+    return config.preprocessing
+
+
+def describe(config: BackboneConfig, weights: WeightsRef) -> BackboneConfig:
+    """``config`` with its layers and preprocessing filled in, loading no weights."""
+    if config.layers and config.preprocessing is not None:
+        return config
+    if config.modality == TEXT:
+        layers, prep = _describe_text(config, weights)
+    else:
+        from featurizer._backbones import describe_image_model
+
+        layers, prep = describe_image_model(config, weights)
+    return replace(config, layers=config.layers or layers, preprocessing=config.preprocessing or prep)
+
+
+def _describe_text(config: BackboneConfig, weights: WeightsRef) -> tuple[tuple[Layer, ...], dict]:
+    from featurizer._preprocess import read_json, text_preprocessing
+
+    if weights.kind == "folder":
+        model_config = read_json(Path(weights.location) / "config.json")
+        prep = text_preprocessing(weights.location)
+    else:
+        from featurizer._backbones import hub_text_config
+
+        model_config, prep = hub_text_config(weights)
+    depth, width = model_config.get("num_hidden_layers"), model_config.get("hidden_size")
+    if not isinstance(depth, int):
+        raise InputError(f"{config.name}: its config.json has no num_hidden_layers (not a BERT-family encoder?)")
+    layers = (Layer("embeddings", width), *(Layer(f"layer.{i}", width) for i in range(depth)))
+    return layers, prep
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One line of ``xfer layers``."""
+
+    index: int
+    name: str
+    shape: str  # of one item's raw output, e.g. 1280x7x7, or tokens x 384
+    dim: int | None  # of the pooled vector
+    default: bool
+
+
+def describe_layers(model: str, weights: str | os.PathLike | None = None) -> list[LayerRow]:
+    """The layers of ``model`` with their raw output shapes and pooled sizes, from the architecture alone."""
+    config = get_config(model)
+    weights_ref = resolve_weights(config, weights)
+    config = describe(config, weights_ref)
+    if config.modality == TEXT:
+        shapes = {layer.name: f"tokens x {layer.dim}" for layer in config.layers}
+    else:
+        from featurizer._backbones import skeleton_layer_shapes
+
+        shapes = {k: "x".join(map(str, v)) for k, v in skeleton_layer_shapes(config, weights_ref).items()}
+    default = resolve_layers(config.layers, None, config.default_layer or "-1")[0]
+    return [
+        LayerRow(i, layer.name, shapes.get(layer.name, "?"), layer.dim, layer.name == default)
+        for i, layer in enumerate(config.layers)
+    ]
+
+
+def layer_dims(spec: FeatureSpec) -> list[int]:
+    """The length of each layer's vector in ``spec``, without loading weights (registry, skeleton or config file)."""
+    config = get_config(spec.model)
+    if not config.layers:
+        kind = "pretrained" if not spec.weights_sha256 else "folder" if Path(spec.weights).is_dir() else "file"
+        config = describe(config, WeightsRef(kind, spec.weights, spec.weights_sha256))
+    known = {layer.name: layer.dim for layer in config.layers}
+    return [int(known[name]) for name in spec.layers]
+
+
+def weights_for_spec(config: BackboneConfig, spec: FeatureSpec) -> WeightsRef:
+    """The weights that make ``spec``'s vectors: found by their SHA-256 where the spec knows it.
+
+    The recorded location is tried first, then the model's default weights (installed elsewhere on
+    another machine); weights known only by name (zoo downloads) are the zoo's.
+    """
+    if not spec.weights_sha256:
+        return WeightsRef("pretrained", spec.weights)
+    candidates = []
+    if Path(spec.weights).exists():
+        candidates.append(lambda: resolve_weights(config, spec.weights))
+    candidates.append(lambda: default_weights(config))
+    for candidate in candidates:
+        try:
+            weights = candidate()
+        except FeaturizerError:
+            continue
+        if weights is not None and weights.sha256 == spec.weights_sha256:
+            return weights
+    raise FeaturizerError(
+        f"the weights these features were made with are not here: {spec.weights} "
+        f"(sha256 {spec.weights_sha256[:12]}); pass them with --weights or copy them back"
+    )
