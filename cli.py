@@ -178,6 +178,51 @@ def read_options(fn):
     )(fn)
 
 
+def _engine_options(engine, address, actors, gpus_per_actor, shard_size):
+    from featurizer._shards import EmbedOptions
+
+    return EmbedOptions(engine, shard_size, address, actors, gpus_per_actor)
+
+
+def engine_options(fn):
+    """How ``embed`` cuts and distributes the work, as ``engine: EmbedOptions``."""
+    fn = _gathered(fn, _engine_options, ("engine", "address", "actors", "gpus_per_actor", "shard_size"), "engine")
+    return options(
+        click.option(
+            "--engine",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="local: this process; ray: an actor pool on a Ray cluster.",
+        ),
+        click.option(
+            "--address", help="Ray cluster address (e.g. ray://head:10001 or auto). [default: start a local Ray]"
+        ),
+        click.option("--actors", type=click.IntRange(min=1), default=1, show_default=True, help="Ray actors."),
+        click.option(
+            "--gpus-per-actor",
+            type=click.FloatRange(min=0),
+            default=0,
+            show_default=True,
+            help="GPUs each Ray actor asks for (1: a GPU each); needed for --device cuda, as Ray hides GPUs otherwise.",
+        ),
+        click.option(
+            "--shard-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Items per shard."
+        ),
+    )(fn)
+
+
+def choice_option(flag: str, choices: list[str], help: str):
+    """A flag taking one of ``choices``, the first being the default."""
+    return click.option(flag, type=click.Choice(choices), default=choices[0], show_default=True, help=help)
+
+
+def output_option(help: str, folder: bool = False, required: bool = False):
+    """``-o/--output``: the same flag in every command; a file unless ``folder``."""
+    kind = click.Path(file_okay=not folder, dir_okay=folder, path_type=Path)
+    return click.option("-o", "--output", type=kind, required=required, help=help)
+
+
 force_option = click.option("--force", is_flag=True, help="Replace an output made from other inputs.")
 trust_option = click.option(
     "--trust",
@@ -199,28 +244,19 @@ head_layer_option = click.option(
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Feature file to write. [default: CACHE_DIR/<input>-<model>-<digest>.h5]",
-)
+@output_option("Feature file to write. [default: CACHE_DIR/<input>-<model>-<digest>.h5]")
 @feature_options
 @run_options
 @read_options
-@click.option(
+@choice_option(
     "--store-dtype",
-    type=click.Choice(["float32", "float16"]),
-    default="float32",
-    show_default=True,
-    help="How vectors are stored in the feature file (float16: half the size). Not the arithmetic: see --precision.",
+    ["float32", "float16"],
+    "How vectors are stored in the feature file (float16: half the size). Not the arithmetic: see --precision.",
 )
-@click.option(
+@choice_option(
     "--on-error",
-    type=click.Choice(["skip", "fail"]),
-    default="skip",
-    show_default=True,
-    help="skip: record unreadable items with their reason and go on; fail: stop at the first.",
+    ["skip", "fail"],
+    "skip: record unreadable items with their reason and go on; fail: stop at the first.",
 )
 @force_option
 def featurize(input_path: Path, output, features, run, read, store_dtype: str, on_error: str, force: bool) -> None:
@@ -238,17 +274,8 @@ def featurize(input_path: Path, output, features, run, read, store_dtype: str, o
     """
     from featurizer._extract import featurize_options
 
-    report = featurize_options(
-        input_path,
-        features,
-        run,
-        read,
-        output=output,
-        default_output=True,
-        store_dtype=store_dtype,
-        on_error=on_error,
-        force=force,
-    )
+    write = {"store_dtype": store_dtype, "on_error": on_error, "force": force}
+    report = featurize_options(input_path, features, run, read, output=output, default_output=True, **write)
     click.echo(report.summary())
 
 
@@ -346,12 +373,7 @@ def _print_cv_table(rows, baseline=None) -> None:
     help="Feature normalisation before the head. [default: standard for linear heads and SVMs]",
 )
 @click.option("--baseline", is_flag=True, help="Also score the head on raw pixels / TF-IDF (no transfer).")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Model file; a JSON sidecar is written beside it. [default: models/<train>-<head>.joblib]",
-)
+@output_option("Model file; a JSON sidecar is written beside it. [default: models/<train>-<head>.joblib]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the cross-validation folds.")
 @force_option
 def fit(train: Path, head: str, layers, normalise, baseline: bool, output, seed: int, force: bool) -> None:
@@ -383,12 +405,7 @@ def _model_run_options(fn):
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("data", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV of id, predicted label and class probabilities. [default: <input>-predictions.csv]",
-)
+@output_option("CSV of id, predicted label and class probabilities. [default: <input>-predictions.csv]")
 @_model_run_options
 def predict(model_path: Path, data: Path, output, trust: bool, run, read) -> None:
     """Predict labels for raw images or texts (or a matching feature file) with a saved model.
@@ -409,12 +426,7 @@ def predict(model_path: Path, data: Path, output, trust: bool, run, read) -> Non
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("data", metavar="TEST", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON report. [default: beside the model, MODEL.eval-<test>.json]",
-)
+@output_option("JSON report. [default: beside the model, MODEL.eval-<test>.json]")
 @click.option(
     "--png",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -494,34 +506,12 @@ def fewshot(train: Path, test: Path, shots: str, runs: int, heads, layers, max_i
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for the shard files and manifest.json.",
-)
+@output_option("Folder for the shard files and manifest.json.", folder=True, required=True)
 @feature_options
 @run_options
 @read_options
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: this process; ray: an actor pool on a Ray cluster.",
-)
-@click.option("--address", help="Ray cluster address (e.g. ray://head:10001 or auto). [default: start a local Ray]")
-@click.option("--actors", type=click.IntRange(min=1), default=1, show_default=True, help="Ray actors (engine ray).")
-@click.option(
-    "--gpus-per-actor",
-    type=click.FloatRange(min=0),
-    default=0,
-    show_default=True,
-    help="GPUs each Ray actor asks for (1: a GPU each); needed for --device cuda, as Ray hides GPUs otherwise.",
-)
-@click.option("--shard-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Items per shard.")
-def embed(input_path, output, features, run, read, engine, address, actors, gpus_per_actor, shard_size) -> None:
+@engine_options
+def embed(input_path, output, features, run, read, engine) -> None:
     """Batch-embed a dataset into sharded feature files with a manifest; re-running resumes.
 
     A shard is reused only when its file matches its checksum and holds the same spec and items;
@@ -536,29 +526,12 @@ def embed(input_path, output, features, run, read, engine, address, actors, gpus
     """
     from featurizer._shards import embed_options
 
-    report = embed_options(
-        input_path,
-        output,
-        features,
-        run,
-        read,
-        engine=engine,
-        shard_size=shard_size,
-        address=address,
-        actors=actors,
-        gpus_per_actor=gpus_per_actor,
-    )
-    click.echo(report.summary())
+    click.echo(embed_options(input_path, output, features, run, read, engine).summary())
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("out", metavar="FOLDER", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Merged feature file. [default: FOLDER/merged.h5]",
-)
+@output_option("Merged feature file. [default: FOLDER/merged.h5]")
 def merge(out: Path, output) -> None:
     """Join the shards of an 'xfer embed' folder into one feature file.
 

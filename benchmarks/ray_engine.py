@@ -30,8 +30,8 @@ def main() -> None:
     base = None
     for label, extra in (
         ("local engine", []),
-        ("ray, 1 worker", ["--engine", "ray", "--workers", "1"]),
-        ("ray, 2 workers", ["--engine", "ray", "--workers", "2"]),
+        ("ray, 1 actor", ["--engine", "ray", "--actors", "1"]),
+        ("ray, 2 actors", ["--engine", "ray", "--actors", "2"]),
     ):
         out, cache = args.work / "out", args.work / "cache"
         shutil.rmtree(out, ignore_errors=True)

@@ -72,7 +72,9 @@ def main() -> None:
     sets = {"SST-2 (5,000 train -> 872 test)": sst2(args.data), "AG News (3,800 -> 3,800)": agnews(args.data)}
     rows, exact = [], {}
     for runtime, precision in MODES:
-        extractor = Extractor("minilm", runtime=runtime, precision=precision, cache_dir=args.cache, progress=False)
+        extractor = Extractor.for_model(
+            "minilm", runtime=runtime, precision=precision, cache_dir=args.cache, progress=False
+        )
         cells = []
         for name, (train, y_train, test, y_test) in sets.items():
             x_train, x_test = vectors(extractor, train), vectors(extractor, test)

@@ -311,14 +311,8 @@ def _skeleton(config: BackboneConfig, weights: WeightsRef) -> Backbone:
 
 def hub_text_config(weights: WeightsRef) -> tuple[dict, dict]:
     """(model config, preprocessing) of a Hugging Face hub encoder, from its config and tokenizer files only."""
-    offline()
-    transformers = _quiet_transformers()
     source = weights.location.removeprefix("hf:")
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-        model_config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=False)
-    except OSError as err:
-        raise not_cached(f"Hugging Face model {source!r}", err) from None
+    tokenizer, model_config = _from_hf(weights, "AutoTokenizer", "AutoConfig")
     return model_config.to_dict(), _hub_text_preprocessing(source, tokenizer, model_config)
 
 
@@ -381,17 +375,8 @@ def _build_torchvision(config: BackboneConfig, weights: WeightsRef) -> Backbone:
 
 
 def _build_text(config: BackboneConfig, weights: WeightsRef) -> Backbone:
-    if weights.kind == "pretrained":
-        offline()  # decided once, before transformers reads it; offline, it reads only its local cache
-    transformers = _quiet_transformers()
     source = weights.location.removeprefix("hf:")
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-        model = transformers.AutoModel.from_pretrained(source, trust_remote_code=False)
-    except OSError as err:
-        if weights.kind == "pretrained":
-            raise not_cached(f"Hugging Face model {source!r}", err) from None
-        raise InputError(f"cannot load Hugging Face model {source!r}: {str(err).splitlines()[0]}") from None
+    tokenizer, model = _from_hf(weights, "AutoTokenizer", "AutoModel")
     if weights.kind == "folder":
         prep = text_preprocessing(source)
     else:
@@ -400,6 +385,22 @@ def _build_text(config: BackboneConfig, weights: WeightsRef) -> Backbone:
 
 
 _BUILDERS = {"timm": _build_timm, "torchvision": _build_torchvision, "hf": _build_text}
+
+
+def _from_hf(weights: WeightsRef, *classes: str) -> list:
+    """``transformers.<class>.from_pretrained`` for each class, never running remote code; a hub model
+    that cannot be had offline fails at once with one line."""
+    pretrained = weights.kind == "pretrained"
+    if pretrained:
+        offline()  # decided once, before transformers reads it; offline, it reads only its local cache
+    transformers = _quiet_transformers()
+    source = weights.location.removeprefix("hf:")
+    try:
+        return [getattr(transformers, name).from_pretrained(source, trust_remote_code=False) for name in classes]
+    except OSError as err:
+        if pretrained:
+            raise not_cached(f"Hugging Face model {source!r}", err) from None
+        raise InputError(f"cannot load Hugging Face model {source!r}: {str(err).splitlines()[0]}") from None
 
 
 def _quiet_transformers():

@@ -418,11 +418,10 @@ def featurize_with(
     started = time.perf_counter() if started is None else started
     if on_error not in ON_ERROR:
         raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
-    lock = None
-    if output is not None:
-        lock = lock_output(Path(output))
-        check_output(Path(output), inputs.origin, force)
+    lock = lock_output(Path(output)) if output is not None else None
     try:
+        if output is not None:
+            check_output(Path(output), inputs.origin, force)
         return _featurize(extractor, inputs, output, store_dtype, on_error, attrs, started)
     finally:
         extractor.compact()

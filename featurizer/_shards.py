@@ -17,7 +17,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -268,38 +268,33 @@ def _shard_in(out: Path, entry: dict) -> Path:
     return out / name
 
 
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How ``embed`` cuts and distributes the work (never part of the spec)."""
+
+    engine: str = "local"  # or "ray"
+    shard_size: int = 1000
+    address: str | None = None  # a Ray cluster; None: start a local Ray
+    actors: int = 1  # Ray actors, each loading the model once
+    gpus_per_actor: float = 0
+
+
 def embed(
-    inputs: str | os.PathLike | Inputs,
-    out: str | os.PathLike,
-    model: str | None = None,
-    layers=None,
-    *,
-    engine: str = "local",
-    shard_size: int = 1000,
-    address: str | None = None,
-    actors: int = 1,
-    gpus_per_actor: float = 0,
-    **options,
+    inputs: str | os.PathLike | Inputs, out: str | os.PathLike, model=None, layers=None, **options
 ) -> EmbedReport:
     """Featurize ``inputs`` into sharded feature files under ``out`` with a manifest; resumable.
 
-    ``options`` are those of ``featurize`` (feature, run and read options by field name).
+    ``options`` are ``featurize``'s (feature, run and read options) and ``EmbedOptions``' fields.
+    Returns an ``EmbedReport``.
     """
     from featurizer._extract import split_options
 
-    features, run, read = split_options(model=model, layers=layers, **options)
-    return embed_options(
-        inputs,
-        out,
-        features,
-        run,
-        read,
-        engine=engine,
-        shard_size=shard_size,
-        address=address,
-        actors=actors,
-        gpus_per_actor=gpus_per_actor,
+    names = {f.name for f in fields(EmbedOptions)}
+    engine = EmbedOptions(**{k: v for k, v in options.items() if k in names})
+    features, run, read = split_options(
+        model=model, layers=layers, **{k: v for k, v in options.items() if k not in names}
     )
+    return embed_options(inputs, out, features, run, read, engine)
 
 
 def embed_options(
@@ -308,17 +303,14 @@ def embed_options(
     features: FeatureOptions,
     run: RunOptions | None = None,
     read: ReadOptions | None = None,
-    *,
-    engine: str = "local",
-    shard_size: int = 1000,
-    address: str | None = None,
-    actors: int = 1,
-    gpus_per_actor: float = 0,
+    options: EmbedOptions | None = None,
 ) -> EmbedReport:
     """``embed`` with its options as objects (what ``xfer embed`` calls)."""
     from featurizer._extract import Extractor, featurize_with, input_modality, inputs_for
     from featurizer._resolve import resolve
 
+    o = options or EmbedOptions()
+    engine, shard_size, address, actors, gpus_per_actor = o.engine, o.shard_size, o.address, o.actors, o.gpus_per_actor
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     started = time.perf_counter()

@@ -81,6 +81,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
         workers: int | None = None,
         progress: bool = False,
     ):
+        # scikit-learn's estimator contract: every argument stored untouched (get_params reads them back).
         self.model = model
         self.layers = layers
         self.pooling = pooling

@@ -111,6 +111,7 @@ class PrototypeClassifier(_FaissHead):
     """
 
     def __init__(self, *, metric="cosine", center=True, n_prototypes=1, temperature=0.05, index="flat", random_state=0):
+        # scikit-learn's estimator contract: every argument stored untouched (get_params reads them back).
         self.metric = metric
         self.center = center
         self.n_prototypes = n_prototypes
@@ -173,6 +174,7 @@ class KNNClassifier(_FaissHead):
     """
 
     def __init__(self, *, n_neighbors=5, metric="cosine", center=True, weights="uniform", index="flat"):
+        # scikit-learn's estimator contract: every argument stored untouched (get_params reads them back).
         self.n_neighbors = n_neighbors
         self.metric = metric
         self.center = center
