@@ -50,7 +50,7 @@ def featurize(src, out: Path, cache: Path, *args) -> tuple[float, float]:
         for entry in cache.iterdir():
             if entry.name != "onnx":
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    return run([*XFER, "featurize", src, "-o", out, "--cache-dir", cache, "-q", *args])
+    return run([*XFER, "featurize", src, "-o", out, "--cache-dir", cache, "-q", "--force", *args])
 
 
 def read_h5(path: Path, layer: str) -> tuple[np.ndarray, list]:
