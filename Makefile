@@ -24,9 +24,9 @@ demo: install
 	$(XFER) featurize $(DEMO)/digits/train -o $(DEMO)/digits_train.h5 --layer -1 --layer -3
 	$(XFER) featurize $(DEMO)/digits/test -o $(DEMO)/digits_test.h5 --layer -1 --layer -3
 	$(XFER) info $(DEMO)/digits_train.h5
-	$(XFER) fit $(DEMO)/digits_train.h5 --layer auto --baseline -o $(DEMO)/models/digits.joblib
-	$(XFER) evaluate $(DEMO)/models/digits.joblib $(DEMO)/digits_test.h5
-	$(XFER) predict $(DEMO)/models/digits.joblib $(DEMO)/digits/test -o $(DEMO)/predictions.csv
+	$(XFER) fit $(DEMO)/digits_train.h5 --layer auto --baseline -o $(DEMO)/models/digits.skops
+	$(XFER) evaluate $(DEMO)/models/digits.skops $(DEMO)/digits_test.h5
+	$(XFER) predict $(DEMO)/models/digits.skops $(DEMO)/digits/test -o $(DEMO)/predictions.csv
 
 test: install
 	$(PY) -m pytest

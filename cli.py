@@ -162,19 +162,34 @@ def run_options(fn):
     )(fn)
 
 
-def _read_options(column, label_column, extensions=()):
+def _read_options(column, label_column, extensions, encoding, sep, header):
     from featurizer import ReadOptions
 
-    return ReadOptions(column, label_column, tuple(extensions) or None)
+    return ReadOptions(column, label_column, tuple(extensions) or None, encoding, sep, header)
 
 
 def read_options(fn):
     """How an input path is read into items, as ``read: ReadOptions``."""
-    fn = _gathered(fn, _read_options, ("column", "label_column", "extensions"), "read")
+    names = ("column", "label_column", "extensions", "encoding", "sep", "header")
+    fn = _gathered(fn, _read_options, names, "read")
     return options(
-        click.option("--column", help="CSV/JSONL column holding image paths or texts. [default: guessed]"),
-        click.option("--label-column", help="CSV/JSONL column holding labels. [default: guessed]"),
+        click.option(
+            "--column",
+            help="Table column holding image paths or texts: a name or a 0-based position. [default: guessed]",
+        ),
+        click.option(
+            "--label-column", help="Table column holding labels: a name or a 0-based position. [default: guessed]"
+        ),
         click.option("--ext", "extensions", multiple=True, help="File extensions to read from a folder (repeatable)."),
+        click.option("--encoding", default="utf-8", show_default=True, help="Encoding of text, CSV and JSONL files."),
+        click.option(
+            "--sep", help="Field separator of a table (\\t for tab). [default: tab for .tsv, comma otherwise]"
+        ),
+        click.option(
+            "--header/--no-header",
+            default=None,
+            help="Whether a table's first row names its columns. [default: detected from the names]",
+        ),
     )(fn)
 
 
@@ -227,7 +242,8 @@ force_option = click.option("--force", is_flag=True, help="Replace an output mad
 trust_option = click.option(
     "--trust",
     is_flag=True,
-    help="Load the model even if its SHA-256 does not match its sidecar. Joblib files run code when loaded.",
+    help="Load a model that changed since it was saved, holds unknown types, or is an old joblib pickle "
+    "(pickles run code when loaded): only for files you made yourself.",
 )
 head_layer_option = click.option(
     "-l",
@@ -351,10 +367,10 @@ def info(path: Path, as_json: bool) -> None:
 
 def _print_cv_table(rows, baseline=None) -> None:
     click.echo(f"{'layers':<30} {'cv accuracy':>14}  best parameters")
-    for row in rows:
-        click.echo(f"{row.name:<30} {row.mean:>7.3f} ± {row.std:.3f}  {row.params}")
-    if baseline is not None:
-        click.echo(f"{'baseline: ' + baseline.name:<30} {baseline.mean:>7.3f} ± {baseline.std:.3f}  {baseline.params}")
+    for row in [*rows, *([baseline] if baseline is not None else [])]:
+        name = row.name if row is not baseline else f"baseline: {row.name}"
+        score = "n/a (no CV)" if row.mean != row.mean else f"{row.mean:.3f} ± {row.std:.3f}"
+        click.echo(f"{name:<30} {score:>14}  {row.params}")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -373,7 +389,7 @@ def _print_cv_table(rows, baseline=None) -> None:
     help="Feature normalisation before the head. [default: standard for linear heads and SVMs]",
 )
 @click.option("--baseline", is_flag=True, help="Also score the head on raw pixels / TF-IDF (no transfer).")
-@output_option("Model file; a JSON sidecar is written beside it. [default: models/<train>-<head>.joblib]")
+@output_option("Model file; a JSON sidecar is written beside it. [default: models/<train>-<head>.skops]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the cross-validation folds.")
 @force_option
 def fit(train: Path, head: str, layers, normalise, baseline: bool, output, seed: int, force: bool) -> None:
@@ -392,9 +408,10 @@ def fit(train: Path, head: str, layers, normalise, baseline: bool, output, seed:
     _print_cv_table(result.table, result.baseline)
     for warning in result.warnings:
         click.echo(f"note: {warning}")
-    output = output or Path("models") / f"{train.stem}-{head}.joblib"
+    output = output or Path("models") / f"{train.stem}-{head}.skops"
     save_model(result.model, result.card, output, force=force)
-    click.echo(f"kept {'+'.join(result.card.spec.layers)} ({result.card.cv_score:.3f}); wrote {output}")
+    score = "no CV score" if result.card.cv_score != result.card.cv_score else f"{result.card.cv_score:.3f}"
+    click.echo(f"kept {'+'.join(result.card.spec.layers)} ({score}); wrote {output}")
 
 
 def _model_run_options(fn):
@@ -445,6 +462,8 @@ def evaluate(model_path: Path, data: Path, output, png, trust: bool, run, read) 
     output = output or model_path.with_name(f"{model_path.stem}.eval-{test}.json")
     png = png or model_path.with_name(f"{model_path.stem}.confusion-{test}.png")
     report = evaluate_file(model_path, data, output, png, trust=trust, run=run, read=read)
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  (n={report['n']})")
     click.echo(f"{'class':<20} {'precision':>9} {'recall':>7} {'support':>8}")
     for name, row in report["per_class"].items():
@@ -492,7 +511,9 @@ def fewshot(train: Path, test: Path, shots: str, runs: int, heads, layers, max_i
     except ValueError:
         raise click.BadParameter("give numbers separated by commas, e.g. 1,2,4,8", param_hint="--shots") from None
     protocol = {"shots": counts, "runs": runs, "heads": heads or ("logreg", "prototype"), "max_iter": max_iter}
-    rows, chosen = few_shot_files(train, test, layers or None, seed=seed, progress=True, **protocol)
+    rows, chosen, warnings = few_shot_files(train, test, layers or None, seed=seed, progress=True, **protocol)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{'head':<12}" + "".join(f"{f'N={n}':>16}" for n in counts))
     for head in dict.fromkeys(r.head for r in rows):
         mine = {r.shots: r for r in rows if r.head == head}

@@ -19,17 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from featurizer._atomic import atomic_path
+from featurizer._csvout import write_csv
 from featurizer._errors import InputError, ItemError
 from featurizer._featurefile import FeatureFileWriter, check_output
 from featurizer._inputs import Inputs, ReadOptions, guess_modality, read_inputs
 from featurizer._keys import FileKeyMemo, array_key, text_key
 from featurizer._memory import keep_freed_memory
 from featurizer._modes import ComputeMode, auto_device_type, check_device_name, validate
-from featurizer._registry import IMAGE, BackboneConfig, get_config
+from featurizer._registry import IMAGE, BackboneConfig, default_model, get_config
 from featurizer._resolve import FeatureOptions, RunOptions, layer_dims, resolve, weights_for_spec
 from featurizer._spec import FeatureSpec
-from featurizer._store import EmbeddingStore, lock_output
+from featurizer._store import CacheDamaged, EmbeddingStore, lock_output, release_output
 from featurizer._weights import WeightsRef
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ class FeaturizeReport:
     truncated: int = 0
     seconds: float = 0.0
     output: Path | None = None
+    replaced: int = 0  # undecodable bytes that became U+FFFD
+    unlabelled: int = 0  # items of a labelled input without a label
+    notes: list[str] = field(default_factory=list)
 
     @property
     def n_ok(self) -> int:
@@ -59,7 +62,8 @@ class FeaturizeReport:
 
     def summary(self) -> str:
         rate = f" ({self.n_computed / self.seconds:.1f} items/s)" if self.n_computed and self.seconds else ""
-        lines = [
+        lines = [*self.notes]
+        lines += [
             f"{self.n_ok} of {self.n_items} items featurized with {self.spec.model} "
             f"[{', '.join(self.spec.layers)}]: {self.n_computed} computed, {self.n_cached} from cache, "
             f"{len(self.errors)} failed, in {self.seconds:.1f} s{rate}"
@@ -68,6 +72,13 @@ class FeaturizeReport:
             if items:
                 shown = "; ".join(f"{i}: {r}" for i, r in items[:5])
                 lines.append(f"{len(items)} {what}: {shown}{' ...' if len(items) > 5 else ''}")
+        if self.unlabelled:
+            lines.append(
+                f"{self.unlabelled} items have no label (blank, null or NaN): they are featurized, "
+                "and fit, evaluate and fewshot leave them out"
+            )
+        if self.replaced:
+            lines.append(f"{self.replaced} bytes could not be decoded and became U+FFFD (is --encoding right?)")
         if self.truncated:
             lines.append(f"{self.truncated} texts were longer than the model's maximum length and were truncated")
         if self.output:
@@ -187,7 +198,11 @@ class Extractor:
     def ensure(
         self, inputs: Inputs, keys: Sequence[bytes | None], on_error: str = "skip"
     ) -> tuple[int, list[tuple[str, str]]]:
-        """Compute and cache every item whose vectors are missing; (number computed, item errors)."""
+        """Compute and cache every item whose vectors are missing; (number computed, item errors).
+
+        Items are computed once per content key; an item that fails fails for every input that
+        holds the same content (two empty files, two blank cells), each named in the errors.
+        """
         for store in self.stores.values():
             store.acquire()
         known = [k for k in keys if k is not None]
@@ -203,8 +218,9 @@ class Extractor:
         if not self._on_gpu():  # a GPU's activations are not host memory
             keep_freed_memory()  # before decoding workers fork: they inherit it
         run = self._run_images if self.modality == IMAGE else self._run_texts
-        errors = run(inputs, keys, todo, on_error)
-        return len(todo) - len(errors), errors
+        failed = {keys[pos]: reason for pos, reason in run(inputs, keys, todo, on_error)}
+        errors = [(item_id, failed[k]) for item_id, k in zip(inputs.ids, keys) if k in failed]
+        return len(todo) - len(failed), errors
 
     def _progress(self, total: int):
         from tqdm.auto import tqdm
@@ -218,7 +234,7 @@ class Extractor:
             if len(fresh):
                 store.add([keys[i] for i in fresh], vectors[name][fresh])
 
-    def _run_images(self, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[str, str]]:
+    def _run_images(self, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[int, str]]:
         from featurizer._decode import DecodedBatches, default_workers
         from featurizer._preprocess import ImageTransform
 
@@ -235,16 +251,15 @@ class Extractor:
             with self._progress(len(todo)) as bar:
                 for positions, pixels, failures in batches:
                     for pos, reason in failures:
-                        item_id = inputs.ids[todo[pos]]
                         if on_error == "fail":
-                            raise ItemError(f"cannot featurize {item_id}: {reason}")
-                        errors.append((item_id, reason))
+                            raise ItemError(f"cannot featurize {inputs.ids[todo[pos]]}: {reason}")
+                        errors.append((todo[pos], reason))
                     if len(positions):
                         self._store_batch([keys[todo[p]] for p in positions], self._forward(pixels))
                     bar.update(len(positions) + len(failures))
         return errors
 
-    def _run_texts(self, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[str, str]]:
+    def _run_texts(self, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[int, str]]:
         from featurizer._preprocess import pad_token_batch
 
         backbone = self._load()
@@ -254,7 +269,7 @@ class Extractor:
         for p in empty:
             if on_error == "fail":
                 raise ItemError(f"cannot featurize {inputs.ids[p]}: empty text")
-            errors.append((inputs.ids[p], "empty text"))
+            errors.append((p, "empty text"))
         todo = [p for p in todo if inputs.sources[p].strip()]
         self.truncated = 0
         with self._progress(len(todo)) as bar:
@@ -393,8 +408,17 @@ def featurize_options(
 
 def inputs_for(extractor: Extractor, inputs: str | os.PathLike | Inputs, read: ReadOptions | None = None) -> Inputs:
     """``inputs`` read as items of the extractor's modality (a path), or checked against it (``Inputs``)."""
+    read = read or ReadOptions()
     if not isinstance(inputs, Inputs):
-        return read_inputs(inputs, extractor.modality, read or ReadOptions())
+        held = guess_modality(inputs)
+        if held != extractor.modality and read.column is None and read.extensions is None:
+            other = "an image" if held == IMAGE else "a text"
+            raise InputError(
+                f"{extractor.spec.model} is {'an image' if extractor.modality == IMAGE else 'a text'} model, but "
+                f"{inputs} holds {held}s: use {other} model (-m {default_model(held)}), or name the column to read "
+                "with --column"
+            )
+        return read_inputs(inputs, extractor.modality, read)
     if inputs.modality != extractor.modality:
         raise InputError(f"{extractor.spec.model} is a {extractor.modality} model but the inputs are {inputs.modality}")
     return inputs
@@ -421,12 +445,23 @@ def featurize_with(
     lock = lock_output(Path(output)) if output is not None else None
     try:
         if output is not None:
+            refuse_input_as_output(Path(output), inputs)
             check_output(Path(output), inputs.origin, force)
         return _featurize(extractor, inputs, output, store_dtype, on_error, attrs, started)
     finally:
         extractor.compact()
         if lock is not None:
-            os.close(lock)
+            release_output(lock)
+
+
+def refuse_input_as_output(output: Path, inputs: Inputs) -> None:
+    """An output that is one of the inputs (or the input file itself) is refused, ``--force`` or not."""
+    if not output.exists():
+        return
+    target = output.resolve()
+    sources = inputs.sources if inputs.from_files else []
+    if str(target) == inputs.origin or any(Path(s).resolve() == target for s in sources if isinstance(s, str) and s):
+        raise InputError(f"output {output} is one of the inputs; choose another -o")
 
 
 def _featurize(extractor: Extractor, inputs: Inputs, output, store_dtype: str, on_error: str, attrs, started: float):
@@ -440,10 +475,14 @@ def _featurize(extractor: Extractor, inputs: Inputs, output, store_dtype: str, o
     report = FeaturizeReport(
         extractor.spec, len(inputs), computed, len(good) - computed, errors, inputs.skipped, extractor.truncated
     )
+    report.replaced, report.unlabelled, report.notes = inputs.replaced, inputs.unlabelled, inputs.notes
     if output is not None:
-        report.output = write_features(
-            extractor, inputs, keys, good, output, errors + inputs.skipped, store_dtype, attrs
-        )
+        write = (extractor, inputs, keys, good, output, errors + inputs.skipped, store_dtype, attrs)
+        try:
+            report.output = write_features(*write)
+        except CacheDamaged:  # found damaged while reading: moved aside; compute its items again, once
+            extractor.ensure(inputs, keys, on_error)
+            report.output = write_features(*write)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -459,21 +498,42 @@ def write_features(
     attrs: dict | None = None,
 ) -> Path:
     """Write the feature file of items ``good`` from the cache, in input order, atomically."""
-    ids = [inputs.ids[p] for p in good]
-    labels = [inputs.labels[p] for p in good] if inputs.labels is not None else None
+    ids = [_storable(inputs.ids[p]) for p in good]
+    labels = [_storable(inputs.labels[p]) for p in good] if inputs.labels is not None else None
     sources = None
-    if all(isinstance(s, str) for s in inputs.sources):  # HDF5 strings cannot hold NUL characters
-        sources = [inputs.sources[p].replace("\x00", "\ufffd") for p in good]
+    if all(isinstance(s, str) for s in inputs.sources):  # HDF5 strings: UTF-8, and no NUL characters
+        sources = [_storable(inputs.sources[p]) for p in good]
+    width = sum(store.dim or 0 for store in extractor.stores.values())
+    size = len(good) * width * np.dtype(store_dtype).itemsize + sum(len(s) for s in sources or [])
     with FeatureFileWriter(
-        output, extractor.spec, ids, labels, sources=sources, dtype=store_dtype, origin=inputs.origin, attrs=attrs
+        output,
+        extractor.spec,
+        ids,
+        labels,
+        sources=sources,
+        dtype=store_dtype,
+        origin=inputs.origin,
+        attrs=attrs,
+        size_hint=size,
     ) as writer:
-        for layer in extractor.spec.layers:
+        for layer, dim in zip(extractor.spec.layers, extractor.layer_dims()):
+            writer.write_layer(layer, 0, np.zeros((0, dim), np.float32))  # the layer exists even with no items
             for start in range(0, len(good), WRITE_ROWS):
                 chunk = [keys[p] for p in good[start : start + WRITE_ROWS]]
                 writer.write_layer(layer, start, extractor.vectors(layer, chunk))
+        errors = [(_storable(i), _storable(reason)) for i, reason in errors]
         writer.write_errors(errors)
     write_errors_csv(Path(output), errors)
     return Path(output)
+
+
+def _storable(text: str) -> str:
+    """Text as HDF5 can store it: NUL becomes U+FFFD, bytes of a file name that are not UTF-8 are escaped."""
+    text = text.replace("\x00", "\ufffd")
+    try:
+        return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (from a JSON escape, say)
+        return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def default_feature_name(origin: str, spec: FeatureSpec) -> str:
@@ -490,11 +550,8 @@ def errors_csv_path(output: Path) -> Path:
 
 def write_errors_csv(output: Path, errors: Sequence[tuple[str, str]]) -> None:
     """``OUT.errors.csv``: id and reason of every item not featurized (removed when there are none)."""
-    import csv
-
     path = errors_csv_path(output)
     if not errors:
         path.unlink(missing_ok=True)
         return
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows([("id", "reason"), *errors])
+    write_csv(path, ("id", "reason"), errors)

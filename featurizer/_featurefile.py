@@ -25,8 +25,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featurizer._atomic import temp_name
 from featurizer._errors import InputError
+from featurizer._h5 import H5Output, as_os_error
 from featurizer._spec import FeatureSpec
 
 FORMAT = "featurizer-features/1"
@@ -68,13 +68,14 @@ class FeatureFileWriter:
         dtype: str = "float32",
         origin: str = "",
         attrs: dict | None = None,
+        size_hint: int = 0,
     ):
         if dtype not in STORE_DTYPES:
             raise InputError(f"store dtype must be one of {', '.join(STORE_DTYPES)}, not {dtype!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = temp_name(self.path)
-        self._file = h5py.File(self._tmp, "w")
+        self._output = H5Output(self.path, size_hint)  # in memory, or checked for room: a full disk is an OSError
+        self._file = self._output.file
         self._dtype = np.dtype(dtype)
         self.n = len(ids)
         f = self._file
@@ -99,7 +100,7 @@ class FeatureFileWriter:
         """Write rows ``start:start+len(vectors)`` of a layer's dataset (created on first write)."""
         group = self._file["features"]
         if layer not in group:
-            chunks = (max(1, min(self.n, CHUNK_ROWS)), vectors.shape[1])
+            chunks = (min(self.n, CHUNK_ROWS), vectors.shape[1]) if self.n else None  # no items: an empty matrix
             group.create_dataset(layer, shape=(self.n, vectors.shape[1]), dtype=self._dtype, chunks=chunks)
         group[layer][start : start + len(vectors)] = vectors.astype(self._dtype, copy=False)
 
@@ -125,13 +126,10 @@ class FeatureFileWriter:
             group.create_dataset("reasons", data=[r for _, r in errors], dtype=_STR)
 
     def close(self) -> Path:
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        return self.path
+        return self._output.commit()
 
     def abort(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        self._output.abort()
 
     def __enter__(self) -> FeatureFileWriter:
         return self
@@ -139,8 +137,11 @@ class FeatureFileWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-        else:
-            self.abort()
+            return
+        self.abort()
+        converted = as_os_error(exc, self.path)
+        if converted is not exc:
+            raise converted from None
 
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -181,6 +182,11 @@ class FeatureFile:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        if self.path.is_dir() or (self.path.is_file() and not is_feature_file(self.path)):
+            raise InputError(
+                f"{self.path} is not a feature file; if it holds inputs (images, texts, a CSV), "
+                f"run 'xfer featurize {self.path}' first"
+            )
         try:
             self._file = h5py.File(self.path, "r")
         except (OSError, FileNotFoundError) as err:

@@ -1,15 +1,37 @@
 """Reading what the user points at into items with stable ids and optional labels.
 
 Accepted: a folder in ImageFolder layout (class subfolders give labels), a folder of files
-without labels, a CSV/TSV or JSONL file with a path or text column and an optional label column,
-and a plain text file with one text a line. Files named in a CSV are read as data only.
+without labels, a CSV/TSV or JSONL file with a path or text column and an optional label column
+(with or without a header; columns by name or 0-based position), and a plain text file with one
+text a line. Files named in a CSV are read as data only.
+
+The rules for odd inputs, each decided here once:
+
+- Labels: a blank cell, JSON ``null`` and NaN (a float, or the text ``nan`` that pandas writes)
+  mean "no label"; such items are featurized, stored with an empty label and counted, and the
+  heads leave them out. Numbers are labels by value: ``1``, ``1.0`` and ``"1"`` are one class.
+  Label columns are found in any record, not only the first.
+- Tables: a byte-order mark is dropped; fields may be of any length; a row whose number of fields
+  differs from the header's is refused with its line named (a wrong ``--sep`` looks like that);
+  a JSON line that is not an object is refused with its line named; a file with NUL bytes is
+  binary, not text, and is refused. Bytes that are not valid in ``--encoding`` become U+FFFD and
+  are counted in the summary.
+- Folders: names that are not valid UTF-8 get ids with the bad bytes escaped (``\\xff``); a
+  directory reached twice through symbolic links is read once; FIFOs, devices, sockets and broken
+  links are skipped with their reason (reading a FIFO would hang); hidden files are not read.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
+import math
 import os
+import re
+import stat
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +42,33 @@ from featurizer._registry import IMAGE, TEXT
 # The extensions torchvision's ImageFolder reads: a folder scan skips (and reports) other files.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 TEXT_EXTENSIONS = (".txt", ".md")
+TABLE_EXTENSIONS = (".csv", ".tsv")
+JSONL_EXTENSIONS = (".jsonl", ".ndjson")
 PATH_COLUMNS = ("path", "image", "image_path", "file", "filepath", "filename")
 TEXT_COLUMNS = ("text", "sentence", "question", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
+MISSING_LABEL_TEXT = ("", "nan", "NaN", "NAN")
+BINARY_PROBE = 8192
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read an input path into items (never part of the feature spec)."""
+
+    column: str | None = None  # CSV/JSONL column of paths or texts, by name or 0-based position; None: guessed
+    label_column: str | None = None  # by name or position; None: guessed
+    extensions: tuple[str, ...] | None = None  # file types read from a folder; None: the modality's
+    encoding: str = "utf-8"
+    sep: str | None = None  # field separator of a table; None: tab for .tsv, comma otherwise
+    header: bool | None = None  # whether a table's first row names its columns; None: detected
 
 
 @dataclass
 class Inputs:
-    """Items to featurize, in order: ``sources`` are file paths (images, text files) or texts."""
+    """Items to featurize, in order: ``sources`` are file paths (images, text files) or texts.
+
+    ``labels`` holds an empty string for an item without a label.
+    """
 
     ids: list[str]
     sources: list[str]
@@ -36,6 +77,8 @@ class Inputs:
     from_files: bool = True
     skipped: list[tuple[str, str]] = field(default_factory=list)
     origin: str = ""
+    replaced: int = 0  # characters that could not be decoded and became U+FFFD
+    notes: list[str] = field(default_factory=list)  # how the input was read (columns chosen, ...)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -44,36 +87,31 @@ class Inputs:
         if len(self.ids) != len(self.sources) or (self.labels is not None and len(self.labels) != len(self.ids)):
             raise InputError("ids, sources and labels must have the same length")
 
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How to read an input path into items (never part of the feature spec)."""
-
-    column: str | None = None  # CSV/JSONL column of paths or texts; None: guessed
-    label_column: str | None = None  # None: guessed
-    extensions: tuple[str, ...] | None = None  # file types read from a folder; None: the modality's
-    encoding: str = "utf-8"
+    @property
+    def unlabelled(self) -> int:
+        return 0 if self.labels is None else sum(1 for label in self.labels if label == "")
 
 
 def read_inputs(path: str | os.PathLike, modality: str = IMAGE, options: ReadOptions | None = None) -> Inputs:
     """Items from a folder or a file; ``modality`` (image or text) says what the items are."""
     o = options or ReadOptions()
-    column, label_column, extensions, encoding = o.column, o.label_column, o.extensions, o.encoding
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"input not found: {path}")
     if path.is_dir():
-        exts = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions) if extensions else None
-        return _read_folder(
-            path, modality, exts or (IMAGE_EXTENSIONS if modality == IMAGE else TEXT_EXTENSIONS), encoding
+        exts = (
+            tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in o.extensions) if o.extensions else None
         )
+        return _read_folder(path, modality, exts or (IMAGE_EXTENSIONS if modality == IMAGE else TEXT_EXTENSIONS), o)
+    if not _is_regular(path):
+        raise InputError(f"{path} is not a regular file (a FIFO, device or socket); give a file or a folder")
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        return _read_table(path, modality, column, label_column, encoding, "\t" if suffix == ".tsv" else ",")
-    if suffix in (".jsonl", ".ndjson"):
-        return _read_jsonl(path, modality, column, label_column, encoding)
+    if suffix in TABLE_EXTENSIONS:
+        return _read_table(path, modality, o)
+    if suffix in JSONL_EXTENSIONS:
+        return _read_jsonl(path, modality, o)
     if modality == TEXT:
-        return _read_lines(path, encoding)
+        return _read_lines(path, o.encoding)
     if suffix in IMAGE_EXTENSIONS:
         return Inputs([path.name], [str(path)], IMAGE, origin=str(path.resolve()))
     raise InputError(
@@ -86,38 +124,152 @@ def texts_as_inputs(texts: Sequence[str]) -> Inputs:
     return Inputs([str(i) for i in range(len(texts))], [str(t) for t in texts], TEXT, from_files=False)
 
 
-def _read_folder(root: Path, modality: str, exts: tuple[str, ...], encoding: str) -> Inputs:
-    files, skipped = [], []
+# --- Decoding -------------------------------------------------------------------------------
+
+
+class _Replacements:
+    """A codecs error handler that replaces undecodable bytes with U+FFFD and counts them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, err: UnicodeDecodeError):
+        self.count += err.end - err.start
+        return "\ufffd", err.end
+
+
+def decode_file(path: Path, encoding: str = "utf-8") -> tuple[str, int]:
+    """A text file's contents and how many bytes could not be decoded (they become U+FFFD).
+
+    A UTF-8 byte-order mark is dropped; a file with NUL bytes in its first 8 KB is binary and refused.
+    """
+    data = path.read_bytes()
+    if b"\x00" in data[:BINARY_PROBE] and not encoding.lower().startswith(("utf-16", "utf-32", "utf16", "utf32")):
+        raise InputError(f"{path} is a binary file, not text (it holds NUL bytes); give a text, CSV or JSONL file")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"unknown encoding {encoding!r} (try utf-8, latin-1 or cp1252)") from None
+    if encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig"):
+        encoding = "utf-8-sig"
+    counter = _Replacements()
+    name = f"featurizer-count-{id(counter)}"
+    codecs.register_error(name, counter)
+    return data.decode(encoding, errors=name), counter.count
+
+
+# --- Folders --------------------------------------------------------------------------------
+
+
+def _display(name: str) -> str:
+    """A file name as valid UTF-8 text: bytes that are not UTF-8 are shown escaped (``\\xff``)."""
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _file_kind(path: Path) -> str | None:
+    """None for a regular file, else why it is not read."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        return f"unreadable: {err.strerror or err}" if not path.is_symlink() else "broken symbolic link"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return f"{kind}, not a regular file: not read"
+
+
+def _read_folder(root: Path, modality: str, exts: tuple[str, ...], options: ReadOptions) -> Inputs:
+    files, skipped, seen_dirs = [], [], set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = os.stat(dirpath)
+        if (here.st_dev, here.st_ino) in seen_dirs:  # reached again through a symbolic link: a loop or a copy
+            skipped.append(
+                (_display(Path(dirpath).relative_to(root).as_posix()), "folder already read (symbolic link)")
+            )
+            dirnames[:] = []
+            continue
+        seen_dirs.add((here.st_dev, here.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             file = Path(dirpath) / name
-            if file.suffix.lower() in exts:
-                files.append(file)
-            else:
+            rel = _display(file.relative_to(root).as_posix())
+            if file.suffix.lower() not in exts:
                 reason = f"extension {file.suffix or '(none)'} not read (reads {' '.join(exts)}; add more with --ext)"
-                skipped.append((file.relative_to(root).as_posix(), reason))
+                skipped.append((rel, reason))
+            elif (why := _file_kind(file)) is not None:
+                skipped.append((rel, why))
+            else:
+                files.append(file)
     if not files:
         raise InputError(f"no {modality} files ({' '.join(exts)}) found in {root}")
-    ids = [f.relative_to(root).as_posix() for f in files]
+    ids = [_display(f.relative_to(root).as_posix()) for f in files]
     # ImageFolder layout: every file sits in a class subfolder directly under the root.
     labelled = all(i.count("/") == 1 for i in ids)
     labels = [i.split("/", 1)[0] for i in ids] if labelled else None
+    origin = str(root.resolve())
     if modality == TEXT:
-        sources = [f.read_text(encoding=encoding, errors="replace") for f in files]
-        return Inputs(ids, sources, TEXT, labels, from_files=False, skipped=skipped, origin=str(root.resolve()))
-    return Inputs(ids, [str(f) for f in files], IMAGE, labels, skipped=skipped, origin=str(root.resolve()))
+        sources, replaced = [], 0
+        for f in files:
+            text, bad = decode_file(f, options.encoding)
+            sources.append(text)
+            replaced += bad
+        return Inputs(ids, sources, TEXT, labels, False, skipped, origin, replaced)
+    return Inputs(ids, [str(f) for f in files], IMAGE, labels, skipped=skipped, origin=origin)
+
+
+# --- Tables ---------------------------------------------------------------------------------
+
+
+def label_text(value) -> str:
+    """A label as text; "" for no label (blank, null, NaN). Numbers by value: 1, 1.0 and "1" agree."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    text = str(value).strip()
+    if text in MISSING_LABEL_TEXT:
+        return ""
+    try:  # "1.0" in one row and "1" in another: one class
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() and not text.lower().startswith(("inf", "-inf", "+inf")) else text
 
 
 def _pick(
     columns: Sequence[str], asked: str | None, candidates: Sequence[str], what: str, required: bool
 ) -> str | None:
     if asked is not None:
-        if asked not in columns:
-            raise InputError(f"column {asked!r} not found; the columns are: {', '.join(columns)}")
-        return asked
+        if asked in columns:
+            return asked
+        if asked.lstrip("-").isdigit() and -len(columns) <= int(asked) < len(columns):
+            return columns[int(asked)]  # a position
+        raise InputError(
+            f"column {asked!r} not found; the columns are: {', '.join(map(repr, columns))} (or 0-based positions)"
+        )
     lowered = {c.lower(): c for c in columns}
     for name in candidates:
         if name in lowered:
@@ -125,81 +277,165 @@ def _pick(
     if required:
         raise InputError(
             f"no {what} column found (looked for {', '.join(candidates)}); the columns are: "
-            f"{', '.join(columns)}. Name one with --column"
+            f"{', '.join(map(repr, columns))}. Name one with --column (a name or a 0-based position)"
         )
     return None
 
 
+def _guess_headerless(records: list[dict], columns: list[str], modality: str, options: ReadOptions):
+    """Text (or path) and label columns of a table without a header: the longest column holds the
+    texts; a column with few distinct values, if any, the labels."""
+
+    def mean_length(c):
+        return sum(len(str(r.get(c) or "")) for r in records) / max(1, len(records))
+
+    col = _pick(columns, options.column, (), "", False) or max(columns, key=mean_length)
+    lab = _pick(columns, options.label_column, (), "", False)
+    if lab is None and options.label_column is None:
+        others = [c for c in columns if c != col]
+        few = [c for c in others if len({r.get(c) for r in records}) <= max(2, len(records) // 2)]
+        lab = few[0] if few else None
+    return col, lab
+
+
 def _records_to_inputs(
-    records: list[dict], path: Path, modality: str, column: str | None, label_column: str | None
+    records: list[dict],
+    columns: list[str],
+    path: Path,
+    modality: str,
+    options: ReadOptions,
+    header: bool,
+    replaced: int,
 ) -> Inputs:
     if not records:
         raise InputError(f"{path} holds no rows")
-    columns = list(records[0].keys())
-    candidates = PATH_COLUMNS if modality == IMAGE else TEXT_COLUMNS
-    col = _pick(columns, column, candidates, "image path" if modality == IMAGE else "text", True)
-    lab = _pick(columns, label_column, LABEL_COLUMNS, "label", False)
-    idc = "id" if "id" in columns else None
-    ids = [str(r[idc]) if idc else str(i) for i, r in enumerate(records)]
+    notes = []
+    if header:
+        candidates = PATH_COLUMNS if modality == IMAGE else TEXT_COLUMNS
+        col = _pick(columns, options.column, candidates, "image path" if modality == IMAGE else "text", True)
+        lab = _pick(columns, options.label_column, LABEL_COLUMNS, "label", False)
+    else:
+        col, lab = _guess_headerless(records, columns, modality, options)
+        notes.append(
+            f"{path.name} has no header: read column {col} as {'paths' if modality == IMAGE else 'texts'}"
+            + (f" and column {lab} as labels" if lab is not None else ", no labels")
+            + " (name them with --column / --label-column)"
+        )
+    idc = "id" if header and "id" in columns and col != "id" and lab != "id" else None
+    ids = [str(r.get(idc)) if idc else str(i) for i, r in enumerate(records)]
     if len(set(ids)) != len(ids):
-        raise InputError(f"the id column of {path} has repeated values")
+        repeated = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise InputError(f"the id column of {path} has repeated values ({', '.join(repeated)})")
     values = ["" if r.get(col) is None else str(r[col]) for r in records]
     if modality == IMAGE:
-        values = [str((path.parent / v).resolve()) if v else "" for v in values]
-    labels = ["" if r.get(lab) is None else str(r[lab]) for r in records] if lab else None
-    return Inputs(ids, values, modality, labels, from_files=modality == IMAGE, origin=str(path.resolve()))
+        values = [str((path.parent / v).resolve()) if v.strip() else "" for v in values]
+    labels = [label_text(r.get(lab)) for r in records] if lab else None
+    if labels is not None and all(label == "" for label in labels):
+        notes.append(f"the label column {lab!r} is empty in every row: no labels")
+        labels = None
+    origin = str(path.resolve())
+    return Inputs(ids, values, modality, labels, modality == IMAGE, [], origin, replaced, notes)
 
 
-def _read_table(path: Path, modality: str, column, label_column, encoding: str, delimiter: str) -> Inputs:
-    with open(path, newline="", encoding=encoding, errors="replace") as f:
-        records = list(csv.DictReader(f, delimiter=delimiter))
-    return _records_to_inputs(records, path, modality, column, label_column)
+def _has_header(first: list[str], options: ReadOptions) -> bool:
+    if options.header is not None:
+        return options.header
+    names = {c.strip().lower() for c in first}
+    known = {*PATH_COLUMNS, *TEXT_COLUMNS, *LABEL_COLUMNS, "id"}
+    asked = {
+        str(c).lower()
+        for c in (options.column, options.label_column)
+        if c is not None and not str(c).lstrip("-").isdigit()
+    }
+    return bool(names & (known | asked))
 
 
-def _read_jsonl(path: Path, modality: str, column, label_column, encoding: str) -> Inputs:
-    records = []
-    with open(path, encoding=encoding, errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise InputError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
-    return _records_to_inputs(records, path, modality, column, label_column)
+def _read_table(path: Path, modality: str, options: ReadOptions) -> Inputs:
+    text, replaced = decode_file(path, options.encoding)
+    sep = options.sep or ("\t" if path.suffix.lower() == ".tsv" else ",")
+    if sep in ("\\t", "tab"):
+        sep = "\t"
+    csv.field_size_limit(sys.maxsize if sys.maxsize < 2**63 else 2**31 - 1)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    numbered = []  # (line number in the file, fields), blank rows left out
+    try:
+        for row in reader:  # an empty line is no row; a row of empty fields is an item without text
+            if row and not (len(row) == 1 and not row[0].strip()):
+                numbered.append((reader.line_num, row))
+    except csv.Error as err:
+        raise InputError(f"{path}, line {reader.line_num}: not a readable table ({err}); check --sep") from None
+    if not numbered:
+        raise InputError(f"{path} holds no rows")
+    header = _has_header(numbered[0][1], options)
+    if header:
+        columns = [c.strip() for c in numbered[0][1]]
+        if len(set(columns)) != len(columns) or not all(columns):
+            raise InputError(f"{path}: the header has blank or repeated column names ({', '.join(map(repr, columns))})")
+        numbered = numbered[1:]
+    else:
+        columns = [str(i) for i in range(len(numbered[0][1]))]
+    ragged = [n for n, row in numbered if len(row) != len(columns)]
+    if ragged:
+        shown = ", ".join(map(str, ragged[:5])) + (" ..." if len(ragged) > 5 else "")
+        raise InputError(
+            f"{path}: {len(ragged)} row(s) do not have the {len(columns)} fields of the "
+            f"{'header' if header else 'first row'} (line {shown}); check --sep (now {sep!r}) and quoting"
+        )
+    records = [dict(zip(columns, row)) for _, row in numbered]
+    return _records_to_inputs(records, columns, path, modality, options, header, replaced)
+
+
+def _read_jsonl(path: Path, modality: str, options: ReadOptions) -> Inputs:
+    text, replaced = decode_file(path, options.encoding)
+    records, columns = [], {}
+    for number, line in enumerate(text.split("\n"), 1):  # JSON escapes every other line break
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{path}, line {number}: a JSON {type(record).__name__}, not an object with named fields")
+        records.append(record)
+        columns.update(dict.fromkeys(record))  # every record's fields: the first may lack the label
+    return _records_to_inputs(records, list(columns), path, modality, options, True, replaced)
 
 
 def _read_lines(path: Path, encoding: str) -> Inputs:
     """One text a line; blank lines are skipped, ids are 0-based line numbers so they stay stable."""
+    text, replaced = decode_file(path, encoding)
     ids, texts = [], []
-    with open(path, encoding=encoding, errors="replace", newline=None) as f:
-        for number, line in enumerate(f):
-            text = line.rstrip("\n")
-            if text.strip():
-                ids.append(str(number))
-                texts.append(text)
+    for number, line in enumerate(re.split(r"\r\n|\r|\n", text)):  # universal newlines, as open() reads
+        if line.strip():
+            ids.append(str(number))
+            texts.append(line)
     if not texts:
         raise InputError(f"{path} holds no text")
-    return Inputs(ids, texts, TEXT, from_files=False, origin=str(path.resolve()))
+    return Inputs(ids, texts, TEXT, from_files=False, origin=str(path.resolve()), replaced=replaced)
 
 
 def guess_modality(path: str | os.PathLike) -> str:
     """Whether a path holds images or texts, to pick a default model when none is named."""
     path = Path(path).expanduser()
     if path.is_dir():
-        suffixes = [p.suffix.lower() for p in path.rglob("*") if p.is_file()]
+        suffixes = [p.suffix.lower() for p in path.rglob("*") if not p.name.startswith(".")]
         images = sum(s in IMAGE_EXTENSIONS for s in suffixes)
-        return IMAGE if images >= sum(s in TEXT_EXTENSIONS for s in suffixes) else TEXT
+        return TEXT if sum(s in TEXT_EXTENSIONS for s in suffixes) > images else IMAGE
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
         return IMAGE
-    if suffix in (".csv", ".tsv", ".jsonl", ".ndjson") and path.is_file():
-        with open(path, encoding="utf-8", errors="replace") as f:
+    if suffix in (*TABLE_EXTENSIONS, *JSONL_EXTENSIONS) and _is_regular(path):
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
             head = f.readline()
-        fields = (
-            json.loads(head).keys()
-            if suffix in (".jsonl", ".ndjson") and head.strip()
-            else head.replace("\t", ",").split(",")
-        )
+        try:
+            fields = (
+                json.loads(head).keys()
+                if suffix in JSONL_EXTENSIONS and head.strip()
+                else head.replace("\t", ",").split(",")
+            )
+        except (ValueError, AttributeError):
+            return TEXT
         names = {str(c).strip().strip('"').lower() for c in fields}
         return IMAGE if names & set(PATH_COLUMNS) else TEXT
     return TEXT

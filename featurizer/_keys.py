@@ -32,6 +32,11 @@ def array_key(image: np.ndarray | Image.Image) -> bytes:
     return digest.digest()
 
 
+def _memo_name(path: str) -> str:
+    """A path as valid UTF-8 text: bytes of a name that are not UTF-8 are escaped (sqlite stores UTF-8)."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
 class FileKeyMemo:
     """Remembers the content key of each file by its path, size, inode and times (as git's index does).
 
@@ -45,6 +50,7 @@ class FileKeyMemo:
     def keys(self, paths: Sequence[str]) -> list[bytes | OSError]:
         """The key of each file, or the ``OSError`` that stopped reading it."""
         paths = [os.path.abspath(p) for p in paths]
+        names = [_memo_name(p) for p in paths]  # file names need not be UTF-8; the memo's keys must be
         stats: list[tuple | OSError] = []
         for path in paths:
             try:
@@ -52,14 +58,14 @@ class FileKeyMemo:
                 stats.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
             except OSError as err:
                 stats.append(err)
-        known = self._lookup(paths)
+        known = self._lookup(names)
         out: list[bytes | OSError] = []
         fresh = []
-        for path, stat in zip(paths, stats):
+        for path, name, stat in zip(paths, names, stats):
             if isinstance(stat, OSError):
                 out.append(stat)
                 continue
-            hit = known.get(path)
+            hit = known.get(name)
             if hit is not None and hit[0] == stat:
                 out.append(hit[1])
                 continue
@@ -69,7 +75,7 @@ class FileKeyMemo:
                 out.append(err)
                 continue
             out.append(key)
-            fresh.append((path, *stat, key))
+            fresh.append((name, *stat, key))
         self._store(fresh)
         return out
 

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -23,7 +24,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featurizer._atomic import atomic_path, atomic_write_text, stale_temp_files
+from featurizer._atomic import atomic_write_text, stale_temp_files
+from featurizer._errors import FeaturizerError
+from featurizer._h5 import h5_output
 from featurizer._spec import FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,11 @@ CACHE_ENV = "FEATURIZER_CACHE"
 DEFAULT_CACHE = "cache"
 MAX_SHARDS = 32
 STORE_LAYOUT = "store-v1"  # bump when the shard format changes
+QUARANTINE = "quarantine"
+
+
+class CacheDamaged(FeaturizerError):
+    """A shard turned out damaged while its vectors were read; it is quarantined, its items must be recomputed."""
 
 
 def default_cache_dir() -> Path:
@@ -67,25 +75,45 @@ class EmbeddingStore:
         return sorted(self.dir.glob("shard-*.h5")) if self.dir.is_dir() else []
 
     def index(self) -> dict[bytes, tuple[str, int]]:
-        """Key -> (shard file name, row), read from every complete shard."""
+        """Key -> (shard file name, row), read from every complete shard; damaged shards are moved aside."""
         if self._index is None:
             self._index = {}
             for shard in self._shards():
                 try:
                     with h5py.File(shard, "r") as f:
                         keys = _unpack_keys(f["keys"][:])
-                        self.dim = int(f["vectors"].shape[1])
-                except (OSError, KeyError) as err:  # a shard damaged outside our control
-                    log.warning("ignoring unreadable cache shard %s: %s", shard, err)
+                        shape = f["vectors"].shape
+                    if len(shape) != 2 or shape[0] != len(keys):
+                        raise OSError(f"{len(keys)} keys but vectors of shape {shape}")
+                except FileNotFoundError:  # compacted away since the listing
                     continue
+                except (OSError, KeyError, ValueError) as err:  # damaged outside our control
+                    self.quarantine(shard, err)
+                    continue
+                self.dim = int(shape[1])
                 self._index.update((bytes(k), (shard.name, row)) for row, k in enumerate(keys))
         return self._index
+
+    def quarantine(self, shard: Path, err: BaseException) -> None:
+        """Move a damaged shard into ``quarantine/`` (its items are then computed again) with a one-line note."""
+        target = self.dir / QUARANTINE / shard.name
+        try:
+            target.parent.mkdir(exist_ok=True)
+            os.replace(shard, target)
+        except FileNotFoundError:
+            return  # another process moved it first
+        except OSError:
+            pass  # cannot move it (read-only cache): it stays ignored all the same
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        log.warning(
+            "cache shard %s is damaged (%s): moved to %s; its items will be computed again", shard, reason, target
+        )
 
     def has(self, keys: Iterable[bytes]) -> list[bool]:
         index = self.index()
         return [k in index for k in keys]
 
-    def get(self, keys: Sequence[bytes]) -> np.ndarray:
+    def get(self, keys: Sequence[bytes], _retry: bool = True) -> np.ndarray:
         """Vectors of ``keys`` (all of which must be present), in the order given."""
         index = self.index()
         where = [index[k] for k in keys]
@@ -98,8 +126,18 @@ class EmbeddingStore:
             rows = np.fromiter((r for r, _ in pairs), dtype=np.int64, count=len(pairs))
             positions = np.fromiter((p for _, p in pairs), dtype=np.int64, count=len(pairs))
             unique_rows, inverse = np.unique(rows, return_inverse=True)
-            with h5py.File(self.dir / shard, "r") as f:
-                out[positions] = f["vectors"][unique_rows][inverse]
+            try:
+                with h5py.File(self.dir / shard, "r") as f:
+                    out[positions] = f["vectors"][unique_rows][inverse]
+            except FileNotFoundError:  # compacted by another process since the index was read
+                self._index = None
+                if _retry:
+                    return self.get(keys, _retry=False)
+                raise
+            except (OSError, KeyError, ValueError) as err:
+                self.quarantine(self.dir / shard, err)
+                self._index = None
+                raise CacheDamaged(f"cache shard {shard} was damaged; it was moved aside") from None
         return out
 
     # -- writing --------------------------------------------------------------------------
@@ -121,8 +159,8 @@ class EmbeddingStore:
         if not path.exists():
             atomic_write_text(path, json.dumps(self.spec.layer_identity(self.layer), indent=1, sort_keys=True))
 
-    def _write_shard(self, path: Path, keys: np.ndarray, blocks: Iterable[np.ndarray]) -> None:
-        with atomic_path(path, prefix=".tmp-") as tmp, h5py.File(tmp, "w") as f:
+    def _write_shard(self, path: Path, keys: np.ndarray, blocks: Iterable[np.ndarray], size_hint: int = 0) -> None:
+        with h5_output(path, size_hint, prefix=".tmp-") as f:
             f.create_dataset("keys", data=keys)
             offset = 0
             dset = None
@@ -169,7 +207,8 @@ class EmbeddingStore:
                         yield f["vectors"][:][keep]
 
         name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.h5"
-        self._write_shard(self.dir / name, all_keys[first], blocks())
+        size = int(first.sum()) * (KEY_BYTES + 4 * (self.dim or 0))
+        self._write_shard(self.dir / name, all_keys[first], blocks(), size)
         for shard in shards:
             shard.unlink(missing_ok=True)
         self._index = None
@@ -185,19 +224,38 @@ def _unpack_keys(packed: np.ndarray) -> list[bytes]:
     return [raw[i : i + KEY_BYTES] for i in range(0, len(raw), KEY_BYTES)]
 
 
-def _flock(path: Path, exclusive: bool, wait: bool) -> int | None:
-    """An open descriptor holding a lock on ``path``; ``None`` if ``wait`` is false and it is taken."""
+def _flock(path: Path, exclusive: bool, wait: bool, per_process: bool = False) -> int | None:
+    """An open descriptor holding a lock on ``path``; ``None`` if ``wait`` is false and it is taken.
+
+    ``per_process`` takes a POSIX record lock, which forked children (decoding workers) do not
+    inherit, so it ends when this process closes it, whatever the workers do; the default BSD lock
+    is shared with forked children for as long as they live.
+    """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         import fcntl
     except ImportError:  # no advisory locks (Windows): concurrent runs are the user's to avoid
         return fd
     try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
+        if per_process:
+            fcntl.lockf(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        else:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+    except (BlockingIOError, PermissionError):  # lockf reports a taken lock as EACCES on some systems
         os.close(fd)
         return None
     return fd
+
+
+_HELD: dict[int, str] = {}  # output locks this process holds: descriptor -> lock name
+_HELD_GUARD = threading.Lock()
+
+
+def release_output(fd: int) -> None:
+    """Let go of an output taken with ``lock_output``."""
+    with _HELD_GUARD:
+        _HELD.pop(fd, None)
+        os.close(fd)
 
 
 def lock_output(path: Path) -> int:
@@ -206,15 +264,15 @@ def lock_output(path: Path) -> int:
     The lock file lives in the system's temporary folder, named by the output's absolute path, so
     nothing is left beside the outputs.
     """
-    from featurizer._errors import FeaturizerError
-
     path.parent.mkdir(parents=True, exist_ok=True)
     locks = Path(tempfile.gettempdir()) / "featurizer-locks"
     locks.mkdir(exist_ok=True)
     name = hashlib.sha256(str(path.resolve()).encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
-    fd = _flock(locks / f"{name}.lock", exclusive=True, wait=False)
-    if fd is None:
-        raise FeaturizerError(f"another run is writing {path}; wait for it to finish or choose another -o")
+    with _HELD_GUARD:  # a POSIX lock excludes other processes; this set, other runs in this one
+        fd = None if name in _HELD.values() else _flock(locks / f"{name}.lock", True, False, per_process=True)
+        if fd is None:
+            raise FeaturizerError(f"another run is writing {path}; wait for it to finish or choose another -o")
+        _HELD[fd] = name
     for stale in stale_temp_files(path):  # left by a killed writer; we hold the lock now
         stale.unlink(missing_ok=True)
     return fd

@@ -7,7 +7,6 @@ through the shared cache; a feature file with another spec is refused with the d
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import replace
@@ -17,9 +16,10 @@ import numpy as np
 
 from featurizer import Extractor, FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, RunOptions
 from featurizer._atomic import atomic_path, atomic_write_text
+from featurizer._csvout import write_csv
 from featurizer._extract import default_feature_name, featurize_with, inputs_for
 from featurizer._featurefile import is_feature_file
-from pipelines._fit import head_of, read_xy
+from pipelines._fit import head_of, labelled, read_xy
 from pipelines._heads import scores_of
 from pipelines._saved import ModelCard, load_model
 
@@ -80,15 +80,6 @@ def predict_rows(model, card: ModelCard, X: np.ndarray, ids: list[str]) -> tuple
     return header, rows
 
 
-def write_csv(path: str | os.PathLike, header: list[str], rows: list[list]) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
 def evaluate(
     model,
     X: np.ndarray,
@@ -104,14 +95,18 @@ def evaluate(
     """
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
+    X, y, warnings = labelled(X, None if y is None else np.asarray(y).astype(str), "the test data")
     if y is None:
         raise FeaturizerError("the test data has no labels to evaluate against")
-    predicted = head_of(model).predict(X)
-    labels = sorted(set(map(str, model.classes_)) | set(map(str, y)))
-    y, predicted = np.asarray(y).astype(str), np.asarray(predicted).astype(str)
+    classes = [str(c) for c in model.classes_]
+    warnings += unknown_label_warnings(y, classes, "the model")
+    predicted = np.asarray(head_of(model).predict(X)).astype(str)
+    labels = sorted(set(classes) | set(y))
     per_class = classification_report(y, predicted, labels=labels, output_dict=True, zero_division=0)
     report = {
         **(about or {}),
+        "warnings": warnings,
+        "unknown_labels": {c: int((y == c).sum()) for c in sorted(set(y) - set(classes))},
         "n": int(len(y)),
         "accuracy": float(accuracy_score(y, predicted)),
         "macro_f1": float(f1_score(y, predicted, labels=labels, average="macro", zero_division=0)),
@@ -124,6 +119,22 @@ def evaluate(
     if png_path:
         plot_confusion(report, png_path)
     return report
+
+
+def unknown_label_warnings(y: np.ndarray, classes: list[str], whose: str) -> list[str]:
+    """Warnings when test labels are not classes the model knows (none of them, or some)."""
+    unknown = sorted(set(map(str, y)) - set(classes))
+    if not unknown:
+        return []
+    shown = ", ".join(map(repr, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
+    if len(unknown) == len(set(map(str, y))):
+        return [
+            f"none of the test labels ({shown}) is a class of {whose} ({', '.join(map(repr, classes[:5]))}"
+            f"{' ...' if len(classes) > 5 else ''}): every prediction is wrong by construction; are these the "
+            "right files?"
+        ]
+    n = int(np.isin(np.asarray(y).astype(str), unknown).sum())
+    return [f"{n} test items have labels that are not classes of {whose} ({shown}): they count as errors"]
 
 
 def plot_confusion(report: dict, path: str | os.PathLike) -> Path:

@@ -86,25 +86,26 @@ def few_shot(
 
 def few_shot_files(
     train: str | os.PathLike, test: str | os.PathLike, layers=None, **protocol
-) -> tuple[list[FewShotRow], tuple[str, ...]]:
-    """``few_shot`` on two feature files, which must hold the same kind of features; (rows, layers read).
+) -> tuple[list[FewShotRow], tuple[str, ...], list[str]]:
+    """``few_shot`` on two feature files, which must hold the same kind of features; (rows, layers read, warnings).
 
     ``layers`` follows ``fit``'s grammar (names or indices, concatenated; default the first layer).
     """
     from featurizer import FeatureFile, FeaturizerError
-    from pipelines._evaluate import check_compatible
-    from pipelines._fit import AUTO, check_labels, choose_layers, read_xy
+    from pipelines._evaluate import check_compatible, unknown_label_warnings
+    from pipelines._fit import AUTO, check_labels, choose_layers, labelled, read_xy
 
     with FeatureFile(train) as tr, FeatureFile(test) as te:
         chosen = choose_layers(tr.layers, layers)
         if chosen == AUTO:
             raise FeaturizerError("fewshot reads the layers it is given; 'auto' is for xfer fit")
         check_compatible(tr.spec.select(chosen), te.spec, str(test), f"the features of {train}")
-        X_train, y_train = read_xy(tr, chosen)
-        X_test, y_test = read_xy(te, chosen)
+        X_train, y_train, notes = labelled(*read_xy(tr, chosen), str(train))
+        X_test, y_test, test_notes = labelled(*read_xy(te, chosen), str(test))
     check_labels(y_train, str(train))
     check_labels(y_test, str(test))
-    return few_shot(X_train, y_train, X_test, y_test, **protocol), chosen
+    warnings = notes + test_notes + unknown_label_warnings(y_test, sorted(set(y_train)), str(train))
+    return few_shot(X_train, y_train, X_test, y_test, **protocol), chosen, warnings
 
 
 def plot_learning_curve(rows: list[FewShotRow], path: str | os.PathLike, title: str = "") -> Path:

@@ -48,13 +48,38 @@ class FitResult:
 
 
 def read_xy(features: FeatureFile, layers: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Features of ``layers`` side by side (in that order) and the labels."""
+    """Features of ``layers`` side by side (in that order) and the labels ("" for an item without one).
+
+    Vectors with NaN or infinite values are refused with their ids named: every head would learn
+    or predict nonsense from them, silently.
+    """
     missing = [name for name in layers if name not in features.layers]
     if missing:
         raise FeaturizerError(f"{features.path} has no layer {missing[0]!r}; it has {', '.join(features.layers)}")
     X = np.hstack([features.read(name) for name in layers])
+    bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+    if len(bad):
+        ids = features.ids
+        shown = ", ".join(ids[i] for i in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise FeaturizerError(
+            f"{features.path}: {len(bad)} item(s) have NaN or infinite vectors ({shown}); featurize them again "
+            "(a damaged file, or a precision that overflowed)"
+        )
     labels = features.labels
-    return X, None if labels is None else np.asarray(labels)
+    return X, None if labels is None else np.asarray(labels, dtype=object).astype(str)
+
+
+def labelled(X: np.ndarray, y: np.ndarray | None, where: str) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """The rows that have a label, and a note on how many were left out (items with a blank label)."""
+    if y is None:
+        return X, y, []
+    keep = y != ""
+    if keep.all():
+        return X, y, []
+    if not keep.any():
+        return X, None, []
+    note = f"{int((~keep).sum())} items of {where} have no label and were left out"
+    return X[keep], y[keep], [note]
 
 
 def check_labels(y: np.ndarray | None, where: str) -> None:
@@ -71,6 +96,11 @@ def small_class_warnings(y: np.ndarray) -> list[str]:
     single = [str(c) for c, n in zip(classes, counts) if n == 1]
     if not single:
         return []
+    if len(single) == len(classes):
+        return [
+            "every class has a single example: cross-validation cannot hold anything out, so the head was "
+            "fitted with its default settings and has no score (one-shot learning; see xfer fewshot)"
+        ]
     return [
         f"{len(single)} class(es) have a single example ({', '.join(single[:5])}{' ...' if len(single) > 5 else ''}): "
         "they are fitted, but cross-validation cannot test them, so the scores above say nothing about them"
@@ -85,7 +115,13 @@ def cross_validate(
 
 
 def grid_search(estimator, grid: dict, X, y: np.ndarray, seed: int = 0, n_jobs: int | None = None):
-    """Cross-validate ``grid`` and refit the simplest candidate within one standard error of the best."""
+    """Cross-validate ``grid`` and refit the simplest candidate within one standard error of the best.
+
+    When every class has a single example nothing can be held out: the estimator is fitted with its
+    own settings and the scores are NaN (``small_class_warnings`` says so).
+    """
+    if np.unique(y, return_counts=True)[1].max() < 2:
+        return clone(estimator).fit(X, y), {}, float("nan"), float("nan")
     search = GridSearchCV(
         estimator,
         grid,
@@ -153,17 +189,18 @@ def fit(
     """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``."""
     with FeatureFile(train) as features:
         spec = features.spec
-        y = np.asarray(features.labels) if features.labels is not None else None
-        check_labels(y, str(train))
-        table = []
-        best = None
+        table, best, notes = [], None, []
         for layers in candidate_layers(features, layer):
-            X, _ = read_xy(features, layers)
+            X, y, notes = labelled(*read_xy(features, layers), str(train))
+            check_labels(y, str(train))
             model, params, mean, std = cross_validate(X, y, head, normalise, seed, n_jobs)
             table.append(CVRow(layers, params, mean, std))
-            if best is None or mean > best[1].mean:
+            if best is None or mean > best[1].mean:  # NaN (no CV possible) never beats the first
                 best = (model, table[-1])
         sources = features.sources
+        labels = features.labels
+        if sources is not None and labels is not None:
+            sources = [s for s, label in zip(sources, labels) if label != ""]
     head_model, row = best
     model = end_to_end(spec.select(row.layers), head_model)
     card = ModelCard(
@@ -175,7 +212,7 @@ def fit(
         cv_score=row.mean,
         train=str(os.path.abspath(train)),
     )
-    result = FitResult(model, card, table, warnings=small_class_warnings(y))
+    result = FitResult(model, card, table, warnings=notes + small_class_warnings(y))
     if baseline:
         result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
     return result

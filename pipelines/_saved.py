@@ -1,9 +1,16 @@
-"""Saved models: a joblib file plus a JSON sidecar that says what the model needs and proves the file.
+"""Saved models: a skops file whose loading runs no code, plus a JSON card that says what the model needs.
 
-The sidecar records the feature spec the model was trained on, the class names, cross-validation
-scores, library versions and the SHA-256 of the joblib file. Loading checks that hash before
-unpickling: joblib files can run code when loaded, so only files you trust should be loaded, and a
-file that does not match its sidecar is refused unless the caller says it trusts it.
+The model is written with ``skops.io``: a zip of JSON and numpy arrays that is rebuilt, on
+loading, only from an explicit list of types (``TRUSTED_TYPES``: scikit-learn's estimators that the
+heads use, and this project's ``Featurizer``, ``FeatureSpec`` and FAISS heads). A file naming any
+other type is refused with the type named; nothing in it is executed, whoever sent it.
+
+The card (``MODEL.json`` beside it) records the feature spec the model was trained on, the class
+names, cross-validation scores, the training file, library versions and the SHA-256 of the model
+file, which is checked on loading: a file changed after it was saved is refused.
+
+Models saved by earlier versions with joblib are pickles, which can run code when loaded: they
+load only with ``trust=True`` (``--trust``), for files you made yourself.
 """
 
 from __future__ import annotations
@@ -13,23 +20,32 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import joblib
-
 from featurizer import FeatureSpec, FeaturizerError
 from featurizer._atomic import atomic_path, atomic_write_text
 from featurizer._featurefile import library_versions
 from featurizer._hashing import file_sha256
 
-FORMAT = "featurizer-model/1"
+FORMAT = "featurizer-model/2"
+ZIP_MAGIC = b"PK\x03\x04"
+
+# Types a saved model may hold beyond those skops trusts by default (scikit-learn's estimators,
+# numpy and scipy containers). Each is a plain data holder or an estimator whose state is arrays
+# and parameters; skops rebuilds them without calling anything but their ``__setstate__``.
+TRUSTED_TYPES = [
+    "featurizer._spec.FeatureSpec",
+    "featurizer._transformer.Featurizer",
+    "pipelines._prototype.KNNClassifier",
+    "pipelines._prototype.PrototypeClassifier",
+]
 
 
 class UntrustedModelError(FeaturizerError):
-    """A model file whose hash does not match its sidecar (or that has no sidecar)."""
+    """A model file that cannot be loaded safely: changed since it was saved, a pickle, or foreign types."""
 
 
 @dataclass
 class ModelCard:
-    """What the sidecar holds."""
+    """What the card holds."""
 
     spec: FeatureSpec  # restricted to the layers the model reads, in the order they are concatenated
     classes: list[str]
@@ -59,55 +75,80 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = False) -> Path:
-    """Write ``model`` with joblib and its sidecar, each under a temporary name then renamed.
+    """Write ``model`` with skops and its card, each under a temporary name then renamed.
 
-    A model fitted on another training file is not replaced without ``force``.
+    A model fitted on another training file is not replaced without ``force``, and a card that
+    would overwrite the model itself or a JSON file that is not a card is refused.
     """
+    import skops.io as sio
+
     path = Path(path)
-    if not force and sidecar_path(path).is_file():
+    side = sidecar_path(path)
+    if side == path:
+        raise FeaturizerError(f"{path}: the model's card would be written over the model; use another suffix (.skops)")
+    if side.is_file():
         try:
-            old = ModelCard.from_json(sidecar_path(path).read_text()).train
+            old = ModelCard.from_json(side.read_text()).train
         except (ValueError, KeyError, TypeError):
-            old = ""
-        if old and card.train and old != card.train:
+            raise FeaturizerError(f"{side} exists and is not a model card; choose another -o") from None
+        if not force and old and card.train and old != card.train:
             raise FeaturizerError(
                 f"{path} holds a model fitted on {old}, not {card.train}; choose another -o (or --force to replace it)"
             )
     with atomic_path(path) as tmp:
-        joblib.dump(model, tmp)
+        sio.dump(model, tmp)
     card.sha256 = file_sha256(path)
-    atomic_write_text(sidecar_path(path), card.to_json())
+    card.format = FORMAT
+    atomic_write_text(side, card.to_json())
     return path
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:
     side = sidecar_path(path)
     if not side.is_file():
-        raise UntrustedModelError(f"{path} has no sidecar {side.name}: cannot check it before loading")
+        raise UntrustedModelError(f"{path} has no card {side.name}: its feature spec is unknown, so it cannot be used")
     try:
         return ModelCard.from_json(side.read_text())
     except (ValueError, KeyError, TypeError) as err:
-        raise UntrustedModelError(f"sidecar {side} is not a featurizer model card: {err}") from None
+        raise UntrustedModelError(f"{side} is not a featurizer model card: {err}") from None
 
 
 def load_model(path: str | os.PathLike, trust: bool = False):
-    """(model, card) after checking the file's SHA-256 against its sidecar.
+    """(model, card), loading nothing that can run code unless ``trust``.
 
-    Joblib files run code when loaded: only load models you trust. ``trust=True`` skips the
-    check (for a file you made yourself and changed on purpose).
+    skops files are rebuilt from ``TRUSTED_TYPES`` only, after their SHA-256 is checked against the
+    card; ``trust=True`` also accepts a changed file, other types, and old joblib pickles (which run
+    code when loaded: only for files you made yourself).
     """
+    import skops.io as sio
+
     path = Path(path)
     if not path.is_file():
         raise FeaturizerError(f"model file not found: {path}")
-    card = None
-    try:
-        card = read_card(path)
-        if file_sha256(path) != card.sha256:
-            raise UntrustedModelError(
-                f"{path} does not match the SHA-256 in {sidecar_path(path).name}: it changed after it was saved. "
-                "Joblib files run code when loaded, so it was not loaded; pass --trust only if you trust it"
-            )
-    except UntrustedModelError:
+    card = read_card(path)
+    if file_sha256(path) != card.sha256 and not trust:
+        raise UntrustedModelError(
+            f"{path} does not match the SHA-256 in {sidecar_path(path).name}: it changed after it was saved, "
+            "so it was not loaded (pass --trust only if you changed it yourself)"
+        )
+    with open(path, "rb") as f:
+        is_skops = f.read(4) == ZIP_MAGIC
+    if not is_skops:
         if not trust:
-            raise
-    return joblib.load(path), card
+            raise UntrustedModelError(
+                f"{path} is a joblib pickle from an earlier version: loading it can run code, so it was not loaded. "
+                "Fit it again to save it safely, or pass --trust if you made it yourself"
+            )
+        import joblib
+
+        return joblib.load(path), card
+    unknown = [t for t in sio.get_untrusted_types(file=path) if t not in TRUSTED_TYPES]
+    if unknown and not trust:
+        raise UntrustedModelError(
+            f"{path} holds types this tool does not load ({', '.join(unknown[:5])}); it was not loaded "
+            "(pass --trust to load them anyway)"
+        )
+    try:
+        return sio.load(path, trusted=[*TRUSTED_TYPES, *unknown]), card
+    except Exception as err:  # a damaged zip or a skops version mismatch: one line, not a traceback
+        raise UntrustedModelError(f"cannot load {path}: {str(err).splitlines()[0] if str(err) else err!r}") from None

@@ -40,7 +40,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 def test_other_files_are_refused_with_a_clear_error(tmp_path):
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
-    with pytest.raises(InputError, match="cannot open feature file"):
+    with pytest.raises(InputError, match=r"is not a feature file.*xfer featurize"):
         FeatureFile(tmp_path / "junk.h5")
     import h5py
 

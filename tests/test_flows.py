@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ def xfer(*args, ok=True):
 
 @pytest.fixture(scope="module")
 def saved(digit_features, tmp_path_factory):
-    path = tmp_path_factory.mktemp("models") / "digits.joblib"
+    path = tmp_path_factory.mktemp("models") / "digits.skops"
     result = fit(digit_features[0], "prototype")
     save_model(result.model, result.card, path)
     return path
@@ -41,16 +42,61 @@ def test_saved_model_round_trip_and_sidecar(saved, digit_features, digits_dir):
 
 
 def test_a_tampered_model_is_refused_unless_trusted(saved, tmp_path):
-    bad = tmp_path / "m.joblib"
+    bad = tmp_path / "m.skops"
     bad.write_bytes(saved.read_bytes() + b"\0")
     bad.with_suffix(".json").write_text(saved.with_suffix(".json").read_text())
-    with pytest.raises(UntrustedModelError, match="run code"):
+    with pytest.raises(UntrustedModelError, match="changed after it was saved"):
         load_model(bad)
-    model, _ = load_model(bad, trust=True)  # joblib ignores trailing bytes: it still loads when trusted
+    model, _ = load_model(bad, trust=True)  # zip readers ignore trailing bytes: it still loads when trusted
     assert hasattr(model, "predict")
-    (tmp_path / "lonely.joblib").write_bytes(saved.read_bytes())
-    with pytest.raises(UntrustedModelError, match="no sidecar"):
-        load_model(tmp_path / "lonely.joblib")
+    (tmp_path / "lonely.skops").write_bytes(saved.read_bytes())
+    for trust in (False, True):  # without a card the feature spec is unknown, trusted or not
+        with pytest.raises(UntrustedModelError, match="has no card"):
+            load_model(tmp_path / "lonely.skops", trust=trust)
+    result = xfer("predict", tmp_path / "lonely.skops", tmp_path, "--trust", ok=False)
+    assert result.exit_code == 1 and "has no card" in result.output and "Traceback" not in result.output
+
+
+class Planted:
+    """A type no saved model of ours holds: if it were rebuilt, its __setstate__ would run."""
+
+    def __setstate__(self, state):
+        Path(state["marker"]).write_text("code ran")
+
+
+def test_a_model_file_sent_with_its_card_runs_no_code(saved, tmp_path):
+    import skops.io as sio
+
+    from featurizer._hashing import file_sha256
+
+    evil = tmp_path / "gift.skops"
+    planted = Planted()
+    planted.__dict__["marker"] = str(tmp_path / "ran.txt")
+    sio.dump({"model": planted}, evil)
+    card = json.loads(saved.with_suffix(".json").read_text())
+    card["sha256"] = file_sha256(evil)  # the card proves integrity, not origin: it matches
+    evil.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(UntrustedModelError, match="Planted"):
+        load_model(evil)
+    result = xfer("predict", evil, tmp_path, ok=False)
+    assert "holds types this tool does not load" in result.output
+    assert not (tmp_path / "ran.txt").exists()
+
+
+def test_old_joblib_models_load_only_when_trusted(saved, tmp_path):
+    import joblib
+
+    from featurizer._hashing import file_sha256
+
+    model, _ = load_model(saved)
+    old = tmp_path / "old.joblib"
+    joblib.dump(model, old)
+    card = json.loads(saved.with_suffix(".json").read_text())
+    card["sha256"] = file_sha256(old)
+    old.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(UntrustedModelError, match=r"joblib pickle.*can run code"):
+        load_model(old)
+    assert hasattr(load_model(old, trust=True)[0], "predict")
 
 
 def test_features_with_another_spec_are_refused(saved, digits_dir, tmp_path):

@@ -15,7 +15,7 @@ from cli import main
 from featurizer import FeatureFile, FeaturizerError, featurize
 from featurizer._featurefile import FeatureFileWriter
 from featurizer._spec import FeatureSpec
-from featurizer._store import EmbeddingStore, lock_output
+from featurizer._store import EmbeddingStore, lock_output, release_output
 from pipelines import PrototypeClassifier
 
 BATCH_TOLERANCE = 1e-4  # documented in the README: vectors may move this much with the batch size
@@ -28,9 +28,8 @@ def test_a_second_writer_of_the_same_file_is_refused(photo_dir, tmp_path):
         with pytest.raises(FeaturizerError, match="another run is writing"):
             featurize(photo_dir, output=out, cache_dir=tmp_path / "c", progress=False)
     finally:
-        import os
 
-        os.close(held)
+        release_output(held)
     assert featurize(photo_dir, output=out, cache_dir=tmp_path / "c", progress=False).n_ok == 12
 
 

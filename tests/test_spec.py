@@ -179,7 +179,7 @@ def test_fewshot_refuses_files_of_different_specs(digit_features, digits_dir, tm
         few_shot_files(train, other, shots=[1], runs=1)
     result = xfer("fewshot", train, other, "--shots", "1", "--runs", "1", ok=False)
     assert result.exit_code == 1 and "precision" in result.output
-    rows, layers = few_shot_files(train, test, ["-1"], shots=[1], runs=1, heads=["prototype"])
+    rows, layers, _ = few_shot_files(train, test, ["-1"], shots=[1], runs=1, heads=["prototype"])
     assert layers == ("blocks.6",) and rows[0].mean > 0.1
 
 
@@ -309,7 +309,7 @@ def test_an_output_made_from_other_inputs_is_not_replaced_without_force(photo_di
     image = tmp_path / "a.jpg"
     image.write_bytes((photo_dir / "china" / "china_0.jpg").read_bytes())
     result = xfer("featurize", image, "-o", image, "--cache-dir", tmp_path / "c", "-q", ok=False)
-    assert "not a feature file" in result.output and image.read_bytes()[:2] == b"\xff\xd8"
+    assert "one of the inputs" in result.output and image.read_bytes()[:2] == b"\xff\xd8"
 
 
 def test_fit_and_evaluate_outputs_name_their_inputs(digit_features, tmp_path, monkeypatch):
@@ -318,7 +318,7 @@ def test_fit_and_evaluate_outputs_name_their_inputs(digit_features, tmp_path, mo
     train, test, _ = digit_features
     monkeypatch.chdir(tmp_path)
     xfer("fit", train, "--head", "prototype")
-    model = tmp_path / "models" / f"{train.stem}-prototype.joblib"
+    model = tmp_path / "models" / f"{train.stem}-prototype.skops"
     assert model.is_file()
     xfer("evaluate", model, test)
     report = json.loads((model.parent / f"{model.stem}.eval-{test.stem}.json").read_text())

@@ -1,0 +1,34 @@
+"""CSV files people open in spreadsheets: written whole (atomically), with formula cells escaped.
+
+A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return would be run as a
+formula by Excel, LibreOffice or Google Sheets (CSV injection); such cells get a leading ``'``, the
+OWASP rule. Ids come from file names and labels from user data, so any of them can start so.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from featurizer._atomic import atomic_path
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell):
+    """``cell`` as a spreadsheet shows it without running it: text starting like a formula gets a ``'``."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> Path:
+    """Write a CSV atomically, every text cell made spreadsheet-safe."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([spreadsheet_safe(h) for h in header])
+        writer.writerows([spreadsheet_safe(c) for c in row] for row in rows)
+    return path
