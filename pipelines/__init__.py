@@ -13,10 +13,11 @@ from pipelines._fewshot import FewShotRow, few_shot, few_shot_files, plot_learni
 from pipelines._fit import CVRow, FitResult, fit, read_xy
 from pipelines._heads import HEADS, make_cv, make_head
 from pipelines._prototype import KNNClassifier, PrototypeClassifier
-from pipelines._saved import ModelCard, UntrustedModelError, load_model, save_model
+from pipelines._saved import TRUSTED_TYPES, ModelCard, UntrustedModelError, load_model, save_model
 
 __all__ = [
     "HEADS",
+    "TRUSTED_TYPES",
     "CVRow",
     "FewShotRow",
     "FitResult",
