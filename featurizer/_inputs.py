@@ -350,6 +350,16 @@ def _has_header(first: list[str], options: ReadOptions) -> bool:
     return bool(names & (known | asked))
 
 
+def _header_under_another_sep(first: list[str], sep: str) -> bool:
+    """Whether a row that is no header under ``sep`` would be one under another common separator."""
+    known = {*PATH_COLUMNS, *TEXT_COLUMNS, *LABEL_COLUMNS}
+    line = sep.join(first)
+    for other in (",", "\t", ";", "|"):
+        if other != sep and {c.strip().strip('"').lower() for c in line.split(other)} & known:
+            return True
+    return False
+
+
 def _read_table(path: Path, modality: str, options: ReadOptions) -> Inputs:
     text, replaced = decode_file(path, options.encoding)
     sep = options.sep or ("\t" if path.suffix.lower() == ".tsv" else ",")
@@ -367,6 +377,11 @@ def _read_table(path: Path, modality: str, options: ReadOptions) -> Inputs:
     if not numbered:
         raise InputError(f"{path} holds no rows")
     header = _has_header(numbered[0][1], options)
+    if not header and options.header is None and _header_under_another_sep(numbered[0][1], sep):
+        raise InputError(
+            f"{path}: the first row looks like a header split by another separator than {sep!r} "
+            f"({sep.join(numbered[0][1])[:80]!r}); give the right --sep (or --no-header)"
+        )
     if header:
         columns = [c.strip() for c in numbered[0][1]]
         if len(set(columns)) != len(columns) or not all(columns):

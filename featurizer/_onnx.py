@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurizer._atomic import temp_name
+from featurizer._atomic import atomic_path
 from featurizer._errors import FeaturizerError, MissingPackageError
 from featurizer._modes import validate
 from featurizer._registry import BackboneConfig, Layer
@@ -167,32 +167,27 @@ def export(config: BackboneConfig, weights: WeightsRef, precision: str, graph: P
     inputs = list(example) if isinstance(example, dict) else ["pixels"]
     tensors = tuple(torch.cat([t, t]) for t in (example.values() if isinstance(example, dict) else [example]))
     varying = {0: "batch", 1: "tokens"} if backbone.modality == "text" else {0: "batch"}
-    graph.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(graph)
     try:
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer notes on shape-dependent Python values: checked below
-            torch.onnx.export(
-                _outputs_module(backbone, inputs),
-                tensors,
-                str(tmp),
-                input_names=inputs,
-                output_names=names,
-                dynamic_axes={name: varying for name in [*inputs, *names]},
-                opset_version=17,
-                dynamo=False,
-            )
-        _add_metadata(tmp, backbone)
-        _check_export(tmp, feed, expected)
-        if precision == "int8":
-            plain, tmp = tmp, tmp.with_suffix(".int8.tmp")
-            try:
-                quantize_smoothed(plain, tmp, _calibration_feeds(backbone), check=(feed, expected))
-            finally:
-                plain.unlink()
-        os.replace(tmp, graph)
+        with atomic_path(graph) as tmp:
+            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer notes on shape-dependent Python values: checked below
+                torch.onnx.export(
+                    _outputs_module(backbone, inputs),
+                    tensors,
+                    str(tmp),
+                    input_names=inputs,
+                    output_names=names,
+                    dynamic_axes={name: varying for name in [*inputs, *names]},
+                    opset_version=17,
+                    dynamo=False,
+                )
+            _add_metadata(tmp, backbone)
+            _check_export(tmp, feed, expected)
+            if precision == "int8":  # quantised from the checked fp32 graph, then in its place
+                with atomic_path(tmp.with_suffix(".int8")) as quantized:
+                    quantize_smoothed(tmp, quantized, _calibration_feeds(backbone), check=(feed, expected))
+                os.replace(tmp.with_suffix(".int8"), tmp)
     except Exception as err:
-        tmp.unlink(missing_ok=True)
         if isinstance(err, FeaturizerError):
             raise
         raise FeaturizerError(f"cannot export {config.name} to ONNX ({err}); use --runtime torch") from None

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from featurizer import FeatureFile, InputError, ReadOptions, featurize, read_inputs
+from featurizer import FeatureFile, FeaturizerError, InputError, ReadOptions, featurize, read_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,6 +191,10 @@ def test_file_system_oddities_in_a_folder(photo_dir, tmp_path):
         f.write((photo_dir / "china" / "china_1.jpg").read_bytes())
     os.symlink(folder, folder / "flower" / "loop")  # a symbolic link back to the root
     os.mkfifo(folder / "flower" / "pipe.jpg")  # reading it would block forever
+    import socket
+
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(folder / "flower" / "sock.jpg"))  # a socket: opening it as a file fails
     out = tmp_path / "f.h5"
     result = xfer("featurize", folder, "-o", out, "--cache-dir", tmp_path / "c", "-q", "--workers", "0")
     vectors = features_of(out)
@@ -198,6 +202,8 @@ def test_file_system_oddities_in_a_folder(photo_dir, tmp_path):
     with FeatureFile(out) as f:
         skipped = dict(f.errors)
     assert "FIFO" in skipped["flower/pipe.jpg"] and "already read" in skipped["flower/loop"]
+    assert "socket" in skipped["flower/sock.jpg"]
+    server.close()
     assert "skipped" in result.output
 
 
@@ -326,3 +332,40 @@ def test_evaluate_warns_when_test_labels_are_not_the_models_classes(digit_featur
 
     _, _, warnings = few_shot_files(train, other, shots=[1], runs=1, heads=["prototype"])
     assert "none of the test labels" in warnings[0]
+
+
+def test_a_wrong_separator_is_named_instead_of_reading_the_header_as_data(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("text,label\nhello,a\n")
+    with pytest.raises(InputError, match=r"looks like a header.*--sep"):
+        read_inputs(table, "text", ReadOptions(sep=";"))
+    assert read_inputs(table, "text", ReadOptions(sep=";", header=False)).sources == ["text,label", "hello,a"]
+
+
+def test_a_reader_survives_another_process_compacting_the_cache(tmp_path):
+    import hashlib
+
+    from featurizer._spec import FeatureSpec
+    from featurizer._store import EmbeddingStore
+
+    spec = FeatureSpec("m", "image", "w", None, {}, "fp32", ("layer",), ("avg",))
+    writer = EmbeddingStore(tmp_path, spec, "layer")
+    keys = [hashlib.sha256(bytes([i])).digest() for i in range(6)]
+    for i, key in enumerate(keys):
+        writer.add([key], np.full((1, 3), i, np.float32))
+    reader = EmbeddingStore(tmp_path, spec, "layer")
+    assert all(reader.has(keys))  # indexed: it knows six shard files
+    assert writer.compact(max_shards=2)  # another process merges them into one, deleting the six
+    np.testing.assert_array_equal(reader.get(keys)[:, 0], np.arange(6))
+
+
+def test_a_models_card_never_overwrites_another_file(digit_features, tmp_path):
+    from pipelines import fit, save_model
+
+    result = fit(digit_features[0], "prototype")
+    with pytest.raises(FeaturizerError, match="card would be written over the model"):
+        save_model(result.model, result.card, tmp_path / "model.json")
+    (tmp_path / "notes.json").write_text('{"mine": true}')
+    with pytest.raises(FeaturizerError, match=r"notes\.json exists and is not a model card"):
+        save_model(result.model, result.card, tmp_path / "notes.skops")
+    assert json.loads((tmp_path / "notes.json").read_text()) == {"mine": True}

@@ -28,7 +28,6 @@ def test_a_second_writer_of_the_same_file_is_refused(photo_dir, tmp_path):
         with pytest.raises(FeaturizerError, match="another run is writing"):
             featurize(photo_dir, output=out, cache_dir=tmp_path / "c", progress=False)
     finally:
-
         release_output(held)
     assert featurize(photo_dir, output=out, cache_dir=tmp_path / "c", progress=False).n_ok == 12
 
