@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
@@ -21,6 +22,7 @@ from pipelines._heads import head_grid, make_cv, make_head, one_standard_error, 
 from pipelines._saved import ModelCard
 
 AUTO = "auto"
+PARALLEL_FROM = 500  # items: below, cross-validation folds run in this process (measured: benchmarks/fit_speed.py)
 BASELINE_IMAGE_SIZE = 16
 
 
@@ -122,6 +124,9 @@ def grid_search(estimator, grid: dict, X, y: np.ndarray, seed: int = 0, n_jobs: 
     """
     if np.unique(y, return_counts=True)[1].max() < 2:
         return clone(estimator).fit(X, y), {}, float("nan"), float("nan")
+    warm = [name for name in grid if _warm_startable(estimator, name)]
+    if len(grid) == 1 and warm:
+        return _warm_path_search(estimator, warm[0], list(grid[warm[0]]), X, y, make_cv(y, seed=seed), n_jobs)
     search = GridSearchCV(
         estimator,
         grid,
@@ -166,6 +171,46 @@ def choose_layers(available: list[str], requested) -> tuple[str, ...] | str:
         return tuple(resolve_layers([Layer(n) for n in available], parts, available[0]))
     except UnknownLayerError as err:
         raise UnknownLayerError(str(err).replace("(see 'xfer layers')", "(the layers of this feature file)")) from None
+
+
+def _warm_startable(estimator, name: str) -> bool:
+    """Whether ``name`` is logistic regression's C: fits along ascending C can start from the last solution."""
+    return name == "clf__C" and isinstance(estimator.named_steps.get("clf"), LogisticRegression)
+
+
+def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, n_jobs: int | None):
+    """``grid_search`` for one warm-startable hyperparameter: per fold, the normalisation is fitted once
+    and the classifier walks the grid in ascending order from the previous solution; folds run in
+    parallel worker processes (joblib's, one BLAS thread each). The choice (one-standard-error rule)
+    and the refit on all data are the same as with ``GridSearchCV``; ``benchmarks/fit_speed.py``
+    measures both in one run."""
+    from joblib import Parallel, delayed
+
+    splits = list(cv.split(X, y))
+    if n_jobs is None:  # starting worker processes (about a second) only pays beyond a few hundred items
+        n_jobs = 1 if len(y) < PARALLEL_FROM else -1
+    with quiet_small_classes():
+        rows = Parallel(n_jobs=n_jobs)(
+            delayed(_fold_path)(estimator, name, values, X, y, train, test) for train, test in splits
+        )
+    scores = np.asarray(rows)  # folds x values
+    results = {"mean_test_score": scores.mean(axis=0), "std_test_score": scores.std(axis=0)}
+    results.update({f"split{i}_test_score": row for i, row in enumerate(scores)})
+    best = one_standard_error(results)
+    model = clone(estimator).set_params(**{name: values[best]}).fit(X, y)
+    return model, {name.removeprefix("clf__"): values[best]}, float(scores.mean(0)[best]), float(scores.std(0)[best])
+
+
+def _fold_path(estimator, name: str, values: list, X, y, train, test) -> list[float]:
+    norm, clf = clone(estimator.named_steps["norm"]), clone(estimator.named_steps["clf"])
+    X_train, X_test = norm.fit_transform(X[train]), norm.transform(X[test])
+    clf.set_params(warm_start=True)
+    scores = []
+    for value in sorted(values):  # ascending: each fit starts from the previous, more regularised solution
+        clf.set_params(**{name.removeprefix("clf__"): value}).fit(X_train, y[train])
+        scores.append(float((clf.predict(X_test) == y[test]).mean()))
+    order = np.argsort(np.argsort(values))  # back into the grid's own order
+    return [scores[i] for i in order]
 
 
 def candidate_layers(features: FeatureFile, layer) -> list[tuple[str, ...]]:

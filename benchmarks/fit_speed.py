@@ -1,0 +1,96 @@
+"""Fit time of the default head, before and after warm-started regularisation paths, in one run.
+
+For each shared set: featurize train and test once (ONNX runtime, cached in --work), then fit the
+default head (logistic regression, C by stratified CV with the one-standard-error rule) twice:
+"grid" is scikit-learn's GridSearchCV refitting every C from scratch (the code before issue 15),
+"path" walks C upwards from the previous solution per fold with the standardisation fitted once per
+fold, folds in parallel. Prints time, chosen C, CV accuracy and test accuracy for each.
+
+    python benchmarks/fit_speed.py [--data ../shared/datasets] [--sets hymenoptera,flowers12,trec]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trec_csv(src: Path, out: Path) -> Path:
+    with open(src, encoding="latin-1") as f, open(out, "w", newline="") as g:
+        w = csv.writer(g)
+        w.writerow(["text", "label"])
+        for line in f:
+            label, text = line.rstrip("\n").split(" ", 1)
+            w.writerow([text, label.split(":")[0]])
+    return out
+
+
+def sets(data: Path, work: Path) -> dict[str, tuple[Path, Path]]:
+    work.mkdir(parents=True, exist_ok=True)
+    return {
+        "hymenoptera": (data / "hymenoptera/train", data / "hymenoptera/val"),
+        "flowers12": (data / "flowers12/train", data / "flowers12/test"),
+        "trec": (trec_csv(data / "trec/train_5500.label", work / "trec_train.csv"),
+                 trec_csv(data / "trec/TREC_10.label", work / "trec_test.csv")),
+    }  # fmt: skip
+
+
+def main() -> None:
+    from featurizer import FeatureFile, featurize
+    from pipelines import _fit, fit
+    from pipelines._fit import read_xy
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/featurizer-fit-bench"))
+    parser.add_argument("--sets", default="hymenoptera,flowers12,trec")
+    args = parser.parse_args()
+    rows = ["| data | fit | seconds | C | CV accuracy | test accuracy |", "|---|---|---|---|---|---|"]
+    for name, (train_src, test_src) in sets(args.data, args.work).items():
+        if name not in args.sets.split(","):
+            continue
+        files = []
+        for split, src in (("train", train_src), ("test", test_src)):
+            out = args.work / f"{name}-{split}.h5"
+            featurize(src, output=out, runtime="onnx", cache_dir=args.work / "cache", progress=False, force=True)
+            files.append(out)
+        with FeatureFile(files[1]) as f:
+            X_test, y_test = read_xy(f, tuple(f.layers[:1]))
+        timings = {}
+        for mode in ("grid", "path"):
+            with mock.patch.object(_fit, "_warm_startable", lambda *a: False) if mode == "grid" else nullcontext():
+                started = time.perf_counter()
+                result = fit(files[0], "logreg")
+                seconds = time.perf_counter() - started
+            timings[mode] = seconds
+            head = result.model.named_steps["head"]
+            acc = head.score(X_test, y_test)
+            row = result.table[0]
+            rows.append(f"| {name} | {mode} | {seconds:.1f} | {row.params['C']:g} | {row.mean:.3f} | {acc:.3f} |")
+            print(rows[-1], flush=True)
+        rows.append(f"| {name} | speed-up | **{timings['grid'] / timings['path']:.1f}x** | | | |")
+        print(rows[-1], flush=True)
+    import platform
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from speed import join_results, write_section
+
+    stamp = (
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `python benchmarks/fit_speed.py` on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs: `fit` of the default head (logistic regression, C by stratified CV, "
+        "one-standard-error rule) on cached features, timed as a library call; test accuracy of the fitted head."
+    )
+    write_section(ROOT / "benchmarks" / "results" / "6-fit.md", "Fit", stamp, rows)
+    join_results()
+
+
+if __name__ == "__main__":
+    main()
