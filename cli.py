@@ -391,8 +391,13 @@ def _print_cv_table(rows, baseline=None) -> None:
 @click.option("--baseline", is_flag=True, help="Also score the head on raw pixels / TF-IDF (no transfer).")
 @output_option("Model file; a JSON sidecar is written beside it. [default: models/<train>-<head>.skops]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the cross-validation folds.")
+@click.option("--C", "c", type=click.FloatRange(min=0, min_open=True), help="Fix C (logreg, SVMs): no CV.")
+@click.option("--no-cv", is_flag=True, help="Fit the head with its default settings: no cross-validation.")
+@click.option(
+    "--n-jobs", type=int, help="Processes for the cross-validation folds. [default: all cores above 500 items]"
+)
 @force_option
-def fit(train: Path, head: str, layers, normalise, baseline: bool, output, seed: int, force: bool) -> None:
+def fit(train: Path, head: str, layers, normalise, baseline: bool, output, seed: int, c, no_cv, n_jobs, force) -> None:
     """Fit a classifier on a feature file, choosing hyperparameters by cross-validation.
 
     \b
@@ -404,7 +409,9 @@ def fit(train: Path, head: str, layers, normalise, baseline: bool, output, seed:
     from pipelines import fit as fit_head
     from pipelines import save_model
 
-    result = fit_head(train, head, layers or None, normalise=normalise, baseline=baseline, seed=seed)
+    fixed = {"C": c} if c is not None else {} if no_cv else None
+    kwargs = {"normalise": normalise, "baseline": baseline, "seed": seed, "n_jobs": n_jobs, "params": fixed}
+    result = fit_head(train, head, layers or None, **kwargs)
     _print_cv_table(result.table, result.baseline)
     for warning in result.warnings:
         click.echo(f"note: {warning}")

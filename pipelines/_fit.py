@@ -230,16 +230,28 @@ def fit(
     baseline: bool = False,
     seed: int = 0,
     n_jobs: int | None = None,
+    params: dict | None = None,
 ) -> FitResult:
-    """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``."""
+    """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``.
+
+    ``params`` fixes the head's hyperparameters (``{"C": 1.0}``; ``{}`` for its defaults): no
+    cross-validation then, so nothing is scored and ``layer='auto'`` cannot choose.
+    """
     with FeatureFile(train) as features:
         spec = features.spec
+        if params is not None and choose_layers(features.layers, layer) == AUTO:
+            raise FeaturizerError(
+                "--layer auto chooses by cross-validation; it cannot be combined with fixed parameters"
+            )
         table, best, notes = [], None, []
         for layers in candidate_layers(features, layer):
             X, y, notes = labelled(*read_xy(features, layers), str(train))
             check_labels(y, str(train))
-            model, params, mean, std = cross_validate(X, y, head, normalise, seed, n_jobs)
-            table.append(CVRow(layers, params, mean, std))
+            if params is None:
+                model, chosen, mean, std = cross_validate(X, y, head, normalise, seed, n_jobs)
+            else:
+                model, chosen, mean, std = fit_fixed(X, y, head, normalise, params)
+            table.append(CVRow(layers, chosen, mean, std))
             if best is None or mean > best[1].mean:  # NaN (no CV possible) never beats the first
                 best = (model, table[-1])
         sources = features.sources
@@ -260,7 +272,29 @@ def fit(
     result = FitResult(model, card, table, warnings=notes + small_class_warnings(y))
     if baseline:
         result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
+        result.warnings += baseline_warnings(row, result.baseline)
     return result
+
+
+def fit_fixed(X: np.ndarray, y: np.ndarray, head: str, normalise: str | None, params: dict):
+    """The head fitted with fixed hyperparameters, unscored: (model, params, NaN, NaN)."""
+    try:
+        model = make_head(head, normalise, **params).fit(X, y)
+    except ValueError as err:
+        raise FeaturizerError(f"head {head!r} does not take {params}: {str(err).splitlines()[0]}") from None
+    return model, dict(params), float("nan"), float("nan")
+
+
+def baseline_warnings(best: CVRow, baseline: CVRow) -> list[str]:
+    """A plain-words note when the representation without transfer beats the transferred one clearly
+    (by more than the larger of the two cross-validation standard deviations)."""
+    if not (baseline.mean - best.mean > max(best.std, baseline.std, 0.01)):
+        return []
+    return [
+        f"the baseline ({baseline.name}, {baseline.mean:.3f}) beats the pretrained features ({best.name}, "
+        f"{best.mean:.3f}) clearly: this domain is far from what the backbone learned from. Try earlier layers "
+        "(featurize --layer -3 ..., then fit --layer auto), another backbone, or fine-tuning"
+    ]
 
 
 def end_to_end(spec: FeatureSpec, head) -> Pipeline:

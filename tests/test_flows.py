@@ -185,3 +185,18 @@ def test_a_saved_model_does_not_depend_on_where_the_weights_were_installed(saved
     other = dataclasses.replace(moved, weights_sha256="0" * 64)
     with pytest.raises(FeaturizerError, match="weights these features were made with are not here"):
         weights_for_spec(config, other)
+
+
+def test_fit_can_be_steered_and_says_when_raw_pixels_win(digit_features, tmp_path):
+    train = digit_features[0]
+    fixed = xfer("fit", train, "--C", "0.5", "-o", tmp_path / "c.skops").output
+    assert "{'C': 0.5}" in fixed and "n/a (no CV)" in fixed
+    _, card = load_model(tmp_path / "c.skops")
+    assert card.params["C"] == 0.5
+    plain = xfer("fit", train, "--no-cv", "--head", "knn", "-o", tmp_path / "k.skops").output
+    assert "n/a (no CV)" in plain
+    refused = xfer("fit", train, "--C", "1", "--layer", "auto", "-o", tmp_path / "a.skops", ok=False)
+    assert refused.exit_code == 1 and "auto chooses by cross-validation" in refused.output
+    # 12 digit scans a class: raw pixels beat ImageNet features by far here (the demo's lesson)
+    out = xfer("fit", train, "--baseline", "--n-jobs", "1", "-o", tmp_path / "b.skops").output
+    assert "note: the baseline (raw pixels" in out and "beats the pretrained features" in out
