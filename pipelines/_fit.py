@@ -202,8 +202,9 @@ def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, 
 
 
 def _fold_path(estimator, name: str, values: list, X, y, train, test) -> list[float]:
-    norm, clf = clone(estimator.named_steps["norm"]), clone(estimator.named_steps["clf"])
-    X_train, X_test = norm.fit_transform(X[train]), norm.transform(X[test])
+    steps = clone(estimator).steps  # every step before the classifier is fitted once per fold
+    prep, clf = Pipeline(steps[:-1]), steps[-1][1]
+    X_train, X_test = prep.fit_transform(X[train]), prep.transform(X[test])
     clf.set_params(warm_start=True)
     scores = []
     for value in sorted(values):  # ascending: each fit starts from the previous, more regularised solution

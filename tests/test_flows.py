@@ -200,3 +200,14 @@ def test_fit_can_be_steered_and_says_when_raw_pixels_win(digit_features, tmp_pat
     # 12 digit scans a class: raw pixels beat ImageNet features by far here (the demo's lesson)
     out = xfer("fit", train, "--baseline", "--n-jobs", "1", "-o", tmp_path / "b.skops").output
     assert "note: the baseline (raw pixels" in out and "beats the pretrained features" in out
+
+
+def test_text_baseline_is_tfidf_through_the_fast_search(tmp_path):
+    table = tmp_path / "t.csv"
+    rows = [(f"the cat number {i} sat on the mat", "cat") for i in range(8)]
+    rows += [(f"the dog number {i} ran in the park", "dog") for i in range(8)]
+    with open(table, "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    featurize(table, "minilm", output=tmp_path / "t.h5", cache_dir=tmp_path / "c", progress=False)
+    result = fit(tmp_path / "t.h5", "logreg", baseline=True)
+    assert result.baseline.name == "tf-idf" and result.baseline.mean > 0.9
