@@ -12,24 +12,17 @@ fold, folds in parallel. Prints time, chosen C, CV accuracy and test accuracy fo
 from __future__ import annotations
 
 import argparse
-import csv
 import os
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
 
-
-def trec_csv(src: Path, out: Path) -> Path:
-    with open(src, encoding="latin-1") as f, open(out, "w", newline="") as g:
-        w = csv.writer(g)
-        w.writerow(["text", "label"])
-        for line in f:
-            label, text = line.rstrip("\n").split(" ", 1)
-            w.writerow([text, label.split(":")[0]])
-    return out
+from accuracy import trec_csv  # noqa: E402 - the one TREC-to-CSV conversion, shared with the accuracy benchmark
 
 
 def sets(data: Path, work: Path) -> dict[str, tuple[Path, Path]]:
@@ -78,9 +71,7 @@ def main() -> None:
         rows.append(f"| {name} | speed-up | **{timings['grid'] / timings['path']:.1f}x** | | | |")
         print(rows[-1], flush=True)
     import platform
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).parent))
     from speed import join_results, write_section
 
     stamp = (
