@@ -460,7 +460,9 @@ def refuse_input_as_output(output: Path, inputs: Inputs) -> None:
         return
     target = output.resolve()
     sources = inputs.sources if inputs.from_files else []
-    if str(target) == inputs.origin or any(Path(s).resolve() == target for s in sources if isinstance(s, str) and s):
+    # Only sources with the output's file name can be it: resolve those few, not every path of a big input.
+    named = [s for s in sources if isinstance(s, str) and s and os.path.basename(s) == output.name]
+    if str(target) == inputs.origin or any(Path(s).resolve() == target for s in named):
         raise InputError(f"output {output} is one of the inputs; choose another -o")
 
 
