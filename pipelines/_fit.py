@@ -22,7 +22,8 @@ from pipelines._heads import head_grid, make_cv, make_head, one_standard_error, 
 from pipelines._saved import ModelCard
 
 AUTO = "auto"
-PARALLEL_FROM = 500  # items: below, cross-validation folds run in this process (measured: benchmarks/fit_speed.py)
+PATH_STAGE = 4  # values of C the warm path walks before it first checks for the peak
+PARALLEL_FROM = 500  # items: below, cross-validation folds run one after another (threads cost more than they save)
 BASELINE_IMAGE_SIZE = 16
 
 
@@ -181,37 +182,62 @@ def _warm_startable(estimator, name: str) -> bool:
 def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, n_jobs: int | None):
     """``grid_search`` for one warm-startable hyperparameter: per fold, the normalisation is fitted once
     and the classifier walks the grid in ascending order from the previous solution; folds run in
-    parallel worker processes (joblib's, one BLAS thread each). The choice (one-standard-error rule)
-    and the refit on all data are the same as with ``GridSearchCV``; ``benchmarks/fit_speed.py``
-    measures both in one run."""
-    from joblib import Parallel, delayed
+    parallel threads, with one BLAS thread each (on these small matrices a multi-threaded BLAS is
+    slower than one thread, and threads start at once where worker processes take a second).
 
+    The walk starts with the ``PATH_STAGE`` most regularised values, then goes on one value at a
+    time, and stops once the mean score has fallen for two values in a row after its best: the least regularised
+    fits are the slowest by far and, past a peak, are never chosen. The choice (one-standard-error
+    rule) and the refit on all data are the same as with ``GridSearchCV`` on the values walked;
+    ``benchmarks/fit_speed.py`` measures both in one run.
+    """
+    from joblib import Parallel, delayed
+    from threadpoolctl import threadpool_limits
+
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ascending = [values[i] for i in order]
     splits = list(cv.split(X, y))
-    if n_jobs is None:  # starting worker processes (about a second) only pays beyond a few hundred items
+    if n_jobs is None:  # threads only pay beyond a few hundred items
         n_jobs = 1 if len(y) < PARALLEL_FROM else -1
-    with quiet_small_classes():
-        rows = Parallel(n_jobs=n_jobs)(
-            delayed(_fold_path)(estimator, name, values, X, y, train, test) for train, test in splits
-        )
-    scores = np.asarray(rows)  # folds x values
+    states: list = [None] * len(splits)
+    columns: list[list[float]] = [[] for _ in splits]
+    with quiet_small_classes(), threadpool_limits(1), Parallel(n_jobs=n_jobs, prefer="threads") as parallel:
+        done = 0
+        while done < len(ascending):
+            stage = ascending[done : done + (PATH_STAGE if done == 0 else 1)]
+            rows = parallel(
+                delayed(_fold_path)(estimator, name, stage, X, y, train, test, state)
+                for (train, test), state in zip(splits, states)
+            )
+            for column, (scores, _) in zip(columns, rows):
+                column.extend(scores)
+            states = [state for _, state in rows]
+            done += len(stage)
+            means = np.mean(columns, axis=0)
+            if int(np.argmax(means)) <= done - 3:  # two values in a row below the best: past the peak
+                break
+    walked = [values[i] for i in order[:done]]
+    scores = np.asarray(columns)  # folds x walked values, ascending
     results = {"mean_test_score": scores.mean(axis=0), "std_test_score": scores.std(axis=0)}
     results.update({f"split{i}_test_score": row for i, row in enumerate(scores)})
-    best = one_standard_error(results)
-    model = clone(estimator).set_params(**{name: values[best]}).fit(X, y)
-    return model, {name.removeprefix("clf__"): values[best]}, float(scores.mean(0)[best]), float(scores.std(0)[best])
+    best = one_standard_error(results)  # ascending = most regularised (simplest) first
+    with threadpool_limits(1):
+        model = clone(estimator).set_params(**{name: walked[best]}).fit(X, y)
+    return model, {name.removeprefix("clf__"): walked[best]}, float(scores.mean(0)[best]), float(scores.std(0)[best])
 
 
-def _fold_path(estimator, name: str, values: list, X, y, train, test) -> list[float]:
+def _fold_path(estimator, name: str, values: list, X, y, train, test, clf=None) -> tuple[list[float], object]:
+    """Scores of one fold along ascending ``values``, and the classifier to continue the walk from."""
     steps = clone(estimator).steps  # every step before the classifier is fitted once per fold
-    prep, clf = Pipeline(steps[:-1]), steps[-1][1]
+    prep = Pipeline(steps[:-1])
     X_train, X_test = prep.fit_transform(X[train]), prep.transform(X[test])
-    clf.set_params(warm_start=True)
+    if clf is None:
+        clf = steps[-1][1].set_params(warm_start=True)
     scores = []
-    for value in sorted(values):  # ascending: each fit starts from the previous, more regularised solution
+    for value in values:  # ascending: each fit starts from the previous, more regularised solution
         clf.set_params(**{name.removeprefix("clf__"): value}).fit(X_train, y[train])
         scores.append(float((clf.predict(X_test) == y[test]).mean()))
-    order = np.argsort(np.argsort(values))  # back into the grid's own order
-    return [scores[i] for i in order]
+    return scores, clf
 
 
 def candidate_layers(features: FeatureFile, layer) -> list[tuple[str, ...]]:
