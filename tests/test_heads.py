@@ -100,3 +100,23 @@ def test_the_warm_path_search_chooses_as_grid_search_does():
     assert fast[1] == slow[1]  # the chosen C
     assert abs(fast[2] - slow[2]) < 0.005  # mean CV accuracy: converged solutions agree
     np.testing.assert_array_equal(fast[0].predict(X), slow[0].predict(X))
+
+
+def test_saving_a_model_does_not_import_pytorch_and_leaves_scikit_learn_whole(tmp_path):
+    """skops' import walks scikit-learn's packages; the walk must not pull in PyTorch (about 2 s of
+    every ``xfer fit``), and the array-API shim it skips must still import afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from pipelines._saved import _skops_io\n"
+        "sio = _skops_io()\n"
+        f"sio.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), {str(tmp_path / 'm.skops')!r})\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "import sklearn.externals.array_api_compat.torch\n"
+        "assert 'torch' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
