@@ -393,11 +393,16 @@ def _print_cv_table(rows, baseline=None) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the cross-validation folds.")
 @click.option("--C", "c", type=click.FloatRange(min=0, min_open=True), help="Fix C (logreg, SVMs): no CV.")
 @click.option("--no-cv", is_flag=True, help="Fit the head with its default settings: no cross-validation.")
+@click.option("--n-jobs", type=int, help="Threads for the cross-validation folds. [default: all cores above 500 items]")
 @click.option(
-    "--n-jobs", type=int, help="Processes for the cross-validation folds. [default: all cores above 500 items]"
+    "--no-calibrate",
+    is_flag=True,
+    help="Keep logistic regression's raw probabilities (default: temperature-scaled on out-of-fold scores).",
 )
 @force_option
-def fit(train: Path, head: str, layers, normalise, baseline: bool, output, seed: int, c, no_cv, n_jobs, force) -> None:
+def fit(
+    train: Path, head: str, layers, normalise, baseline: bool, output, seed: int, c, no_cv, n_jobs, no_calibrate, force
+) -> None:
     """Fit a classifier on a feature file, choosing hyperparameters by cross-validation.
 
     \b
@@ -411,10 +416,17 @@ def fit(train: Path, head: str, layers, normalise, baseline: bool, output, seed:
 
     fixed = {"C": c} if c is not None else {} if no_cv else None
     kwargs = {"normalise": normalise, "baseline": baseline, "seed": seed, "n_jobs": n_jobs, "params": fixed}
-    result = fit_head(train, head, layers or None, **kwargs)
+    result = fit_head(train, head, layers or None, calibrate=not no_calibrate, progress=True, **kwargs)
     _print_cv_table(result.table, result.baseline)
     for warning in result.warnings:
         click.echo(f"note: {warning}")
+    if result.card.calibration:
+        found = result.card.calibration
+        before, after = found["out_of_fold_before"], found["out_of_fold_after"]
+        click.echo(
+            f"probabilities: temperature {found['temperature']:.2f} fitted on out-of-fold scores; "
+            f"ECE {before['ece']:.3f} -> {after['ece']:.3f}, Brier {before['brier']:.3f} -> {after['brier']:.3f}"
+        )
     output = output or Path("models") / f"{train.stem}-{head}.skops"
     save_model(result.model, result.card, output, force=force)
     score = "no CV score" if result.card.cv_score != result.card.cv_score else f"{result.card.cv_score:.3f}"
@@ -461,21 +473,30 @@ def evaluate(model_path: Path, data: Path, output, png, trust: bool, run, read) 
     """Score a saved model on a labelled feature file or labelled raw inputs.
 
     Prints accuracy, macro-F1 and per-class precision and recall; writes a JSON report (naming the
-    model, the test data and the feature spec) and a confusion-matrix PNG.
+    model, the test data and the feature spec), a confusion-matrix PNG and a reliability diagram
+    (are the probabilities honest? expected calibration error and Brier score).
     """
     from pipelines import evaluate_file
 
     test = data.stem or data.resolve().name
     output = output or model_path.with_name(f"{model_path.stem}.eval-{test}.json")
     png = png or model_path.with_name(f"{model_path.stem}.confusion-{test}.png")
-    report = evaluate_file(model_path, data, output, png, trust=trust, run=run, read=read)
+    reliability = png.with_name(png.name.replace(".confusion-", ".reliability-", 1))
+    if reliability == png:
+        reliability = png.with_name(f"{png.stem}.reliability.png")
+    report = evaluate_file(model_path, data, output, png, reliability, trust=trust, run=run, read=read)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  (n={report['n']})")
     click.echo(f"{'class':<20} {'precision':>9} {'recall':>7} {'support':>8}")
     for name, row in report["per_class"].items():
         click.echo(f"{name:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {int(row['support']):>8}")
-    click.echo(f"wrote {output} and {png}")
+    if "calibration" in report:
+        found = report["calibration"]
+        click.echo(f"calibration: expected calibration error {found['ece']:.3f}, Brier score {found['brier']:.3f}")
+        click.echo(f"wrote {output}, {png} and {reliability}")
+    else:
+        click.echo(f"wrote {output} and {png}")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)

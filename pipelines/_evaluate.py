@@ -19,6 +19,7 @@ from featurizer._atomic import atomic_path, atomic_write_text
 from featurizer._csvout import write_csv
 from featurizer._extract import default_feature_name, featurize_with, inputs_for
 from featurizer._featurefile import is_feature_file
+from pipelines._calibration import calibration_report, plot_reliability
 from pipelines._fit import head_of, labelled, read_xy
 from pipelines._heads import scores_of
 from pipelines._saved import ModelCard, load_model
@@ -87,9 +88,12 @@ def evaluate(
     *,
     report_path: str | os.PathLike | None = None,
     png_path: str | os.PathLike | None = None,
+    reliability_path: str | os.PathLike | None = None,
     about: dict | None = None,
 ) -> dict:
-    """Accuracy, macro-F1, per-class precision and recall; optionally a JSON report and a confusion-matrix PNG.
+    """Accuracy, macro-F1, per-class precision and recall, and calibration (expected calibration
+    error and Brier score on the items whose label is a class of the model); optionally a JSON
+    report, a confusion-matrix PNG and a reliability diagram.
 
     ``about`` (what was scored: model file, test data, spec) is written at the top of the report.
     """
@@ -114,6 +118,15 @@ def evaluate(
         "labels": labels,
         "confusion_matrix": confusion_matrix(y, predicted, labels=labels).tolist(),
     }
+    known = np.isin(y, classes)
+    if known.any():
+        proba = scores_of(head_of(model), X[known])
+        column = {c: i for i, c in enumerate(classes)}
+        truth = np.array([column[c] for c in y[known]])
+        report["calibration"] = calibration_report(proba, truth)
+        if reliability_path:
+            names = " on ".join(Path(report[k]).name for k in ("model", "test") if report.get(k))
+            plot_reliability(proba, truth, reliability_path, names)
     if report_path:
         atomic_write_text(report_path, json.dumps(report, indent=2))
     if png_path:
@@ -187,6 +200,7 @@ def evaluate_file(
     data: str | os.PathLike,
     report_path: str | os.PathLike | None = None,
     png_path: str | os.PathLike | None = None,
+    reliability_path: str | os.PathLike | None = None,
     *,
     trust: bool = False,
     run: RunOptions | None = None,
@@ -201,4 +215,6 @@ def evaluate_file(
         "test": str(Path(data).resolve()),
         "spec": json.loads(card.spec.to_json()),
     }
-    return evaluate(model, X, y, report_path=report_path, png_path=png_path, about=about)
+    return evaluate(
+        model, X, y, report_path=report_path, png_path=png_path, reliability_path=reliability_path, about=about
+    )

@@ -18,6 +18,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from featurizer import FeatureFile, FeatureSpec, Featurizer, FeaturizerError, UnknownLayerError
+from pipelines._calibration import apply_temperature, as_logits, calibrate_from_folds
 from pipelines._heads import head_grid, make_cv, make_head, one_standard_error, quiet_small_classes
 from pipelines._saved import ModelCard
 
@@ -39,6 +40,19 @@ class CVRow:
     @property
     def name(self) -> str:
         return "+".join(self.layers)
+
+
+@dataclass
+class Searched:
+    """What a hyperparameter search found: the refitted model, its parameters and CV score, and
+    (for the warm path) its out-of-fold logits with their class indices, to calibrate it."""
+
+    model: object
+    params: dict
+    mean: float
+    std: float
+    oof_logits: np.ndarray | None = None
+    oof_y: np.ndarray | None = None
 
 
 @dataclass
@@ -112,19 +126,19 @@ def small_class_warnings(y: np.ndarray) -> list[str]:
 
 def cross_validate(
     X: np.ndarray, y: np.ndarray, head: str, normalise: str | None = None, seed: int = 0, n_jobs: int | None = None
-) -> tuple[object, dict, float, float]:
-    """Grid-search a head with stratified folds; (refitted chosen model, params, mean, std)."""
+) -> Searched:
+    """Grid-search a head with stratified folds; the chosen model refitted on everything."""
     return grid_search(make_head(head, normalise), head_grid(head, y), X, y, seed, n_jobs)
 
 
-def grid_search(estimator, grid: dict, X, y: np.ndarray, seed: int = 0, n_jobs: int | None = None):
+def grid_search(estimator, grid: dict, X, y: np.ndarray, seed: int = 0, n_jobs: int | None = None) -> Searched:
     """Cross-validate ``grid`` and refit the simplest candidate within one standard error of the best.
 
     When every class has a single example nothing can be held out: the estimator is fitted with its
     own settings and the scores are NaN (``small_class_warnings`` says so).
     """
     if np.unique(y, return_counts=True)[1].max() < 2:
-        return clone(estimator).fit(X, y), {}, float("nan"), float("nan")
+        return Searched(clone(estimator).fit(X, y), {}, float("nan"), float("nan"))
     warm = [name for name in grid if _warm_startable(estimator, name)]
     if len(grid) == 1 and warm:
         return _warm_path_search(estimator, warm[0], list(grid[warm[0]]), X, y, make_cv(y, seed=seed), n_jobs)
@@ -141,7 +155,7 @@ def grid_search(estimator, grid: dict, X, y: np.ndarray, seed: int = 0, n_jobs: 
         search.fit(X, y)
     i = search.best_index_
     params = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
-    return (
+    return Searched(
         search.best_estimator_,
         params,
         float(search.cv_results_["mean_test_score"][i]),
@@ -201,6 +215,7 @@ def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, 
         n_jobs = 1 if len(y) < PARALLEL_FROM else -1
     states: list = [None] * len(splits)
     columns: list[list[float]] = [[] for _ in splits]
+    logits: list[list] = [[] for _ in splits]  # per fold, per value walked: test-fold logits (or None)
     with quiet_small_classes(), threadpool_limits(1), Parallel(n_jobs=n_jobs, prefer="threads") as parallel:
         done = 0
         while done < len(ascending):
@@ -209,9 +224,10 @@ def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, 
                 delayed(_fold_path)(estimator, name, stage, X, y, train, test, state)
                 for (train, test), state in zip(splits, states)
             )
-            for column, (scores, _) in zip(columns, rows):
+            for column, fold_logits, (scores, more, _) in zip(columns, logits, rows):
                 column.extend(scores)
-            states = [state for _, state in rows]
+                fold_logits.extend(more)
+            states = [state for *_, state in rows]
             done += len(stage)
             means = np.mean(columns, axis=0)
             if int(np.argmax(means)) <= done - 3:  # two values in a row below the best: past the peak
@@ -223,21 +239,34 @@ def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, 
     best = one_standard_error(results)  # ascending = most regularised (simplest) first
     with threadpool_limits(1):
         model = clone(estimator).set_params(**{name: walked[best]}).fit(X, y)
-    return model, {name.removeprefix("clf__"): walked[best]}, float(scores.mean(0)[best]), float(scores.std(0)[best])
+    kept = [(fold[best], test) for fold, (_, test) in zip(logits, splits) if fold[best] is not None]
+    classes = np.unique(y)
+    return Searched(
+        model,
+        {name.removeprefix("clf__"): walked[best]},
+        float(scores.mean(0)[best]),
+        float(scores.std(0)[best]),
+        np.vstack([z for z, _ in kept]) if kept else None,
+        np.concatenate([np.searchsorted(classes, y[test]) for _, test in kept]) if kept else None,
+    )
 
 
-def _fold_path(estimator, name: str, values: list, X, y, train, test, clf=None) -> tuple[list[float], object]:
-    """Scores of one fold along ascending ``values``, and the classifier to continue the walk from."""
+def _fold_path(estimator, name: str, values: list, X, y, train, test, clf=None) -> tuple[list, list, object]:
+    """Scores of one fold along ascending ``values``, its test logits for each (None where the fold's
+    training part lacks a class), and the classifier to continue the walk from."""
     steps = clone(estimator).steps  # every step before the classifier is fitted once per fold
     prep = Pipeline(steps[:-1])
     X_train, X_test = prep.fit_transform(X[train]), prep.transform(X[test])
     if clf is None:
         clf = steps[-1][1].set_params(warm_start=True)
-    scores = []
+    scores, logits = [], []
+    every_class = len(np.unique(y))
     for value in values:  # ascending: each fit starts from the previous, more regularised solution
         clf.set_params(**{name.removeprefix("clf__"): value}).fit(X_train, y[train])
         scores.append(float((clf.predict(X_test) == y[test]).mean()))
-    return scores, clf
+        whole = len(clf.classes_) == every_class
+        logits.append(as_logits(clf.decision_function(X_test)) if whole else None)
+    return scores, logits, clf
 
 
 def candidate_layers(features: FeatureFile, layer) -> list[tuple[str, ...]]:
@@ -258,12 +287,19 @@ def fit(
     seed: int = 0,
     n_jobs: int | None = None,
     params: dict | None = None,
+    calibrate: bool = True,
+    progress: bool = False,
 ) -> FitResult:
     """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``.
 
     ``params`` fixes the head's hyperparameters (``{"C": 1.0}``; ``{}`` for its defaults): no
-    cross-validation then, so nothing is scored and ``layer='auto'`` cannot choose.
+    cross-validation then, so nothing is scored and ``layer='auto'`` cannot choose. ``calibrate``
+    divides a logistic regression's logits by a temperature fitted on its out-of-fold scores
+    (``pipelines._calibration``); predictions do not change, probabilities become honest.
+    ``progress`` shows a bar over the candidates when the fit takes more than a second.
     """
+    from tqdm.auto import tqdm
+
     with FeatureFile(train) as features:
         spec = features.spec
         if params is not None and choose_layers(features.layers, layer) == AUTO:
@@ -271,22 +307,24 @@ def fit(
                 "--layer auto chooses by cross-validation; it cannot be combined with fixed parameters"
             )
         table, best, notes = [], None, []
-        for layers in candidate_layers(features, layer):
+        candidates = candidate_layers(features, layer)
+        bar = tqdm(candidates, desc="fit", unit="candidate", disable=not progress, delay=1.0, leave=False)
+        for layers in bar:
+            bar.set_postfix_str("+".join(layers))
             X, y, notes = labelled(*read_xy(features, layers), str(train))
             check_labels(y, str(train))
-            if params is None:
-                model, chosen, mean, std = cross_validate(X, y, head, normalise, seed, n_jobs)
-            else:
-                model, chosen, mean, std = fit_fixed(X, y, head, normalise, params)
-            table.append(CVRow(layers, chosen, mean, std))
-            if best is None or mean > best[1].mean:  # NaN (no CV possible) never beats the first
-                best = (model, table[-1])
+            searched = cross_validate(X, y, head, normalise, seed, n_jobs) if params is None else None
+            searched = searched or fit_fixed(X, y, head, normalise, params)
+            table.append(CVRow(layers, searched.params, searched.mean, searched.std))
+            if best is None or searched.mean > best[1].mean:  # NaN (no CV possible) never beats the first
+                best = (searched, table[-1])
         sources = features.sources
         labels = features.labels
         if sources is not None and labels is not None:
             sources = [s for s, label in zip(sources, labels) if label != ""]
-    head_model, row = best
-    model = end_to_end(spec.select(row.layers), head_model)
+    searched, row = best
+    calibration = calibrate_head(searched) if calibrate else {}
+    model = end_to_end(spec.select(row.layers), searched.model)
     card = ModelCard(
         spec=spec.select(row.layers),
         classes=[str(c) for c in model.classes_],
@@ -295,6 +333,7 @@ def fit(
         cv=[{"layers": r.name, "params": r.params, "mean": r.mean, "std": r.std} for r in table],
         cv_score=row.mean,
         train=str(os.path.abspath(train)),
+        calibration=calibration,
     )
     result = FitResult(model, card, table, warnings=notes + small_class_warnings(y))
     if baseline:
@@ -303,13 +342,27 @@ def fit(
     return result
 
 
-def fit_fixed(X: np.ndarray, y: np.ndarray, head: str, normalise: str | None, params: dict):
-    """The head fitted with fixed hyperparameters, unscored: (model, params, NaN, NaN)."""
+def calibrate_head(searched: Searched) -> dict:
+    """Temperature-scale a logistic regression on its out-of-fold logits, in place; what was done, or {}.
+
+    Only where cross-validation kept the scores of every fold (the warm path of logistic
+    regression); other heads are left as they are and ``xfer evaluate`` reports their calibration.
+    """
+    clf = head_of(searched.model).named_steps["clf"]
+    if searched.oof_logits is None or not isinstance(clf, LogisticRegression):
+        return {}
+    found = calibrate_from_folds(searched.oof_logits, searched.oof_y)
+    apply_temperature(clf, found["temperature"])
+    return {"method": "temperature", **found}
+
+
+def fit_fixed(X: np.ndarray, y: np.ndarray, head: str, normalise: str | None, params: dict) -> Searched:
+    """The head fitted with fixed hyperparameters, unscored."""
     try:
         model = make_head(head, normalise, **params).fit(X, y)
     except ValueError as err:
         raise FeaturizerError(f"head {head!r} does not take {params}: {str(err).splitlines()[0]}") from None
-    return model, dict(params), float("nan"), float("nan")
+    return Searched(model, dict(params), float("nan"), float("nan"))
 
 
 def baseline_warnings(best: CVRow, baseline: CVRow) -> list[str]:
@@ -349,8 +402,8 @@ def fit_baseline(modality: str, sources: list[str] | None, y: np.ndarray, head: 
         raise FeaturizerError("the feature file does not record its items' sources, so no baseline can be computed")
     if modality == "image":
         X = raw_pixels(sources)
-        _, params, mean, std = cross_validate(X, y, head, seed=seed)
-        return CVRow(("raw pixels",), params, mean, std)
+        searched = cross_validate(X, y, head, seed=seed)
+        return CVRow(("raw pixels",), searched.params, searched.mean, searched.std)
     return _tfidf_baseline(sources, y, head, seed)
 
 
@@ -375,7 +428,7 @@ def _tfidf_baseline(texts: list[str], y: np.ndarray, head: str, seed: int) -> CV
     if head in ("prototype", "knn"):
         steps.append(("dense", FunctionTransformer(lambda m: m.toarray(), accept_sparse=True)))
     clf = clone(make_head(head, "none").named_steps["clf"])
-    _, params, mean, std = grid_search(
+    searched = grid_search(
         Pipeline([*steps, ("clf", clf)]), head_grid(head, y), np.asarray(texts, dtype=object), y, seed
     )
-    return CVRow(("tf-idf",), params, mean, std)
+    return CVRow(("tf-idf",), searched.params, searched.mean, searched.std)

@@ -57,6 +57,7 @@ class ModelCard:
     sha256: str = ""
     format: str = FORMAT
     train: str = ""  # the feature file it was fitted on (absolute path)
+    calibration: dict = field(default_factory=dict)  # temperature and out-of-fold ECE/Brier (pipelines._calibration)
 
     def to_json(self) -> str:
         data = {**self.__dict__, "spec": json.loads(self.spec.to_json())}

@@ -97,9 +97,9 @@ def test_the_warm_path_search_chooses_as_grid_search_does():
     fast = _fit.cross_validate(X, y, "logreg")
     with mock.patch.object(_fit, "_warm_startable", lambda *a: False):
         slow = _fit.cross_validate(X, y, "logreg")
-    assert fast[1] == slow[1]  # the chosen C
-    assert abs(fast[2] - slow[2]) < 0.005  # mean CV accuracy: converged solutions agree
-    np.testing.assert_array_equal(fast[0].predict(X), slow[0].predict(X))
+    assert fast.params == slow.params  # the chosen C
+    assert abs(fast.mean - slow.mean) < 0.005  # mean CV accuracy: converged solutions agree
+    np.testing.assert_array_equal(fast.model.predict(X), slow.model.predict(X))
 
 
 def test_saving_a_model_does_not_import_pytorch_and_leaves_scikit_learn_whole(tmp_path):
