@@ -362,6 +362,9 @@ def info(path: Path, as_json: bool) -> None:
     click.echo("versions   " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()))
 
 
+CHANCE_LOGME = 0.02  # LogME gains below this are what random labels give (tests/test_rank.py)
+
+
 # --- Heads ----------------------------------------------------------------------------------
 
 
@@ -497,6 +500,57 @@ def evaluate(model_path: Path, data: Path, output, png, trust: bool, run, read) 
         click.echo(f"wrote {output}, {png} and {reliability}")
     else:
         click.echo(f"wrote {output} and {png}")
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("data", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.option("-m", "--model", "models", multiple=True, help="Backbone to score; repeat. [default: the default model]")
+@click.option(
+    "-l",
+    "--layer",
+    "layers",
+    multiple=True,
+    help="Layer name or depth index for every model; repeat. [default: each model's last three distinct layers]",
+)
+@click.option(
+    "--per-class", type=click.IntRange(min=2), default=30, show_default=True, help="Labelled items sampled per class."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+@run_options
+@read_options
+def rank(data: Path, models, layers, per_class: int, seed: int, run, read) -> None:
+    """Rank backbones and layers for a labelled input before featurizing all of it.
+
+    Featurizes a sample (through the cache) with each model and scores each layer, and each model's
+    layers side by side, by LogME evidence (0 is chance, more is better) and leave-one-out
+    nearest-centroid accuracy. Recommends the best LogME.
+
+    \b
+    Examples:
+      xfer rank photos/ -m efficientnet_lite0 -m efficientnet_lite2
+      xfer rank questions.csv -m minilm -l -1 -l -3 -l -5
+    """
+    from featurizer._extract import input_modality
+    from featurizer._registry import default_model
+    from pipelines import rank as rank_candidates
+
+    models = list(models) or [default_model(input_modality(data, None))]
+    ranking = rank_candidates(data, models, layers or None, per_class=per_class, seed=seed, run=run, read=read)
+    if ranking.skipped:
+        click.echo(f"warning: {len(ranking.skipped)} sampled items could not be featurized and were left out", err=True)
+    click.echo(
+        f"{ranking.items} labelled items, {ranking.classes} classes (up to {per_class} each); "
+        f"chance {ranking.chance:.3f}"
+    )
+    click.echo(f"{'candidate':<44} {'dims':>6} {'LogME':>8} {'LOO centroid':>13} {'seconds':>8}")
+    for row in ranking.rows:
+        click.echo(f"{row.name:<44} {row.dims:>6} {row.logme:>8.3f} {row.nearest_centroid:>13.3f} {row.seconds:>8.1f}")
+    best = ranking.recommended
+    if best.logme <= CHANCE_LOGME:
+        click.echo("no candidate explains the labels better than chance (LogME <= 0.02): check the labels")
+        return
+    flags = " ".join(f"-l {name}" for name in best.layers)
+    click.echo(f"recommended: {best.name} (xfer featurize {data} -m {best.model} {flags})")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)

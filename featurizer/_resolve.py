@@ -196,3 +196,21 @@ def weights_for_spec(config: BackboneConfig, spec: FeatureSpec) -> WeightsRef:
         f"the weights these features were made with are not here: {spec.weights} "
         f"(sha256 {spec.weights_sha256[:12]}); pass them with --weights or copy them back"
     )
+
+
+def last_distinct_layers(model: str, weights: str | os.PathLike | None = None, count: int = 3) -> tuple[str, ...]:
+    """The last ``count`` layers of ``model`` that give distinct vectors, last first.
+
+    A feature map followed by its own global pooling (timm's ``features`` before ``pre_logits``)
+    gives the same vector as that pooling under the default average pool, so only the later one is
+    kept. These are the candidates ``xfer rank`` scores when no layers are named.
+    """
+    rows = describe_layers(model, weights)
+    chosen = []
+    for row, after in zip(reversed(rows), [None, *reversed(rows)]):
+        pooled_twice = after is not None and row.shape.startswith(f"{after.shape}x") and row.dim == after.dim
+        if not pooled_twice:
+            chosen.append(row.name)
+        if len(chosen) == count:
+            break
+    return tuple(chosen)

@@ -13,6 +13,7 @@ from pipelines._fewshot import FewShotRow, few_shot, few_shot_files, plot_learni
 from pipelines._fit import CVRow, FitResult, fit, read_xy
 from pipelines._heads import HEADS, make_cv, make_head
 from pipelines._prototype import KNNClassifier, PrototypeClassifier
+from pipelines._rank import Ranking, RankRow, rank
 from pipelines._saved import TRUSTED_TYPES, ModelCard, UntrustedModelError, load_model, save_model
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "KNNClassifier",
     "ModelCard",
     "PrototypeClassifier",
+    "RankRow",
+    "Ranking",
     "UntrustedModelError",
     "check_compatible",
     "evaluate",
@@ -38,6 +41,7 @@ __all__ = [
     "plot_learning_curve",
     "predict_file",
     "predict_rows",
+    "rank",
     "read_xy",
     "sample_few_shot",
     "save_model",

@@ -1,0 +1,121 @@
+"""``xfer rank``: score backbones x layers on a labelled sample before featurizing everything.
+
+A few dozen labelled items per class are featurized through the cache (so a later full run reuses
+them) with each model, tapping its candidate layers in one pass; each layer, and each model's
+layers concatenated, is scored with LogME and leave-one-out nearest-centroid accuracy
+(``pipelines._transferability``). The table is sorted by LogME, whose order is what is
+recommended; the nearest-centroid column is a check that needs no model at all.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from featurizer import Extractor, FeatureOptions, FeaturizerError, Inputs, ReadOptions, RunOptions
+from featurizer._extract import input_modality, inputs_for
+from featurizer._resolve import last_distinct_layers
+from pipelines._fewshot import sample_few_shot
+from pipelines._fit import check_labels
+from pipelines._transferability import logme, loo_nearest_centroid
+
+DEFAULT_PER_CLASS = 30
+
+
+@dataclass
+class RankRow:
+    """One candidate: a model's layer (or its layers concatenated) and its scores on the sample."""
+
+    model: str
+    layers: tuple[str, ...]
+    dims: int
+    logme: float
+    nearest_centroid: float
+    seconds: float  # featurizing the sample (shared by a model's rows, counted in full on each) + scoring
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}:{'+'.join(self.layers)}"
+
+
+@dataclass
+class Ranking:
+    rows: list[RankRow]  # best LogME first
+    items: int  # labelled items in the sample
+    classes: int
+    chance: float  # accuracy of always answering the sample's largest class
+    skipped: list[tuple[str, str]]  # (item id, reason) of sample items that could not be featurized
+
+    @property
+    def recommended(self) -> RankRow:
+        return self.rows[0]
+
+
+def sample_inputs(inputs: Inputs, per_class: int, seed: int) -> Inputs:
+    """Up to ``per_class`` labelled items of every class, drawn with ``seed`` (unlabelled items are left out)."""
+    if inputs.labels is None:
+        raise FeaturizerError(f"{inputs.origin} has no labels: rank needs class folders or a label column")
+    labelled = np.flatnonzero(np.asarray(inputs.labels, dtype=object) != "")
+    y = np.asarray(inputs.labels, dtype=object)[labelled].astype(str)
+    check_labels(y, inputs.origin)
+    chosen = labelled[sample_few_shot(y, per_class, seed)]
+    return replace(
+        inputs,
+        ids=[inputs.ids[i] for i in chosen],
+        sources=[inputs.sources[i] for i in chosen],
+        labels=[inputs.labels[i] for i in chosen],
+    )
+
+
+def score_candidate(model: str, layers: tuple[str, ...], X: np.ndarray, y: np.ndarray, seconds: float) -> RankRow:
+    started = time.perf_counter()
+    scores = logme(X, y), loo_nearest_centroid(X, y)
+    return RankRow(model, layers, X.shape[1], *scores, seconds + time.perf_counter() - started)
+
+
+def rank(
+    data: str | os.PathLike,
+    models: list[str],
+    layers=None,
+    *,
+    per_class: int = DEFAULT_PER_CLASS,
+    seed: int = 0,
+    run: RunOptions | None = None,
+    read: ReadOptions | None = None,
+) -> Ranking:
+    """Rank ``models`` x layers on a labelled sample of ``data`` by LogME.
+
+    ``layers``: names or depth indices used for every model; by default each model's last three
+    distinct layers. Each model's layers are also scored side by side (concatenated).
+    """
+    if not models:
+        raise FeaturizerError("name at least one model to rank (-m)")
+    rows, sample, skipped = [], None, []
+    for model in models:
+        started = time.perf_counter()
+        requested = tuple(layers) if layers else last_distinct_layers(model)
+        extractor = Extractor.from_options(FeatureOptions(model, requested), run, input_modality(data, model))
+        if sample is None or sample.modality != extractor.modality:
+            sample = sample_inputs(inputs_for(extractor, data, read), per_class, seed)
+        keys, errors = extractor.keys(sample)
+        try:
+            _, failed = extractor.ensure(sample, keys)
+        finally:
+            extractor.compact()
+        bad = {item for item, _ in [*errors, *failed]}
+        skipped += [e for e in [*errors, *failed] if e not in skipped]
+        keep = [i for i, item in enumerate(sample.ids) if item not in bad]
+        y = np.asarray(sample.labels, dtype=object)[keep].astype(str)
+        check_labels(y, f"the sample of {data}")
+        vectors = {name: extractor.vectors(name, [keys[i] for i in keep]) for name in extractor.spec.layers}
+        seconds = time.perf_counter() - started
+        names = extractor.spec.layers
+        for group in [(name,) for name in names] + ([names] if len(names) > 1 else []):
+            rows.append(score_candidate(model, group, np.hstack([vectors[n] for n in group]), y, seconds))
+    labels = np.asarray([label for label in sample.labels if label != ""]).astype(str)
+    counts = np.unique(labels, return_counts=True)[1]
+    rows.sort(key=lambda row: -row.logme)
+    return Ranking(rows, int(len(labels)), int(len(counts)), float(counts.max() / counts.sum()), skipped)

@@ -1,0 +1,105 @@
+"""Transferability scores: how well a layer's features suit a labelled task, without training a head.
+
+``logme`` is LogME (You et al., "LogME: Practical Assessment of Pre-trained Models for Transfer
+Learning", ICML 2021): the log marginal likelihood (evidence) of a Bayesian linear model from the
+features to each one-hot class column, with its two hyperparameters set by MacKay's fixed point,
+averaged over classes and items. One SVD per candidate, no cross-validation. It is reported as a
+gain over the evidence of the same model with no features (the classes' frequencies alone), so 0
+is chance and more is better.
+
+``loo_nearest_centroid`` is a model-free check: leave-one-out accuracy of the nearest class mean
+(SimpleShot: centred and L2-normalised), computed in closed form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FIXED_POINT_STEPS = 50
+
+
+def _class_columns(y: np.ndarray) -> np.ndarray:
+    classes, index = np.unique(np.asarray(y), return_inverse=True)
+    return np.eye(len(classes))[index]
+
+
+def logme(X: np.ndarray, y: np.ndarray) -> float:
+    """LogME evidence per item, minus that of the featureless model: > 0 when the features explain the labels.
+
+    Features and one-hot targets are centred (an intercept), so what is scored is what the features
+    add to the class frequencies; both models then live in the n - 1 dimensions orthogonal to the
+    constant (counting all n would let a model with d >= n - 1 features claim infinite evidence).
+    """
+    f = np.asarray(X, dtype=np.float64)
+    f = f - f.mean(axis=0)
+    n, d = f.shape
+    n -= 1  # centring uses up one dimension: features and targets live in the other n - 1
+    targets = _class_columns(y)
+    targets = targets - targets.mean(axis=0)
+    u, s, _ = np.linalg.svd(f, full_matrices=False)
+    keep = s > s.max(initial=0.0) * 1e-10
+    u, sigma = u[:, keep], s[keep] ** 2
+    gains = []
+    for target in targets.T:
+        energy = float(target @ target)
+        if energy <= 0:
+            continue
+        gains.append((_evidence(u, sigma, target, energy, n, d) - _featureless_evidence(energy, n)) / n)
+    return float(np.mean(gains))
+
+
+def _evidence(u: np.ndarray, sigma: np.ndarray, target: np.ndarray, energy: float, n: int, d: int) -> float:
+    """log p(target | features) with alpha (prior precision) and beta (noise precision) at MacKay's fixed point."""
+    x2 = (u.T @ target) ** 2
+    outside = max(energy - float(x2.sum()), 0.0)  # the part of the target no feature direction reaches
+    alpha, beta = 1.0, 1.0
+    for _ in range(FIXED_POINT_STEPS):
+        t = alpha / beta
+        gamma = float((sigma / (sigma + t)).sum())
+        m2 = float((sigma * x2 / (sigma + t) ** 2).sum())
+        res2 = float((x2 * (t / (sigma + t)) ** 2).sum()) + outside
+        alpha = gamma / (m2 + 1e-12)
+        beta = max(n - gamma, 1e-12) / (res2 + 1e-12)
+        if abs(alpha / beta - t) <= 1e-4 * t:
+            break
+    t = alpha / beta
+    m2 = float((sigma * x2 / (sigma + t) ** 2).sum())
+    res2 = float((x2 * (t / (sigma + t)) ** 2).sum()) + outside
+    log_det = float(np.log(alpha + beta * sigma).sum()) + (d - len(sigma)) * np.log(alpha)
+    return (
+        d / 2 * np.log(alpha)
+        + n / 2 * np.log(beta)
+        - beta / 2 * res2
+        - alpha / 2 * m2
+        - log_det / 2
+        - n / 2 * np.log(2 * np.pi)
+    )
+
+
+def _featureless_evidence(energy: float, n: int) -> float:
+    """log p(target) when it is noise around zero with the best noise precision beta = n / energy."""
+    return -n / 2 * (1 + np.log(2 * np.pi * energy / n))
+
+
+def loo_nearest_centroid(X: np.ndarray, y: np.ndarray) -> float:
+    """Leave-one-out accuracy of the nearest class mean on centred, L2-normalised features.
+
+    Each item is compared with its own class's mean computed without it; an item alone in its
+    class has nothing to be compared with and counts as wrong.
+    """
+    f = np.asarray(X, dtype=np.float64)
+    f = f - f.mean(axis=0)
+    f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    classes, index = np.unique(np.asarray(y), return_inverse=True)
+    counts = np.bincount(index, minlength=len(classes)).astype(np.float64)
+    sums = np.zeros((len(classes), f.shape[1]))
+    np.add.at(sums, index, f)
+    means = sums / counts[:, None]
+    distance = -2 * f @ means.T + (means**2).sum(axis=1)  # + |f|^2, the same for every class
+    rows = np.arange(len(f))
+    own = counts[index]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left_out = (sums[index] - f) / (own - 1)[:, None]
+        distance[rows, index] = -2 * (f * left_out).sum(axis=1) + (left_out**2).sum(axis=1)
+    distance[rows, index] = np.where(own > 1, distance[rows, index], np.inf)
+    return float((distance.argmin(axis=1) == index).mean())
