@@ -21,10 +21,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # The main job end to end: images -> cached features -> fitted head -> accuracy on held-out images.
 demo: install
 	$(PY) -m pipelines.demo_data $(DEMO)/digits --per-class 60
-	$(XFER) featurize $(DEMO)/digits/train -o $(DEMO)/digits_train.h5 --layer -1 --layer -3
-	$(XFER) featurize $(DEMO)/digits/test -o $(DEMO)/digits_test.h5 --layer -1 --layer -3
+	$(XFER) featurize $(DEMO)/digits/train -o $(DEMO)/digits_train.h5
+	$(XFER) featurize $(DEMO)/digits/test -o $(DEMO)/digits_test.h5
 	$(XFER) info $(DEMO)/digits_train.h5
-	$(XFER) fit $(DEMO)/digits_train.h5 --layer auto --baseline -o $(DEMO)/models/digits.skops
+	$(XFER) fit $(DEMO)/digits_train.h5 --baseline -o $(DEMO)/models/digits.skops
 	$(XFER) evaluate $(DEMO)/models/digits.skops $(DEMO)/digits_test.h5
 	$(XFER) predict $(DEMO)/models/digits.skops $(DEMO)/digits/test -o $(DEMO)/predictions.csv
 

@@ -48,9 +48,9 @@ def main() -> None:
       xfer models                                     # what backbones are available
       xfer featurize photos/ -o cache/photos.h5       # images (ImageFolder layout gives labels)
       xfer featurize texts.csv -o cache/texts.h5      # texts (a text column, optional label column)
-      xfer fit cache/photos.h5 -o models/photos.joblib
-      xfer evaluate models/photos.joblib test_photos/ # accuracy, per-class scores, confusion matrix
-      xfer predict models/photos.joblib new_photos/ -o predictions.csv
+      xfer fit cache/photos.h5 -o models/photos.skops
+      xfer evaluate models/photos.skops test_photos/  # accuracy, per-class scores, calibration
+      xfer predict models/photos.skops new_photos/ -o predictions.csv
     """
 
 
@@ -103,7 +103,8 @@ def feature_options(fn):
             "layers",
             multiple=True,
             help="Layer name or depth index (-1 is the last); repeat for several, all from one pass. "
-            "[default: pre-logits for images, last layer for texts]",
+            "[default: pre-logits for images, last layer for texts; featurize also stores the two distinct layers "
+            "before it, for fit to choose from]",
         ),
         click.option(
             "--pool",
@@ -251,7 +252,8 @@ head_layer_option = click.option(
     "layers",
     multiple=True,
     help="Layer of the feature file (name or index, -1 is the last); repeat to concatenate; "
-    "'auto' tries each and their concatenation. [default: the file's first layer]",
+    "'auto' screens each and their concatenation by LogME and cross-validates the best two. "
+    "[default: auto for fit, the file's first layer for fewshot]",
 )
 
 
@@ -369,11 +371,16 @@ CHANCE_LOGME = 0.02  # LogME gains below this are what random labels give (tests
 
 
 def _print_cv_table(rows, baseline=None) -> None:
-    click.echo(f"{'layers':<30} {'cv accuracy':>14}  best parameters")
+    screened = any(row.logme is not None for row in rows)
+    click.echo(f"{'layers':<30} {'cv accuracy':>14}{'  LogME' if screened else ''}  best parameters")
     for row in [*rows, *([baseline] if baseline is not None else [])]:
         name = row.name if row is not baseline else f"baseline: {row.name}"
-        score = "n/a (no CV)" if row.mean != row.mean else f"{row.mean:.3f} ± {row.std:.3f}"
-        click.echo(f"{name:<30} {score:>14}  {row.params}")
+        if row.mean == row.mean:
+            score = f"{row.mean:.3f} ± {row.std:.3f}"
+        else:
+            score = "n/a (no CV)" if row.tried else "not tried"
+        logme = f"  {row.logme:>5.3f}" if row.logme is not None else "       " if screened else ""
+        click.echo(f"{name:<30} {score:>14}{logme}  {row.params or ''}")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -406,13 +413,17 @@ def _print_cv_table(rows, baseline=None) -> None:
 def fit(
     train: Path, head: str, layers, normalise, baseline: bool, output, seed: int, c, no_cv, n_jobs, no_calibrate, force
 ) -> None:
-    """Fit a classifier on a feature file, choosing hyperparameters by cross-validation.
+    """Fit a classifier on a feature file, choosing hyperparameters and layers by cross-validation.
+
+    With several layers in the file, each and their concatenation are screened by LogME and the
+    best two are cross-validated. Logistic regression's probabilities are temperature-scaled on
+    out-of-fold scores.
 
     \b
     Examples:
-      xfer fit cache/photos.h5 -o models/photos.joblib
-      xfer fit cache/photos.h5 --head prototype --layer auto --baseline
-      xfer fit cache/photos.h5 --layer -1 --layer -3        # two layers, concatenated
+      xfer fit cache/photos.h5 -o models/photos.skops      # layers chosen among the file's
+      xfer fit cache/photos.h5 --head prototype --baseline
+      xfer fit cache/photos.h5 --layer -1 --layer -3        # these two layers, concatenated
     """
     from pipelines import fit as fit_head
     from pipelines import save_model

@@ -27,7 +27,7 @@ from featurizer._keys import FileKeyMemo, array_key, text_key
 from featurizer._memory import keep_freed_memory
 from featurizer._modes import ComputeMode, auto_device_type, check_device_name, validate
 from featurizer._registry import IMAGE, BackboneConfig, default_model, get_config
-from featurizer._resolve import FeatureOptions, RunOptions, layer_dims, resolve, weights_for_spec
+from featurizer._resolve import FeatureOptions, RunOptions, layer_dims, resolve, weights_for_spec, with_default_layers
 from featurizer._spec import FeatureSpec
 from featurizer._store import CacheDamaged, EmbeddingStore, lock_output, release_output
 from featurizer._weights import WeightsRef
@@ -397,7 +397,8 @@ def featurize_options(
     name that carries the input, the model and a digest of both (``default_feature_name``).
     """
     started = time.perf_counter()
-    extractor = Extractor.from_options(features, run, input_modality(inputs, features.model))
+    modality = input_modality(inputs, features.model)
+    extractor = Extractor.from_options(with_default_layers(features, modality), run, modality)
     inputs = inputs_for(extractor, inputs, read)
     if output is None and default_output:
         output = extractor.cache_dir / default_feature_name(inputs.origin, extractor.spec)

@@ -199,18 +199,33 @@ def weights_for_spec(config: BackboneConfig, spec: FeatureSpec) -> WeightsRef:
 
 
 def last_distinct_layers(model: str, weights: str | os.PathLike | None = None, count: int = 3) -> tuple[str, ...]:
-    """The last ``count`` layers of ``model`` that give distinct vectors, last first.
+    """The model's default layer and the distinct layers before it, ``count`` in all, latest first.
 
-    A feature map followed by its own global pooling (timm's ``features`` before ``pre_logits``)
-    gives the same vector as that pooling under the default average pool, so only the later one is
-    kept. These are the candidates ``xfer rank`` scores when no layers are named.
+    An image backbone's ``pre_logits`` is the global average pool of the feature map right before
+    it (timm's ``features``, torchvision's last block): the same vector under the default pooling,
+    so that map is skipped. Read from the registry or the architecture, never importing torch for
+    a built-in model (an ONNX run must not).
     """
-    rows = describe_layers(model, weights)
-    chosen = []
-    for row, after in zip(reversed(rows), [None, *reversed(rows)]):
-        pooled_twice = after is not None and row.shape.startswith(f"{after.shape}x") and row.dim == after.dim
-        if not pooled_twice:
-            chosen.append(row.name)
+    config = get_config(model)
+    if not config.layers:
+        config = describe(config, resolve_weights(config, weights))
+    layers = list(config.layers)
+    default = resolve_layers(layers, None, config.default_layer or "-1")[0]
+    start = [layer.name for layer in layers].index(default)
+    chosen = [layers[start].name]
+    for i in range(start - 1, -1, -1):
+        pooled_by_next = layers[i + 1].name == "pre_logits" and layers[i].dim == layers[i + 1].dim
+        if not pooled_by_next:
+            chosen.append(layers[i].name)
         if len(chosen) == count:
             break
     return tuple(chosen)
+
+
+def with_default_layers(options: FeatureOptions, modality: str, count: int = 3) -> FeatureOptions:
+    """``options`` for a feature file: where no layers are named, the default layer and the two distinct
+    layers before it, all from the same forward pass, so that ``fit`` can choose among them."""
+    if options.layers is not None:
+        return options
+    model = options.model or default_model(modality)
+    return replace(options, layers=last_distinct_layers(model, options.weights, count))

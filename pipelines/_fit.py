@@ -23,6 +23,8 @@ from pipelines._heads import head_grid, make_cv, make_head, one_standard_error, 
 from pipelines._saved import ModelCard
 
 AUTO = "auto"
+AUTO_FULL_CV = 2  # candidates --layer auto cross-validates in full: the best by LogME (benchmarks/rank_agreement.py)
+SCREEN_PER_CLASS = 500  # items per class LogME screens candidates on (its SVD grows with the square of the width)
 PATH_STAGE = 4  # values of C the warm path walks before it first checks for the peak
 PARALLEL_FROM = 500  # items: below, cross-validation folds run one after another (threads cost more than they save)
 BASELINE_IMAGE_SIZE = 16
@@ -30,12 +32,16 @@ BASELINE_IMAGE_SIZE = 16
 
 @dataclass
 class CVRow:
-    """One cross-validated candidate: the layers it reads, its best parameters and score."""
+    """One candidate: the layers it reads, its best parameters and CV score (NaN where cross-validation
+    was impossible), its LogME where ``--layer auto`` screened candidates by it, and whether it was
+    fitted at all (screening leaves all but the best out)."""
 
     layers: tuple[str, ...]
     params: dict
     mean: float
     std: float
+    logme: float | None = None
+    tried: bool = True
 
     @property
     def name(self) -> str:
@@ -277,6 +283,20 @@ def candidate_layers(features: FeatureFile, layer) -> list[tuple[str, ...]]:
     return [chosen]
 
 
+def screen_candidates(features: FeatureFile, candidates: list[tuple[str, ...]], seed: int = 0) -> dict:
+    """LogME of each candidate on up to ``SCREEN_PER_CLASS`` labelled items per class: {layers: score}."""
+    from pipelines._fewshot import sample_few_shot
+    from pipelines._transferability import logme
+
+    scores = {}
+    for layers in candidates:
+        X, y, _ = labelled(*read_xy(features, layers), str(features.path))
+        check_labels(y, str(features.path))
+        keep = sample_few_shot(y, SCREEN_PER_CLASS, seed)
+        scores[layers] = logme(X[keep], y[keep])
+    return scores
+
+
 def fit(
     train: str | os.PathLike,
     head: str = "logreg",
@@ -292,10 +312,13 @@ def fit(
 ) -> FitResult:
     """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``.
 
-    ``params`` fixes the head's hyperparameters (``{"C": 1.0}``; ``{}`` for its defaults): no
-    cross-validation then, so nothing is scored and ``layer='auto'`` cannot choose. ``calibrate``
-    divides a logistic regression's logits by a temperature fitted on its out-of-fold scores
-    (``pipelines._calibration``); predictions do not change, probabilities become honest.
+    ``layer='auto'``, the default, considers every layer of the file and their concatenation: with more than
+    ``AUTO_FULL_CV`` of them, LogME screens them and only the best ``AUTO_FULL_CV`` are
+    cross-validated (the others are listed with their LogME). ``params`` fixes the head's
+    hyperparameters (``{"C": 1.0}``; ``{}`` for its defaults): no cross-validation then, so nothing
+    is scored, ``layer='auto'`` cannot choose and the default is the file's first layer.
+    ``calibrate`` divides a logistic regression's logits by a temperature fitted on its out-of-fold
+    scores (``pipelines._calibration``): predictions do not change, probabilities become honest.
     ``progress`` shows a bar over the candidates when the fit takes more than a second.
     """
     from tqdm.auto import tqdm
@@ -307,17 +330,24 @@ def fit(
                 "--layer auto chooses by cross-validation; it cannot be combined with fixed parameters"
             )
         table, best, notes = [], None, []
-        candidates = candidate_layers(features, layer)
-        bar = tqdm(candidates, desc="fit", unit="candidate", disable=not progress, delay=1.0, leave=False)
-        for layers in bar:
+        candidates = candidate_layers(features, AUTO if layer is None and params is None else layer)
+        screened = screen_candidates(features, candidates, seed) if len(candidates) > AUTO_FULL_CV else {}
+        full = sorted(candidates, key=lambda c: -screened[c])[:AUTO_FULL_CV] if screened else candidates
+        bar = tqdm(total=len(full), desc="fit", unit="candidate", disable=not progress, delay=1.0, leave=False)
+        for layers in candidates:
+            if layers not in full:  # screened out by LogME: listed, not cross-validated
+                table.append(CVRow(layers, {}, float("nan"), float("nan"), screened[layers], tried=False))
+                continue
             bar.set_postfix_str("+".join(layers))
             X, y, notes = labelled(*read_xy(features, layers), str(train))
             check_labels(y, str(train))
             searched = cross_validate(X, y, head, normalise, seed, n_jobs) if params is None else None
             searched = searched or fit_fixed(X, y, head, normalise, params)
-            table.append(CVRow(layers, searched.params, searched.mean, searched.std))
+            table.append(CVRow(layers, searched.params, searched.mean, searched.std, screened.get(layers)))
             if best is None or searched.mean > best[1].mean:  # NaN (no CV possible) never beats the first
                 best = (searched, table[-1])
+            bar.update()
+        bar.close()
         sources = features.sources
         labels = features.labels
         if sources is not None and labels is not None:
@@ -330,7 +360,10 @@ def fit(
         classes=[str(c) for c in model.classes_],
         head=head,
         params={**row.params, "normalise": normalise or "default"},
-        cv=[{"layers": r.name, "params": r.params, "mean": r.mean, "std": r.std} for r in table],
+        cv=[
+            {"layers": r.name, "params": r.params, "mean": r.mean, "std": r.std, "logme": r.logme, "tried": r.tried}
+            for r in table
+        ],
         cv_score=row.mean,
         train=str(os.path.abspath(train)),
         calibration=calibration,

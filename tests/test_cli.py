@@ -43,7 +43,7 @@ def test_text_file_picks_the_text_model_and_default_output(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     (tmp_path / "q.txt").write_text("What is the capital of France ?\nWho wrote Hamlet ?\n")
     result = run("featurize", "q.txt", "-q")
-    assert "with minilm [layer.5]" in result.output
+    assert "with minilm [layer.5, layer.4, layer.3]" in result.output  # the default layer and two before it
     import os
 
     (written,) = Path(os.environ["FEATURIZER_CACHE"]).glob("q-minilm-*.h5")

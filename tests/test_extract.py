@@ -33,7 +33,7 @@ def count_forwards(monkeypatch):
 @pytest.mark.parametrize(
     ("layers", "pooling", "expected"),
     [
-        (None, None, {"pre_logits": 1280}),
+        (None, None, {"pre_logits": 1280, "blocks.6": 320, "blocks.4": 112}),  # default: last three distinct
         (["blocks.6", "features"], "gem", {"blocks.6": 320, "features": 1280}),
         (["-3", "blocks.1"], "max", {"blocks.6": 320, "blocks.1": 24}),
         (["0"], "avg", {"blocks.0": 16}),

@@ -28,17 +28,25 @@ def test_sklearn_estimator_contract(estimator, check):
 @pytest.mark.parametrize("head", list(HEADS))
 def test_every_head_learns_digits_from_real_embeddings(digit_features, digits_xy, head):
     _, _, X_test, y_test = digits_xy
-    result = fit(digit_features[0], head)
+    result = fit(digit_features[0], head, "pre_logits")
     assert result.card.classes == [str(d) for d in range(10)]
     assert 0.4 < result.card.cv_score <= 1.0  # chance is 0.1; ImageNet features, 8 training scans per digit
     assert result.model.named_steps["head"].score(X_test, y_test) > 0.4
 
 
-def test_layer_auto_tries_each_layer_and_their_concatenation(digit_features):
+def test_layer_auto_screens_each_layer_and_their_concatenation_and_cross_validates_the_best(digit_features):
+    """Three candidates: LogME screens all of them and the best two by LogME are cross-validated."""
+    from pipelines._fit import AUTO_FULL_CV
+
     result = fit(digit_features[0], "prototype", "auto")
     assert [row.name for row in result.table] == ["pre_logits", "blocks.6", "pre_logits+blocks.6"]
-    best = max(result.table, key=lambda r: r.mean)
+    assert all(row.logme is not None for row in result.table)
+    tried = [row for row in result.table if row.mean == row.mean]
+    by_logme = sorted(result.table, key=lambda r: -r.logme)
+    assert len(tried) == AUTO_FULL_CV and {r.name for r in tried} == {r.name for r in by_logme[:AUTO_FULL_CV]}
+    best = max(tried, key=lambda r: r.mean)
     assert result.card.cv_score == best.mean and result.card.spec.layers == best.layers
+    assert [c["logme"] for c in result.card.cv] == [r.logme for r in result.table]
 
 
 def test_prototypes_are_class_means(digits_xy):

@@ -131,7 +131,7 @@ def test_a_pipeline_fitted_on_onnx_features_featurizes_new_texts_on_onnx(questio
     with open(table, "w", newline="") as f:
         csv.writer(f).writerows([("text", "label"), *zip(questions, labels)])
     out = tmp_path / "q.h5"
-    featurize(table, "minilm", output=out, runtime="onnx", cache_dir=cache_dir, progress=False)
+    featurize(table, "minilm", "-1", output=out, runtime="onnx", cache_dir=cache_dir, progress=False)
     with FeatureFile(out) as f:
         spec, X = f.spec, f.read()
     model = end_to_end(spec, LogisticRegression(max_iter=1000).fit(X, labels))

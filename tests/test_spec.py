@@ -29,7 +29,7 @@ from featurizer import (
 )
 from featurizer._modes import MODES
 from featurizer._shards import embed, merge
-from pipelines import few_shot_files, fit, load_model, model_features, save_model
+from pipelines import few_shot_files, fit, load_model, model_features, read_xy, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,8 @@ def test_a_pipeline_fitted_on_onnx_int8_features_predicts_raw_texts_with_onnx_in
     fresh = dataclasses.replace(Extractor(card.spec).run, cache_dir=tmp_path / "b", progress=False)
     X, _, _, _ = model_features(card, table, fresh)  # computed again, in another cache folder
     with FeatureFile(train) as f:
-        np.testing.assert_allclose(X, f.read(), rtol=1e-5, atol=1e-6)  # torch int8 was at cosine 0.965
+        expected, _ = read_xy(f, card.spec.layers)
+    np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)  # torch int8 was at cosine 0.965
 
 
 def test_a_pipeline_fitted_with_local_weights_predicts_raw_images(photo_dir, tmp_path):
@@ -78,9 +79,9 @@ def test_a_pipeline_fitted_with_local_weights_predicts_raw_images(photo_dir, tmp
     preds = tmp_path / "p.csv"
     out = xfer("predict", tmp_path / "m.joblib", photo_dir, "-o", preds, "--cache-dir", tmp_path / "b", "-q").output
     assert "12 predictions" in out
-    model, _ = load_model(tmp_path / "m.joblib")
+    model, card = load_model(tmp_path / "m.joblib")
     with FeatureFile(train) as f:
-        expected = model.named_steps["head"].predict(f.read())
+        expected = model.named_steps["head"].predict(read_xy(f, card.spec.layers)[0])
     with open(preds) as f:
         assert [row["label"] for row in csv.DictReader(f)] == list(expected)
 
