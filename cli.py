@@ -121,11 +121,12 @@ def feature_options(fn):
         ),
         click.option(
             "--runtime",
-            type=click.Choice(["torch", "onnx"]),
-            default="torch",
+            type=click.Choice(["auto", "torch", "onnx"]),
+            default="auto",
             show_default=True,
-            help="onnx: run on ONNX Runtime (CPU; fp32, or int8 for texts), exported to the cache folder on "
-            "first use; starts in a fraction of the time and runs faster. Needs featurizer[onnx].",
+            help="onnx: ONNX Runtime (CPU; fp32, or int8 for texts), exported to the cache folder on first use; "
+            "starts in a fraction of the time and runs faster. auto: onnx on a CPU for the built-in models "
+            "where it is installed, torch otherwise (GPUs, bf16/fp16, zoo models).",
         ),
     )(fn)
 

@@ -128,7 +128,8 @@ class Extractor:
 
     @classmethod
     def from_options(cls, options: FeatureOptions, run: RunOptions | None = None, modality: str | None = None):
-        return cls(resolve(options, modality).spec, run)
+        run = run or RunOptions()
+        return cls(resolve(options, modality, run.device).spec, run)
 
     @property
     def modality(self) -> str:

@@ -109,12 +109,14 @@ def _fast_tokenizer(weights: WeightsRef, max_length: int):
 
 
 def graph_path(cache_dir: Path, config: BackboneConfig, weights: WeightsRef, precision: str) -> Path:
-    """Where the exported graph of this model and weights at this precision lives in the cache folder."""
+    """Where the exported graph of this model and weights at this precision lives: the cache folder's
+    ``onnx/``, or ``$FEATURIZER_ONNX_DIR`` (one folder of graphs shared by several cache folders)."""
     ident = [config.name, weights.sha256 or weights.location, precision, EXPORT_VERSION]
     if precision == "int8":  # its scales come from the calibration texts: other texts, another graph
         ident.append(hashlib.sha256(CALIBRATION_TEXTS.read_bytes()).hexdigest())
     ident = json.dumps(ident)
-    return cache_dir / "onnx" / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}-{precision}.onnx"
+    folder = Path(os.environ["FEATURIZER_ONNX_DIR"]) if os.environ.get("FEATURIZER_ONNX_DIR") else cache_dir / "onnx"
+    return folder / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}-{precision}.onnx"
 
 
 def load_onnx(config: BackboneConfig, weights: WeightsRef, precision: str, cache_dir: Path) -> OnnxBackbone:

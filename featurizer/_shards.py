@@ -320,7 +320,8 @@ def embed_options(
             f"--device {run.device} with the Ray engine needs --gpus-per-actor (1 for a GPU each): "
             "Ray hides GPUs from actors that do not ask for one"
         )
-    spec = resolve(features, input_modality(inputs, features.model)).spec
+    device = "cuda" if gpus_per_actor else run.device  # where the work runs decides runtime 'auto'
+    spec = resolve(features, input_modality(inputs, features.model), device).spec
     # With Ray the actors featurize; the driver only plans, so it keeps any model it loads off the GPU.
     local = Extractor(spec, replace(run, device="cpu") if engine == "ray" else run)
     inputs = inputs_for(local, inputs, read)

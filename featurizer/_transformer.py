@@ -40,8 +40,9 @@ class Featurizer(TransformerMixin, BaseEstimator):
     pooling : str, optional
         ``avg``/``max``/``gem`` for CNN maps, ``mean``/``cls``/``max`` for tokens.
     precision : {"fp32", "bf16", "fp16", "int8"}
-    runtime : {"torch", "onnx"}
+    runtime : {"auto", "torch", "onnx"}
         ``onnx`` runs on ONNX Runtime (CPU; fp32, or int8 for texts); needs ``featurizer[onnx]``.
+        ``auto`` (the default) takes it on a CPU for the built-in models where it is installed.
     weights : str or path, optional
         A local checkpoint or model folder instead of the default weights.
     spec : FeatureSpec, optional
@@ -72,7 +73,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
         pooling: str | None = None,
         *,
         precision: str = "fp32",
-        runtime: str = "torch",
+        runtime: str = "auto",
         weights=None,
         spec: FeatureSpec | None = None,
         batch_size: int | None = None,
@@ -101,7 +102,7 @@ class Featurizer(TransformerMixin, BaseEstimator):
     def _resolved_spec(self) -> FeatureSpec:
         options = self._feature_options()
         if self.spec is None:
-            return resolve_spec(options)
+            return resolve_spec(options, None, self.device)
         if options != FeatureOptions():
             raise FeaturizerError("give either spec or model/layers/pooling/weights/precision/runtime, not both")
         return self.spec

@@ -33,10 +33,20 @@ def digits_dir(tmp_path_factory):
     return write_digits(tmp_path_factory.mktemp("digits"), per_class=12)
 
 
+@pytest.fixture(scope="session")
+def onnx_graphs(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx-graphs")
+
+
 @pytest.fixture(autouse=True)
-def default_cache(tmp_path, monkeypatch):
-    """Code that uses the default cache writes under the test's folder, never into the checkout."""
+def default_cache(tmp_path, monkeypatch, onnx_graphs):
+    """Code that uses the default cache writes under the test's folder, never into the checkout.
+
+    Exported ONNX graphs (the default runtime on a CPU) are shared by the whole session: each test
+    has its own cache folder, and exporting a model takes seconds.
+    """
     monkeypatch.setenv("FEATURIZER_CACHE", str(tmp_path / "default-cache"))
+    monkeypatch.setenv("FEATURIZER_ONNX_DIR", str(onnx_graphs))
 
 
 @pytest.fixture

@@ -70,12 +70,13 @@ def test_several_layers_in_one_pass_equal_layers_one_by_one(
     photo_dir, questions, cache_dir, tmp_path, model, layers, count_forwards
 ):
     inputs = photo_dir if model == "efficientnet_lite0" else texts_as_inputs(questions)
-    featurize(inputs, model, layers, output=tmp_path / "all.h5", cache_dir=cache_dir, progress=False)
+    featurize(inputs, model, layers, output=tmp_path / "all.h5", cache_dir=cache_dir, progress=False, runtime="torch")
     one_pass = count_forwards["n"]
     with FeatureFile(tmp_path / "all.h5") as together:
         for i, layer in enumerate(layers):
             out = tmp_path / f"{i}.h5"
-            featurize(inputs, model, [layer], output=out, cache_dir=tmp_path / f"cache{i}", progress=False)
+            cache = tmp_path / f"cache{i}"
+            featurize(inputs, model, [layer], output=out, cache_dir=cache, progress=False, runtime="torch")
             with FeatureFile(out) as alone:
                 name = alone.layers[0]
                 np.testing.assert_allclose(together.read(name), alone.read(name), rtol=1e-5, atol=1e-5)
@@ -92,8 +93,8 @@ def test_photos_are_classified_as_their_imagenet_class_from_cached_vectors(cache
 
     for name in ("china", "flower"):
         Image.fromarray(load_sample_image(f"{name}.jpg")).save(folder / f"{name}.jpg", quality=95)
-    extractor = Extractor.for_model(model, cache_dir=cache_dir, progress=False)
-    featurize(folder, model, output=tmp_path / "f.h5", cache_dir=cache_dir, progress=False)
+    extractor = Extractor.for_model(model, cache_dir=cache_dir, progress=False, runtime="torch")
+    featurize(folder, model, output=tmp_path / "f.h5", cache_dir=cache_dir, progress=False, runtime="torch")
     with FeatureFile(tmp_path / "f.h5") as f:
         vectors = dict(zip(f.ids, f.read("pre_logits")))
     classifier = extractor._load().model.get_classifier()
@@ -107,13 +108,13 @@ def test_photos_are_classified_as_their_imagenet_class_from_cached_vectors(cache
 
 
 def test_second_run_computes_nothing_and_loads_no_model(photo_dir, cache_dir, tmp_path, count_forwards, monkeypatch):
-    first = featurize(photo_dir, output=tmp_path / "a.h5", cache_dir=cache_dir, progress=False)
+    first = featurize(photo_dir, output=tmp_path / "a.h5", cache_dir=cache_dir, progress=False, runtime="torch")
     assert first.n_computed == 12 and count_forwards["n"] > 0
     count_forwards["n"] = 0
     import featurizer._backbones as backbones
 
     monkeypatch.setattr(backbones, "load_backbone", lambda *a: pytest.fail("the model was loaded on a cached run"))
-    second = featurize(photo_dir, output=tmp_path / "b.h5", cache_dir=cache_dir, progress=False)
+    second = featurize(photo_dir, output=tmp_path / "b.h5", cache_dir=cache_dir, progress=False, runtime="torch")
     assert (second.n_computed, second.n_cached, count_forwards["n"]) == (0, 12, 0)
     with FeatureFile(tmp_path / "a.h5") as a, FeatureFile(tmp_path / "b.h5") as b:
         assert a.ids == b.ids
@@ -137,8 +138,9 @@ def test_grown_input_and_other_input_sharing_files_compute_only_what_is_new(phot
 
 def test_text_batches_by_length_come_back_in_input_order(questions, cache_dir, tmp_path):
     out = tmp_path / "t.h5"
-    featurize(texts_as_inputs(questions), "minilm", output=out, cache_dir=cache_dir, batch_size=3, progress=False)
-    extractor = Extractor.for_model("minilm", cache_dir=tmp_path / "other", progress=False)
+    inputs = texts_as_inputs(questions)
+    featurize(inputs, "minilm", output=out, cache_dir=cache_dir, batch_size=3, progress=False, runtime="torch")
+    extractor = Extractor.for_model("minilm", cache_dir=tmp_path / "other", progress=False, runtime="torch")
     backbone = extractor._load()
     with FeatureFile(out) as f:
         assert f.ids == [str(i) for i in range(len(questions))]

@@ -17,6 +17,12 @@ pytest.importorskip("onnxruntime")
 LONG = "word " * 400  # longer than MiniLM's 256 tokens: truncated alike by both tokenizers
 
 
+@pytest.fixture(autouse=True)
+def graphs_in_the_cache_folder(monkeypatch):
+    """These tests look at exported graphs where users find them: in the cache folder's ``onnx/``."""
+    monkeypatch.delenv("FEATURIZER_ONNX_DIR", raising=False)
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
@@ -32,7 +38,7 @@ def vectors(extractor: Extractor, inputs: Inputs | list[str]) -> dict[str, np.nd
 def test_onnx_vectors_equal_torch_at_every_layer_and_the_export_is_reused(questions, cache_dir):
     texts = [*questions, LONG]
     layers = ["0", "2", "-1"]
-    torch_run = Extractor.for_model("minilm", layers, cache_dir=cache_dir, progress=False)
+    torch_run = Extractor.for_model("minilm", layers, cache_dir=cache_dir, progress=False, runtime="torch")
     onnx_run = Extractor.for_model("minilm", layers, cache_dir=cache_dir, runtime="onnx", progress=False)
     assert onnx_run.spec.layer_key("layer.5") != torch_run.spec.layer_key("layer.5")
     expected, got = vectors(torch_run, texts), vectors(onnx_run, texts)
@@ -71,7 +77,7 @@ def test_onnx_int8_is_close_and_cached_apart_from_fp32(questions, cache_dir, cap
 
 def test_onnx_image_vectors_equal_torch_at_every_layer_and_the_graph_carries_its_preprocessing(photo_dir, cache_dir):
     layers = ["-1", "-2", "-3"]
-    torch_run = Extractor.for_model("efficientnet_lite0", layers, cache_dir=cache_dir, progress=False)
+    torch_run = Extractor.for_model("efficientnet_lite0", layers, cache_dir=cache_dir, progress=False, runtime="torch")
     onnx_run = Extractor.for_model("efficientnet_lite0", layers, cache_dir=cache_dir, runtime="onnx", progress=False)
     assert onnx_run.spec.layers == torch_run.spec.layers == ("pre_logits", "features", "blocks.6")
     assert onnx_run.spec.preprocessing == torch_run.spec.preprocessing

@@ -176,12 +176,12 @@ def test_cuda_out_of_memory_halves_the_batch_and_goes_on(photo_dir, tmp_path, mo
     from featurizer import Extractor, read_inputs
 
     inputs = read_inputs(photo_dir)
-    plain = Extractor.for_model(cache_dir=tmp_path / "a", progress=False)
+    plain = Extractor.for_model(cache_dir=tmp_path / "a", progress=False, runtime="torch")
     keys, _ = plain.keys(inputs)
     plain.ensure(inputs, keys)
     expected = plain.vectors("pre_logits", keys)
 
-    small = Extractor.for_model(cache_dir=tmp_path / "b", progress=False, batch_size=12)
+    small = Extractor.for_model(cache_dir=tmp_path / "b", progress=False, batch_size=12, runtime="torch")
     backbone = small._load()
     original = backbone.forward
     sizes = []

@@ -247,12 +247,12 @@ def test_specs_that_differ_in_any_field_are_reported_and_keyed_apart(options, fi
 def test_cache_keys_of_existing_specs_did_not_change(tmp_path):
     """Keys computed by the code before the spec became field-derived (commit f8ae014)."""
     cases = [
-        (FeatureOptions("efficientnet_lite0"), {"pre_logits": "df7b0ca326013e3ec0be40ba"}),
+        (FeatureOptions("efficientnet_lite0", runtime="torch"), {"pre_logits": "df7b0ca326013e3ec0be40ba"}),
         (
             FeatureOptions("efficientnet_lite0", ("-3", "-1"), "gem", precision="bf16"),
             {"blocks.6": "dbf189d2787a9498f4c499f9", "pre_logits": "df00eebe41a1b074b992d384"},
         ),
-        (FeatureOptions("minilm"), {"layer.5": "11f1c951ee38b2ee10c3080f"}),
+        (FeatureOptions("minilm", runtime="torch"), {"layer.5": "11f1c951ee38b2ee10c3080f"}),
         (
             FeatureOptions("minilm", ("layer.3",), "cls", precision="int8", runtime="onnx"),
             {"layer.3": "4604d09c5a06a28aa0d8024d"},

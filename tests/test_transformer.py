@@ -86,7 +86,8 @@ def test_grid_search_computes_each_layer_setting_once(photo_dir, tmp_path, monke
     monkeypatch.setattr(TimmBackbone, "forward", counting)
     paths = sorted(str(p) for p in photo_dir.rglob("*.jpg"))
     y = [Path(p).parent.name for p in paths]
-    pipe = Pipeline([("f", Featurizer("efficientnet_lite0", cache=tmp_path)), ("clf", LogisticRegression())])
+    featurizer = Featurizer("efficientnet_lite0", cache=tmp_path, runtime="torch")
+    pipe = Pipeline([("f", featurizer), ("clf", LogisticRegression())])
     search = GridSearchCV(pipe, {"f__layers": [[-1], [-3], [-1, -3]], "clf__C": [0.1, 1.0]}, cv=3).fit(paths, y)
     assert search.best_score_ > 0.8
     # 3 folds x 2 values of C x (fit + score) transforms per layer setting, yet every photo went
