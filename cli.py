@@ -277,8 +277,17 @@ head_layer_option = click.option(
     ["skip", "fail"],
     "skip: record unreadable items with their reason and go on; fail: stop at the first.",
 )
+@click.option(
+    "--augment",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Also store N augmented views of each image (random resized crop and flip), for fit to train on.",
+)
 @force_option
-def featurize(input_path: Path, output, features, run, read, store_dtype: str, on_error: str, force: bool) -> None:
+def featurize(
+    input_path: Path, output, features, run, read, store_dtype: str, on_error: str, augment: int, force: bool
+) -> None:
     """Turn a folder of images or a file of texts into cached feature vectors.
 
     INPUT is a folder (class subfolders give labels), a CSV/TSV/JSONL file with a path or text
@@ -293,7 +302,7 @@ def featurize(input_path: Path, output, features, run, read, store_dtype: str, o
     """
     from featurizer._extract import featurize_options
 
-    write = {"store_dtype": store_dtype, "on_error": on_error, "force": force}
+    write = {"store_dtype": store_dtype, "on_error": on_error, "force": force, "augment": augment}
     report = featurize_options(input_path, features, run, read, output=output, default_output=True, **write)
     click.echo(report.summary())
 
@@ -448,9 +457,18 @@ def fit(
     click.echo(f"kept {'+'.join(result.card.spec.layers)} ({score}); wrote {output}")
 
 
+tta_option = click.option(
+    "--tta",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Test-time augmentation: average each image's probabilities with those of N augmented views.",
+)
+
+
 def _model_run_options(fn):
     """Run options for commands that featurize raw inputs with a saved model's spec."""
-    return options(trust_option, run_options, read_options)(fn)
+    return options(tta_option, trust_option, run_options, read_options)(fn)
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -458,7 +476,7 @@ def _model_run_options(fn):
 @click.argument("data", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
 @output_option("CSV of id, predicted label and class probabilities. [default: <input>-predictions.csv]")
 @_model_run_options
-def predict(model_path: Path, data: Path, output, trust: bool, run, read) -> None:
+def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, read) -> None:
     """Predict labels for raw images or texts (or a matching feature file) with a saved model.
 
     Inputs are featurized with exactly the model's feature spec (model, weights, layers, pooling,
@@ -467,7 +485,7 @@ def predict(model_path: Path, data: Path, output, trust: bool, run, read) -> Non
     from pipelines import predict_file
 
     output = output or Path(f"{data.stem or data.resolve().name}-predictions.csv")
-    counts = predict_file(model_path, data, output, trust=trust, run=run, read=read)
+    counts = predict_file(model_path, data, output, trust=trust, run=run, read=read, tta=tta)
     click.echo(
         f"{sum(counts.values())} predictions written to {output}: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
@@ -484,7 +502,7 @@ def predict(model_path: Path, data: Path, output, trust: bool, run, read) -> Non
     help="Confusion-matrix picture. [default: beside the model, MODEL.confusion-<test>.png]",
 )
 @_model_run_options
-def evaluate(model_path: Path, data: Path, output, png, trust: bool, run, read) -> None:
+def evaluate(model_path: Path, data: Path, output, png, tta: int, trust: bool, run, read) -> None:
     """Score a saved model on a labelled feature file or labelled raw inputs.
 
     Prints accuracy, macro-F1 and per-class precision and recall; writes a JSON report (naming the
@@ -499,7 +517,7 @@ def evaluate(model_path: Path, data: Path, output, png, trust: bool, run, read) 
     reliability = png.with_name(png.name.replace(".confusion-", ".reliability-", 1))
     if reliability == png:
         reliability = png.with_name(f"{png.stem}.reliability.png")
-    report = evaluate_file(model_path, data, output, png, reliability, trust=trust, run=run, read=read)
+    report = evaluate_file(model_path, data, output, png, reliability, trust=trust, run=run, read=read, tta=tta)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  (n={report['n']})")

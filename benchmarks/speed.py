@@ -108,7 +108,7 @@ def exporting_runs(src: Path, cache: Path, modes: list[list[str]]) -> list[str]:
     """
     shutil.rmtree(cache, ignore_errors=True)
     return [
-        f"`{' '.join(args)}` {featurize(src, cache.parent / 'export.h5', cache, *args)[0]:.1f} s"
+        f"`{' '.join(args) or '(defaults)'}` {featurize(src, cache.parent / 'export.h5', cache, *args)[0]:.1f} s"
         for args in modes
         if uses_onnx(args)
     ]

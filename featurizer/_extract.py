@@ -55,6 +55,7 @@ class FeaturizeReport:
     replaced: int = 0  # undecodable bytes that became U+FFFD
     unlabelled: int = 0  # items of a labelled input without a label
     notes: list[str] = field(default_factory=list)
+    views: int = 0  # augmented views of each image also stored (featurize --augment)
 
     @property
     def n_ok(self) -> int:
@@ -68,6 +69,8 @@ class FeaturizeReport:
             f"[{', '.join(self.spec.layers)}]: {self.n_computed} computed, {self.n_cached} from cache, "
             f"{len(self.errors)} failed, in {self.seconds:.1f} s{rate}"
         ]
+        if self.views:
+            lines.append(f"and {self.views} augmented views of each image (random resized crop and flip)")
         for what, items in (("failed", self.errors), ("skipped", self.skipped)):
             if items:
                 shown = "; ".join(f"{i}: {r}" for i, r in items[:5])
@@ -108,6 +111,7 @@ class Extractor:
             device_type = pinned if self.run.device == "auto" else self.run.device.partition(":")[0]
             self._mode = validate(spec.precision, spec.runtime, spec.modality, device_type)
         self._backbone = None
+        self._backbone_of: Extractor | None = None  # an augmented view's extractor runs its base's network
         self.device = None
         self.forward_calls = 0
         self.truncated = 0  # texts longer than the model's maximum length in the last run
@@ -158,7 +162,19 @@ class Extractor:
         """Whether batches run on a CUDA GPU (the ONNX runtime is CPU-only and never imports torch to ask)."""
         return self.spec.runtime == "torch" and self._resolve_device().type == "cuda"
 
+    def views(self, count: int) -> list[Extractor]:
+        """Extractors of augmented views 1..``count`` of this spec's images, sharing this network."""
+        from featurizer._augment import view_spec
+
+        extractors = [Extractor(view_spec(self.spec, v), self.run) for v in range(1, count + 1)]
+        for extractor in extractors:
+            extractor._backbone_of = self
+        return extractors
+
     def _load(self):
+        if self._backbone is None and self._backbone_of is not None:
+            self._backbone = self._backbone_of._load()
+            self.device = self._backbone_of.device
         if self._backbone is None:
             if self.spec.runtime == "onnx":  # the CPU, and no torch import: start-up is most of a small run
                 from featurizer._onnx import load_onnx
@@ -227,7 +243,9 @@ class Extractor:
         from tqdm.auto import tqdm
 
         unit = " img" if self.modality == IMAGE else " text"
-        return tqdm(total=total, unit=unit, desc=self.spec.model, disable=not self.run.progress, dynamic_ncols=True)
+        view = self.spec.preprocessing.get("augment", {}).get("view")
+        desc = self.spec.model + (f" view {view}" if view else "")
+        return tqdm(total=total, unit=unit, desc=desc, disable=not self.run.progress, dynamic_ncols=True)
 
     def _store_batch(self, keys: Sequence[bytes], vectors: dict[str, np.ndarray]) -> None:
         for name, store in self.stores.items():
@@ -363,6 +381,7 @@ def featurize(
     store_dtype: str = "float32",
     on_error: str = "skip",
     force: bool = False,
+    augment: int = 0,
     **options,
 ) -> FeaturizeReport:
     """Featurize ``inputs`` (a path or ``Inputs``) through the cache, writing a feature file to ``output``.
@@ -372,11 +391,20 @@ def featurize(
     ``progress``) and ``ReadOptions`` (``column``, ``label_column``, ``extensions``). Without a model,
     the registry's default for what the input holds is used. Only items missing from the cache are
     computed. With ``on_error='skip'`` unreadable items are recorded with their reason; with
-    ``'fail'`` the first one stops the run with an ``ItemError``.
+    ``'fail'`` the first one stops the run with an ``ItemError``. ``augment=N`` also stores N
+    augmented views of each image (``featurizer._augment``), cached under their own specs.
     """
     features, run, read = split_options(model=model, layers=layers, **options)
     return featurize_options(
-        inputs, features, run, read, output=output, store_dtype=store_dtype, on_error=on_error, force=force
+        inputs,
+        features,
+        run,
+        read,
+        output=output,
+        store_dtype=store_dtype,
+        on_error=on_error,
+        force=force,
+        augment=augment,
     )
 
 
@@ -391,6 +419,7 @@ def featurize_options(
     store_dtype: str = "float32",
     on_error: str = "skip",
     force: bool = False,
+    augment: int = 0,
 ) -> FeaturizeReport:
     """``featurize`` with its options as objects (what ``xfer featurize`` calls).
 
@@ -404,7 +433,14 @@ def featurize_options(
     if output is None and default_output:
         output = extractor.cache_dir / default_feature_name(inputs.origin, extractor.spec)
     return featurize_with(
-        extractor, inputs, output, store_dtype=store_dtype, on_error=on_error, force=force, started=started
+        extractor,
+        inputs,
+        output,
+        store_dtype=store_dtype,
+        on_error=on_error,
+        force=force,
+        started=started,
+        augment=augment,
     )
 
 
@@ -436,6 +472,7 @@ def featurize_with(
     force: bool = False,
     attrs: dict | None = None,
     started: float | None = None,
+    augment: int = 0,
 ) -> FeaturizeReport:
     """``featurize`` with an extractor that already exists (its model loaded once for many calls).
 
@@ -444,12 +481,16 @@ def featurize_with(
     started = time.perf_counter() if started is None else started
     if on_error not in ON_ERROR:
         raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}, not {on_error!r}")
+    if augment and extractor.modality != IMAGE:
+        raise InputError("--augment makes views of images; texts have none")
+    if augment < 0:
+        raise InputError(f"augment must be 0 or more views, not {augment}")
     lock = lock_output(Path(output)) if output is not None else None
     try:
         if output is not None:
             refuse_input_as_output(Path(output), inputs)
             check_output(Path(output), inputs.origin, force)
-        return _featurize(extractor, inputs, output, store_dtype, on_error, attrs, started)
+        return _featurize(extractor, inputs, output, store_dtype, on_error, attrs, started, augment)
     finally:
         extractor.compact()
         if lock is not None:
@@ -468,7 +509,9 @@ def refuse_input_as_output(output: Path, inputs: Inputs) -> None:
         raise InputError(f"output {output} is one of the inputs; choose another -o")
 
 
-def _featurize(extractor: Extractor, inputs: Inputs, output, store_dtype: str, on_error: str, attrs, started: float):
+def _featurize(
+    extractor: Extractor, inputs: Inputs, output, store_dtype: str, on_error: str, attrs, started: float, augment: int
+):
     keys, errors = extractor.keys(inputs)
     if errors and on_error == "fail":
         raise ItemError(f"cannot featurize {errors[0][0]}: {errors[0][1]}")
@@ -476,12 +519,19 @@ def _featurize(extractor: Extractor, inputs: Inputs, output, store_dtype: str, o
     errors += item_errors
     failed = {i for i, _ in errors}
     good = [pos for pos, (k, i) in enumerate(zip(keys, inputs.ids)) if k is not None and i not in failed]
+    views = extractor.views(augment)
+    kept = set(good)
+    good_keys = [k if pos in kept else None for pos, k in enumerate(keys)]
+    for view in views:  # the same images, cropped and flipped: they decoded once, so they decode again
+        view.ensure(inputs, good_keys, "fail")
+        view.compact()
     report = FeaturizeReport(
         extractor.spec, len(inputs), computed, len(good) - computed, errors, inputs.skipped, extractor.truncated
     )
     report.replaced, report.unlabelled, report.notes = inputs.replaced, inputs.unlabelled, inputs.notes
+    report.views = augment
     if output is not None:
-        write = (extractor, inputs, keys, good, output, errors + inputs.skipped, store_dtype, attrs)
+        write = (extractor, inputs, keys, good, output, errors + inputs.skipped, store_dtype, attrs, views)
         try:
             report.output = write_features(*write)
         except CacheDamaged:  # found damaged while reading: moved aside; compute its items again, once
@@ -500,15 +550,17 @@ def write_features(
     errors,
     store_dtype: str = "float32",
     attrs: dict | None = None,
+    views: Sequence[Extractor] = (),
 ) -> Path:
-    """Write the feature file of items ``good`` from the cache, in input order, atomically."""
+    """Write the feature file of items ``good`` from the cache, in input order, atomically; with
+    ``views``, their vectors too (``/views/<layer>``, one row of views per item)."""
     ids = [_storable(inputs.ids[p]) for p in good]
     labels = [_storable(inputs.labels[p]) for p in good] if inputs.labels is not None else None
     sources = None
     if all(isinstance(s, str) for s in inputs.sources):  # HDF5 strings: UTF-8, and no NUL characters
         sources = [_storable(inputs.sources[p]) for p in good]
     width = sum(store.dim or 0 for store in extractor.stores.values())
-    size = len(good) * width * np.dtype(store_dtype).itemsize + sum(len(s) for s in sources or [])
+    size = (1 + len(views)) * len(good) * width * np.dtype(store_dtype).itemsize + sum(len(s) for s in sources or [])
     with FeatureFileWriter(
         output,
         extractor.spec,
@@ -525,6 +577,8 @@ def write_features(
             for start in range(0, len(good), WRITE_ROWS):
                 chunk = [keys[p] for p in good[start : start + WRITE_ROWS]]
                 writer.write_layer(layer, start, extractor.vectors(layer, chunk))
+                for v, view in enumerate(views):
+                    writer.write_view(layer, v, len(views), start, view.vectors(layer, chunk))
         errors = [(_storable(i), _storable(reason)) for i, reason in errors]
         writer.write_errors(errors)
     write_errors_csv(Path(output), errors)

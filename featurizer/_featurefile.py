@@ -104,6 +104,16 @@ class FeatureFileWriter:
             group.create_dataset(layer, shape=(self.n, vectors.shape[1]), dtype=self._dtype, chunks=chunks)
         group[layer][start : start + len(vectors)] = vectors.astype(self._dtype, copy=False)
 
+    def write_view(self, layer: str, view: int, views: int, start: int, vectors: np.ndarray) -> None:
+        """Rows ``start:`` of augmented view ``view`` (0-based) of a layer: ``/views/<layer>`` is views x n x d."""
+        group = self._file.require_group("views")
+        if layer not in group:
+            chunks = (1, min(self.n, CHUNK_ROWS), vectors.shape[1]) if self.n else None
+            shape = (views, self.n, vectors.shape[1])
+            group.create_dataset(layer, shape=shape, dtype=self._dtype, chunks=chunks)
+            self._file.attrs["views"] = views
+        group[layer][view, start : start + len(vectors)] = vectors.astype(self._dtype, copy=False)
+
     def link_layer(self, layer: str, parts: Sequence[tuple[Path, int]], dim: int) -> None:
         """A layer whose rows live in other feature files: (file, rows) in order, as an HDF5 virtual dataset.
 
@@ -266,6 +276,17 @@ class FeatureFile:
     def dtype(self, layer: str) -> np.dtype:
         return self._file["features"][layer].dtype
 
+    @property
+    def views(self) -> int:
+        """Augmented views stored per item (``featurize --augment``), 0 if none."""
+        return int(self._file.attrs.get("views", 0))
+
+    def read_views(self, layer: str) -> np.ndarray:
+        """The augmented views of ``layer``: views x items x dim, float32 (views x items x 0 when there are none)."""
+        if not self.views:
+            return np.zeros((0, len(self), self.shape(layer)[1]), np.float32)
+        return self._file["views"][layer][:].astype(np.float32, copy=False)
+
     def read(self, layer: str | None = None) -> np.ndarray:
         """All vectors of ``layer`` (default: the first) as float32."""
         layer = layer or self.layers[0]
@@ -283,6 +304,7 @@ class FeatureFile:
             "layers": {name: {"shape": list(self.shape(name)), "dtype": str(self.dtype(name))} for name in self.layers},
             "labels": None if labels is None else {c: labels.count(c) for c in sorted(set(labels))},
             "errors": self.errors,
+            "views": self.views,
             "spec": json.loads(self.spec.to_json()),
             "versions": self.versions,
             "created": self.attrs.get("created"),

@@ -83,18 +83,25 @@ class ImageTransform:
             im = to_rgb(image)
         else:
             im = load_image(image, resize if self.prep.get("jpeg_draft") else None)
+        interpolation = _PIL_INTERPOLATION[self.prep.get("interpolation", "bilinear")]
+        if "augment" in self.prep:  # an augmented view (featurizer._augment): crop, flip, then normalise
+            from featurizer._augment import augment_image
+
+            return self._normalise(augment_image(im, self.prep["augment"], crop, interpolation))
         w, h = im.size
         scale = resize / min(w, h)
         # Same rounding as torchvision's Resize(int) used by timm and torchvision transforms.
         size = (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
         if scale != 1 or (w, h) != size:
-            im = im.resize(size, _PIL_INTERPOLATION[self.prep.get("interpolation", "bilinear")])
+            im = im.resize(size, interpolation)
         left = int(round((size[0] - crop) / 2.0))
         top = int(round((size[1] - crop) / 2.0))
         if size[0] < crop or size[1] < crop:
             im = ImageOps.pad(im, (max(crop, size[0]), max(crop, size[1])), color=(0, 0, 0), centering=(0.5, 0.5))
             left, top = (im.size[0] - crop) // 2, (im.size[1] - crop) // 2
-        im = im.crop((left, top, left + crop, top + crop))
+        return self._normalise(im.crop((left, top, left + crop, top + crop)))
+
+    def _normalise(self, im: Image.Image) -> np.ndarray:
         x = np.asarray(im, dtype=np.float32) * (1.0 / 255.0)
         mean = np.asarray(self.prep["mean"], dtype=np.float32)
         std = np.asarray(self.prep["std"], dtype=np.float32)

@@ -1,6 +1,7 @@
 """Heads and the fit / predict / evaluate / few-shot flows on cached features."""
 
 from pipelines._evaluate import (
+    ModelInputs,
     check_compatible,
     evaluate,
     evaluate_file,
@@ -24,6 +25,7 @@ __all__ = [
     "FitResult",
     "KNNClassifier",
     "ModelCard",
+    "ModelInputs",
     "PrototypeClassifier",
     "RankRow",
     "Ranking",

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,37 +44,68 @@ def check_compatible(needed: FeatureSpec, found: FeatureSpec, where: str, what: 
         raise FeaturizerError(f"{where} does not match {what} (needed vs found): " + "; ".join(diffs))
 
 
+class ModelInputs(NamedTuple):
+    X: np.ndarray
+    y: np.ndarray | None
+    ids: list[str]
+    sources: list[str] | None
+    views: np.ndarray | None = None  # views x items x dim, for test-time augmentation
+
+
 def model_features(
     card: ModelCard,
     data: str | os.PathLike,
     run: RunOptions | None = None,
     read: ReadOptions | None = None,
-) -> tuple[np.ndarray, np.ndarray | None, list[str], list[str] | None]:
-    """(X, labels, ids, sources) for ``data``: a feature file (checked against the card) or raw inputs.
+    tta: int = 0,
+) -> ModelInputs:
+    """(X, labels, ids, sources, views) for ``data``: a feature file (checked against the card) or raw inputs.
 
     Raw inputs are featurized with exactly the card's spec (``Extractor(card.spec)``: same model,
     weights found by hash, layers, pooling, precision and runtime), through the shared cache.
+    ``tta=N`` also gives N augmented views of each image (a feature file must hold them).
     """
     run = run or RunOptions()
     data = Path(data)
+    if tta and card.spec.modality != "image":
+        raise FeaturizerError("test-time augmentation makes views of images; this model reads texts")
     if is_feature_file(data):
         features_path = data
     else:
         extractor = Extractor(card.spec, run)
         inputs = inputs_for(extractor, data, read)
         features_path = run.cache() / "predict" / default_feature_name(inputs.origin or str(data), card.spec)
-        report = featurize_with(extractor, inputs, features_path, force=True)
+        report = featurize_with(extractor, inputs, features_path, force=True, augment=tta)
         if report.errors:
             print(report.summary())
     with FeatureFile(features_path) as features:
         check_compatible(card.spec, features.spec, str(data))
         X, y = read_xy(features, card.spec.layers)
-        return X, y, features.ids, features.sources
+        views = None
+        if tta:
+            if features.views < tta:
+                raise FeaturizerError(
+                    f"{data} holds {features.views} augmented views per image, not {tta}: featurize it with "
+                    f"--augment {tta}, or give the raw images"
+                )
+            views = np.concatenate([features.read_views(name)[:tta] for name in card.spec.layers], axis=2)
+        return ModelInputs(X, y, features.ids, features.sources, views)
 
 
-def predict_rows(model, card: ModelCard, X: np.ndarray, ids: list[str]) -> tuple[list[str], list[list]]:
-    """CSV header and rows: id, predicted label, one probability column per class."""
-    scores = scores_of(head_of(model), X)
+def averaged_scores(model, X: np.ndarray, views: np.ndarray | None = None) -> np.ndarray:
+    """Class scores of the head for ``X``, averaged with those of its augmented views when given."""
+    head = head_of(model)
+    scores = scores_of(head, X)
+    if views is None or not len(views):
+        return scores
+    return (scores + sum(scores_of(head, view) for view in views)) / (len(views) + 1)
+
+
+def predict_rows(
+    model, card: ModelCard, X: np.ndarray, ids: list[str], views: np.ndarray | None = None
+) -> tuple[list[str], list[list]]:
+    """CSV header and rows: id, predicted label, one probability column per class (averaged over views)."""
+    scores = averaged_scores(model, X, views)
     classes = [str(c) for c in model.classes_]
     predicted = np.asarray(classes)[scores.argmax(axis=1)]
     header = ["id", "label", *(f"p_{c}" for c in classes)]
@@ -90,6 +122,7 @@ def evaluate(
     png_path: str | os.PathLike | None = None,
     reliability_path: str | os.PathLike | None = None,
     about: dict | None = None,
+    views: np.ndarray | None = None,
 ) -> dict:
     """Accuracy, macro-F1, per-class precision and recall, and calibration (expected calibration
     error and Brier score on the items whose label is a class of the model); optionally a JSON
@@ -99,12 +132,18 @@ def evaluate(
     """
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-    X, y, warnings = labelled(X, None if y is None else np.asarray(y).astype(str), "the test data")
+    y = None if y is None else np.asarray(y).astype(str)
+    if views is not None and y is not None:
+        views = views[:, y != ""]  # as ``labelled`` keeps the rows
+    X, y, warnings = labelled(X, y, "the test data")
     if y is None:
         raise FeaturizerError("the test data has no labels to evaluate against")
     classes = [str(c) for c in model.classes_]
     warnings += unknown_label_warnings(y, classes, "the model")
-    predicted = np.asarray(head_of(model).predict(X)).astype(str)
+    if views is None:
+        predicted = np.asarray(head_of(model).predict(X)).astype(str)
+    else:  # test-time augmentation: the class of the averaged scores
+        predicted = np.asarray(classes)[averaged_scores(model, X, views).argmax(axis=1)]
     labels = sorted(set(classes) | set(y))
     per_class = classification_report(y, predicted, labels=labels, output_dict=True, zero_division=0)
     report = {
@@ -120,7 +159,7 @@ def evaluate(
     }
     known = np.isin(y, classes)
     if known.any():
-        proba = scores_of(head_of(model), X[known])
+        proba = averaged_scores(model, X[known], None if views is None else views[:, known])
         column = {c: i for i, c in enumerate(classes)}
         truth = np.array([column[c] for c in y[known]])
         report["calibration"] = calibration_report(proba, truth)
@@ -183,11 +222,15 @@ def predict_file(
     trust: bool = False,
     run: RunOptions | None = None,
     read: ReadOptions | None = None,
+    tta: int = 0,
 ) -> dict[str, int]:
-    """``xfer predict``: predictions of a saved model for ``data`` written as CSV; returns counts per label."""
+    """``xfer predict``: predictions of a saved model for ``data`` written as CSV; returns counts per label.
+
+    ``tta=N`` averages the probabilities of each image with those of N augmented views of it.
+    """
     model, card = load_model(model_path, trust=trust)
-    X, _, ids, _ = model_features(card, data, run, read)
-    header, rows = predict_rows(model, card, X, ids)
+    found = model_features(card, data, run, read, tta)
+    header, rows = predict_rows(model, card, found.X, found.ids, found.views)
     write_csv(output, header, rows)
     counts: dict[str, int] = {}
     for row in rows:
@@ -205,16 +248,18 @@ def evaluate_file(
     trust: bool = False,
     run: RunOptions | None = None,
     read: ReadOptions | None = None,
+    tta: int = 0,
 ) -> dict:
     """``xfer evaluate``: a saved model scored on labelled ``data``; the report names the model, data and spec."""
     model, card = load_model(model_path, trust=trust)
-    X, y, _, _ = model_features(card, data, run, read)
+    found = model_features(card, data, run, read, tta)
+    X, y = found.X, found.y
     about = {
         "model": str(Path(model_path).resolve()),
         "model_sha256": card.sha256,
         "test": str(Path(data).resolve()),
         "spec": json.loads(card.spec.to_json()),
+        "tta_views": tta,
     }
-    return evaluate(
-        model, X, y, report_path=report_path, png_path=png_path, reliability_path=reliability_path, about=about
-    )
+    paths = {"report_path": report_path, "png_path": png_path, "reliability_path": reliability_path}
+    return evaluate(model, X, y, **paths, about=about, views=found.views)

@@ -131,27 +131,56 @@ def small_class_warnings(y: np.ndarray) -> list[str]:
 
 
 def cross_validate(
-    X: np.ndarray, y: np.ndarray, head: str, normalise: str | None = None, seed: int = 0, n_jobs: int | None = None
+    X: np.ndarray,
+    y: np.ndarray,
+    head: str,
+    normalise: str | None = None,
+    seed: int = 0,
+    n_jobs: int | None = None,
+    views: np.ndarray | None = None,
 ) -> Searched:
-    """Grid-search a head with stratified folds; the chosen model refitted on everything."""
-    return grid_search(make_head(head, normalise), head_grid(head, y), X, y, seed, n_jobs)
+    """Grid-search a head with stratified folds; the chosen model refitted on everything.
+
+    ``views`` (views x items x dim) are augmented views of the items: extra training rows. The
+    folds are drawn over the items and every view goes with its item, so no image sits on both
+    sides of a fold; only originals are scored.
+    """
+    estimator, grid = make_head(head, normalise), head_grid(head, y)
+    if views is None or not len(views) or np.unique(y, return_counts=True)[1].max() < 2:
+        return grid_search(estimator, grid, X, y, seed, n_jobs)
+    n, copies = len(y), len(views) + 1
+    folds = [
+        (np.concatenate([train + k * n for k in range(copies)]), test)
+        for train, test in make_cv(y, seed=seed).split(X, y)
+    ]
+    return grid_search(estimator, grid, *stack_views(X, y, views), seed, n_jobs, folds)
 
 
-def grid_search(estimator, grid: dict, X, y: np.ndarray, seed: int = 0, n_jobs: int | None = None) -> Searched:
+def stack_views(X: np.ndarray, y: np.ndarray, views: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The items, then each of their augmented views, as rows: (X, y) with ``len(views) + 1`` copies of y."""
+    if views is None or not len(views):
+        return X, y
+    return np.vstack([X, *views]), np.tile(y, len(views) + 1)
+
+
+def grid_search(
+    estimator, grid: dict, X, y: np.ndarray, seed: int = 0, n_jobs: int | None = None, folds: list | None = None
+) -> Searched:
     """Cross-validate ``grid`` and refit the simplest candidate within one standard error of the best.
 
     When every class has a single example nothing can be held out: the estimator is fitted with its
-    own settings and the scores are NaN (``small_class_warnings`` says so).
+    own settings and the scores are NaN (``small_class_warnings`` says so). ``folds``: (train, test)
+    index pairs to use instead of ``make_cv``'s.
     """
-    if np.unique(y, return_counts=True)[1].max() < 2:
+    if folds is None and np.unique(y, return_counts=True)[1].max() < 2:
         return Searched(clone(estimator).fit(X, y), {}, float("nan"), float("nan"))
     warm = [name for name in grid if _warm_startable(estimator, name)]
     if len(grid) == 1 and warm:
-        return _warm_path_search(estimator, warm[0], list(grid[warm[0]]), X, y, make_cv(y, seed=seed), n_jobs)
+        return _warm_path_search(estimator, warm[0], list(grid[warm[0]]), X, y, folds or make_cv(y, seed=seed), n_jobs)
     search = GridSearchCV(
         estimator,
         grid,
-        cv=make_cv(y, seed=seed),
+        cv=folds or make_cv(y, seed=seed),
         scoring="accuracy",
         n_jobs=n_jobs,
         error_score="raise",
@@ -216,7 +245,7 @@ def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, 
 
     order = sorted(range(len(values)), key=lambda i: values[i])
     ascending = [values[i] for i in order]
-    splits = list(cv.split(X, y))
+    splits = cv if isinstance(cv, list) else list(cv.split(X, y))
     if n_jobs is None:  # threads only pay beyond a few hundred items
         n_jobs = 1 if len(y) < PARALLEL_FROM else -1
     states: list = [None] * len(splits)
@@ -283,6 +312,16 @@ def candidate_layers(features: FeatureFile, layer) -> list[tuple[str, ...]]:
     return [chosen]
 
 
+def labelled_views(features: FeatureFile, layers: tuple[str, ...]) -> np.ndarray | None:
+    """The augmented views of ``layers`` side by side (views x items x dim) for the items ``labelled``
+    keeps, in the same order; None when the file has no views."""
+    if not features.views:
+        return None
+    views = np.concatenate([features.read_views(name) for name in layers], axis=2)
+    labels = features.labels
+    return views if labels is None else views[:, np.asarray(labels, dtype=object).astype(str) != ""]
+
+
 def screen_candidates(features: FeatureFile, candidates: list[tuple[str, ...]], seed: int = 0) -> dict:
     """LogME of each candidate on up to ``SCREEN_PER_CLASS`` labelled items per class: {layers: score}."""
     from pipelines._fewshot import sample_few_shot
@@ -341,8 +380,9 @@ def fit(
             bar.set_postfix_str("+".join(layers))
             X, y, notes = labelled(*read_xy(features, layers), str(train))
             check_labels(y, str(train))
-            searched = cross_validate(X, y, head, normalise, seed, n_jobs) if params is None else None
-            searched = searched or fit_fixed(X, y, head, normalise, params)
+            views = labelled_views(features, layers)
+            searched = cross_validate(X, y, head, normalise, seed, n_jobs, views) if params is None else None
+            searched = searched or fit_fixed(*stack_views(X, y, views), head, normalise, params)
             table.append(CVRow(layers, searched.params, searched.mean, searched.std, screened.get(layers)))
             if best is None or searched.mean > best[1].mean:  # NaN (no CV possible) never beats the first
                 best = (searched, table[-1])

@@ -35,7 +35,7 @@ def test_saved_model_round_trip_and_sidecar(saved, digit_features, digits_dir):
     side = json.loads(saved.with_suffix(".json").read_text())
     assert side["spec"]["model"] == "efficientnet_lite0" and side["spec"]["layers"] == ["pre_logits"]
     assert side["classes"] == [str(d) for d in range(10)] and side["cv"] and side["versions"]["scikit-learn"]
-    X, y, _, _ = model_features(card, digit_features[1])
+    X, y, *_ = model_features(card, digit_features[1])
     assert model.named_steps["head"].score(X, y) > 0.4  # chance is 0.1
     paths = sorted(str(p) for p in (digits_dir / "test").rglob("*.png"))  # end to end, from raw images
     np.testing.assert_array_equal(model.predict(paths), model.named_steps["head"].predict(X))

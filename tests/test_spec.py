@@ -57,7 +57,7 @@ def test_a_pipeline_fitted_on_onnx_int8_features_predicts_raw_texts_with_onnx_in
     _, card = load_model(tmp_path / "m.joblib")
     assert (card.spec.runtime, card.spec.precision) == ("onnx", "int8")
     fresh = dataclasses.replace(Extractor(card.spec).run, cache_dir=tmp_path / "b", progress=False)
-    X, _, _, _ = model_features(card, table, fresh)  # computed again, in another cache folder
+    X, *_ = model_features(card, table, fresh)  # computed again, in another cache folder
     with FeatureFile(train) as f:
         expected, _ = read_xy(f, card.spec.layers)
     np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)  # torch int8 was at cosine 0.965
