@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-HEAD_CHOICES = ["logreg", "linear-svm", "svm", "prototype", "knn"]
+HEAD_CHOICES = ["logreg", "linear-svm", "svm", "ridge", "lda", "prototype", "knn"]
 
 
 class _Group(click.Group):

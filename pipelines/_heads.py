@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.linear_model import LogisticRegression
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.linear_model import LogisticRegression, RidgeClassifierCV
 from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, Normalizer, StandardScaler
@@ -56,6 +57,18 @@ HEADS: dict[str, HeadSpec] = {
         lambda n: {"clf__C": _log_grid(-1, 3)},
         "l2",  # on standardised high-dimensional features the RBF kernel is nearly flat
         "RBF-kernel support vector machine; C chosen by cross-validation",
+    ),
+    "ridge": HeadSpec(
+        lambda: RidgeClassifierCV(alphas=_log_grid(-2, 4)),
+        lambda n: {},  # alpha is chosen inside, by exact leave-one-out from one decomposition
+        "standard",
+        "ridge classification (least squares on +-1 targets); alpha by efficient leave-one-out, closed form",
+    ),
+    "lda": HeadSpec(
+        lambda: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"),
+        lambda n: {},  # the shrinkage is Ledoit-Wolf's closed form
+        "standard",
+        "linear discriminant analysis with Ledoit-Wolf shrinkage of the covariance, closed form",
     ),
     "prototype": HeadSpec(
         PrototypeClassifier,

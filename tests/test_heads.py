@@ -26,12 +26,19 @@ def test_sklearn_estimator_contract(estimator, check):
 
 
 @pytest.mark.parametrize("head", list(HEADS))
-def test_every_head_learns_digits_from_real_embeddings(digit_features, digits_xy, head):
+def test_every_head_learns_digits_from_real_embeddings_and_loads_back_without_trust(
+    digit_features, digits_xy, head, tmp_path
+):
+    from pipelines import load_model, save_model
+
     _, _, X_test, y_test = digits_xy
     result = fit(digit_features[0], head, "pre_logits")
     assert result.card.classes == [str(d) for d in range(10)]
     assert 0.4 < result.card.cv_score <= 1.0  # chance is 0.1; ImageNet features, 8 training scans per digit
     assert result.model.named_steps["head"].score(X_test, y_test) > 0.4
+    loaded, _ = load_model(save_model(result.model, result.card, tmp_path / "m.skops"))
+    head = result.model.named_steps["head"]
+    np.testing.assert_array_equal(loaded.named_steps["head"].predict(X_test), head.predict(X_test))
 
 
 def test_layer_auto_screens_each_layer_and_their_concatenation_and_cross_validates_the_best(digit_features):
@@ -128,3 +135,10 @@ def test_saving_a_model_does_not_import_pytorch_and_leaves_scikit_learn_whole(tm
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_cli_offers_every_head():
+    """cli.py lists the heads without importing scikit-learn (start-up time); the lists must agree."""
+    from cli import HEAD_CHOICES
+
+    assert list(HEADS) == HEAD_CHOICES
