@@ -447,10 +447,13 @@ def fit(
     if result.card.calibration:
         found = result.card.calibration
         before, after = found["out_of_fold_before"], found["out_of_fold_after"]
-        click.echo(
-            f"probabilities: temperature {found['temperature']:.2f} fitted on out-of-fold scores; "
-            f"ECE {before['ece']:.3f} -> {after['ece']:.3f}, Brier {before['brier']:.3f} -> {after['brier']:.3f}"
-        )
+        if found["temperature"] == 1.0:
+            click.echo(f"probabilities: calibrated already (out-of-fold ECE {before['ece']:.3f}); kept as they are")
+        else:
+            click.echo(
+                f"probabilities: temperature {found['temperature']:.2f} fitted on out-of-fold scores; "
+                f"ECE {before['ece']:.3f} -> {after['ece']:.3f}, Brier {before['brier']:.3f} -> {after['brier']:.3f}"
+            )
     output = output or Path("models") / f"{train.stem}-{head}.skops"
     save_model(result.model, result.card, output, force=force)
     score = "no CV score" if result.card.cv_score != result.card.cv_score else f"{result.card.cv_score:.3f}"

@@ -81,12 +81,15 @@ def apply_temperature(classifier, temperature: float):
 def calibrate_from_folds(logits: np.ndarray, y: np.ndarray) -> dict:
     """Temperature fitted on out-of-fold ``logits``, with calibration before and after on the same scores.
 
-    The "after" figures are measured on the scores T was fitted to, so they flatter it; ``xfer
-    evaluate`` measures calibration on held-out data.
+    The temperature stays 1 when it would not lower the out-of-fold expected calibration error
+    (the probabilities are honest already). The "after" figures are measured on the scores T was
+    fitted to, so they flatter it; ``xfer evaluate`` measures calibration on held-out data.
     """
     temperature = fit_temperature(logits, y)
     before = calibration_report(softmax(logits), y)
     after = calibration_report(softmax(logits / temperature), y)
+    if after["ece"] >= before["ece"]:  # already calibrated: the fitted T only trades one error for another
+        temperature, after = 1.0, before
     return {
         "temperature": temperature,
         "out_of_fold_before": before,

@@ -87,3 +87,17 @@ def test_fit_calibrates_the_saved_model_and_evaluate_reports_it(digit_features, 
     report = json.loads(report_path.read_text())
     assert set(report["calibration"]) == {"ece", "brier"} and "expected calibration error" in out
     assert (tmp_path / "m.reliability-test.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_temperature_is_kept_only_where_it_lowers_the_calibration_error(seed):
+    """Honest scores stay as they are (T = 1) unless the fitted temperature lowers the error."""
+    from pipelines._calibration import calibrate_from_folds
+
+    logits, y = _sampled(500, 4, seed=seed)
+    found = calibrate_from_folds(logits, y)
+    before, after = found["out_of_fold_before"]["ece"], found["out_of_fold_after"]["ece"]
+    assert after <= before
+    assert found["temperature"] == 1.0 or after < before
+    sharp = calibrate_from_folds(logits * 4, y)  # over-confident: always rescaled
+    assert sharp["temperature"] > 2 and sharp["out_of_fold_after"]["ece"] < sharp["out_of_fold_before"]["ece"]
