@@ -86,3 +86,22 @@ def test_rank_says_so_when_the_labels_look_random(digits_dir, tmp_path):
         shutil.copy(path, folder / f"{i}.png")
     out = xfer("rank", tmp_path / "shuffled", "--cache-dir", tmp_path / "cache", "-q").output
     assert "no candidate explains the labels better than chance" in out
+
+
+def test_rank_scores_text_layers_too(tmp_path):
+    """Questions by their first word: the text model's layers separate them, and rank says which."""
+    import csv
+
+    starts = {"who": "Who wrote {}?", "where": "Where is {}?", "when": "When did {} happen?"}
+    things = ["Hamlet", "the Eiffel tower", "the war", "Paris", "the moon landing", "the museum", "Rome", "the bridge"]
+    table = tmp_path / "q.csv"
+    with open(table, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows([(pattern.format(thing), label) for label, pattern in starts.items() for thing in things])
+    out = xfer("rank", table, "-m", "minilm", "--cache-dir", tmp_path / "cache", "-q").output
+    rows = [line for line in out.splitlines() if line.startswith("minilm:")]
+    assert len(rows) == 4
+    assert {row.split()[0] for row in rows} == {"minilm:layer.5", "minilm:layer.4", "minilm:layer.3",
+                                                "minilm:layer.5+layer.4+layer.3"}  # fmt: skip
+    assert "recommended: minilm:" in out and float(rows[0].split()[2]) > 0.02
