@@ -374,6 +374,49 @@ def info(path: Path, as_json: bool) -> None:
     click.echo("versions   " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()))
 
 
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("target", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-l", "--layer", "layers", multiple=True, help="Layer(s) to compare. [default: every layer both files hold]"
+)
+@click.option(
+    "--png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Both domains in two dimensions (PCA). [default: beside TARGET, TARGET.shift.png]",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the measures as JSON.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsamples and permutations.")
+def shift(source: Path, target: Path, layers, png, as_json: bool, seed: int) -> None:
+    """How far apart two feature files are: MMD with a permutation test, proxy A-distance, class drift.
+
+    \b
+    Examples:
+      xfer shift cache/studio.h5 cache/phone_photos.h5
+      xfer shift cache/train.h5 cache/new_batch.h5 --layer pre_logits --json
+    """
+    from pipelines._shift import measure_shift
+
+    png = png or target.with_name(f"{target.stem}.shift.png")
+    report = measure_shift(source, target, layers or None, seed, png)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    sizes = f"{report.n_source} source and {report.n_target} target items"
+    click.echo(f"layers           {', '.join(report.layers)}; {sizes}")
+    click.echo(f"MMD (RBF)        {report.mmd:.4f}  (permutation p = {report.mmd_p:.3f})")
+    click.echo(
+        f"proxy A-distance {report.proxy_a:.3f}  (a classifier tells the domains apart "
+        f"{report.domain_accuracy:.1%} of the time; 0 = not at all, 2 = always)"
+    )
+    if report.drift:
+        worst = sorted(report.drift.items(), key=lambda kv: -kv[1])[:5]
+        shown = ", ".join(f"{c} {d:.3f}" for c, d in worst)
+        click.echo(f"class drift      {shown}  (cosine; between source classes: {report.class_spread:.3f})")
+    click.echo(f"reading          {report.reading}")
+    click.echo(f"wrote {png}")
+
+
 CHANCE_LOGME = 0.02  # LogME gains below this are what random labels give (tests/test_rank.py)
 
 
