@@ -512,6 +512,17 @@ tta_option = click.option(
 )
 
 
+def _print_groups(by_group: dict, overall: float) -> None:
+    click.echo(f"{'group':<20} {'n':>6} {'accuracy':>9} {'macro-F1':>9}")
+    for name, row in sorted(by_group["groups"].items(), key=lambda kv: kv[1]["accuracy"]):
+        click.echo(f"{name[:20]:<20} {row['count']:>6} {row['accuracy']:>9.3f} {row['macro_f1']:>9.3f}")
+    click.echo(
+        f"worst group {by_group['worst_group']!r}: accuracy {by_group['worst_group_accuracy']:.3f} "
+        f"(overall {overall:.3f}); largest gaps: accuracy {by_group['accuracy_gap']:.3f}, "
+        f"macro-F1 {by_group['macro_f1_gap']:.3f}"
+    )
+
+
 def _model_run_options(fn):
     """Run options for commands that featurize raw inputs with a saved model's spec."""
     return options(tta_option, trust_option, run_options, read_options)(fn)
@@ -547,8 +558,12 @@ def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, re
     type=click.Path(dir_okay=False, path_type=Path),
     help="Confusion-matrix picture. [default: beside the model, MODEL.confusion-<test>.png]",
 )
+@click.option(
+    "--by",
+    help="Report per group: a column of the input table, or a CSV of id,group (for folders and feature files).",
+)
 @_model_run_options
-def evaluate(model_path: Path, data: Path, output, png, tta: int, trust: bool, run, read) -> None:
+def evaluate(model_path: Path, data: Path, output, png, by, tta: int, trust: bool, run, read) -> None:
     """Score a saved model on a labelled feature file or labelled raw inputs.
 
     Prints accuracy, macro-F1 and per-class precision and recall; writes a JSON report (naming the
@@ -563,13 +578,20 @@ def evaluate(model_path: Path, data: Path, output, png, tta: int, trust: bool, r
     reliability = png.with_name(png.name.replace(".confusion-", ".reliability-", 1))
     if reliability == png:
         reliability = png.with_name(f"{png.stem}.reliability.png")
-    report = evaluate_file(model_path, data, output, png, reliability, trust=trust, run=run, read=read, tta=tta)
+    groups_png = png.with_name(png.name.replace(".confusion-", ".groups-", 1)) if by else None
+    if groups_png == png:
+        groups_png = png.with_name(f"{png.stem}.groups.png")
+    options = {"trust": trust, "run": run, "read": read, "tta": tta, "by": by, "groups_png": groups_png}
+    report = evaluate_file(model_path, data, output, png, reliability, **options)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  (n={report['n']})")
     click.echo(f"{'class':<20} {'precision':>9} {'recall':>7} {'support':>8}")
     for name, row in report["per_class"].items():
         click.echo(f"{name:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {int(row['support']):>8}")
+    if "by_group" in report:
+        _print_groups(report["by_group"], report["accuracy"])
+        click.echo(f"wrote {groups_png}")
     if "calibration" in report:
         found = report["calibration"]
         click.echo(f"calibration: expected calibration error {found['ece']:.3f}, Brier score {found['brier']:.3f}")

@@ -123,6 +123,9 @@ def evaluate(
     reliability_path: str | os.PathLike | None = None,
     about: dict | None = None,
     views: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    groups_png: str | os.PathLike | None = None,
+    notes: list[str] | None = None,
 ) -> dict:
     """Accuracy, macro-F1, per-class precision and recall, and calibration (expected calibration
     error and Brier score on the items whose label is a class of the model); optionally a JSON
@@ -133,9 +136,11 @@ def evaluate(
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
     y = None if y is None else np.asarray(y).astype(str)
-    if views is not None and y is not None:
-        views = views[:, y != ""]  # as ``labelled`` keeps the rows
+    if y is not None:  # the rows ``labelled`` keeps
+        views = None if views is None else views[:, y != ""]
+        groups = None if groups is None else np.asarray(groups)[y != ""]
     X, y, warnings = labelled(X, y, "the test data")
+    warnings = [*(notes or []), *warnings]
     if y is None:
         raise FeaturizerError("the test data has no labels to evaluate against")
     classes = [str(c) for c in model.classes_]
@@ -166,6 +171,16 @@ def evaluate(
         if reliability_path:
             names = " on ".join(Path(report[k]).name for k in ("model", "test") if report.get(k))
             plot_reliability(proba, truth, reliability_path, names)
+    if groups is not None:
+        from pipelines._slices import group_report, plot_groups
+
+        report["by_group"] = group_report(y, predicted, groups, labels)
+        if report["by_group"]["small_groups"]:
+            shown = ", ".join(map(repr, report["by_group"]["small_groups"][:5]))
+            warnings.append(f"groups with a single item ({shown}): their accuracy is 0 or 1 and says little")
+        if groups_png:
+            names = " on ".join(Path(report[k]).name for k in ("model", "test") if report.get(k))
+            plot_groups(report["by_group"], report["accuracy"], groups_png, names)
     if report_path:
         atomic_write_text(report_path, json.dumps(report, indent=2))
     if png_path:
@@ -249,11 +264,21 @@ def evaluate_file(
     run: RunOptions | None = None,
     read: ReadOptions | None = None,
     tta: int = 0,
+    by: str | None = None,
+    groups_png: str | os.PathLike | None = None,
 ) -> dict:
-    """``xfer evaluate``: a saved model scored on labelled ``data``; the report names the model, data and spec."""
+    """``xfer evaluate``: a saved model scored on labelled ``data``; the report names the model, data and spec.
+
+    ``by``: a column of the input table, or a CSV of id,group, to report metrics per group.
+    """
     model, card = load_model(model_path, trust=trust)
     found = model_features(card, data, run, read, tta)
     X, y = found.X, found.y
+    groups, notes = None, []
+    if by:
+        from pipelines._slices import read_groups
+
+        groups, notes = read_groups(by, data, found.ids, card.spec.modality, read)
     about = {
         "model": str(Path(model_path).resolve()),
         "model_sha256": card.sha256,
@@ -262,4 +287,5 @@ def evaluate_file(
         "tta_views": tta,
     }
     paths = {"report_path": report_path, "png_path": png_path, "reliability_path": reliability_path}
-    return evaluate(model, X, y, **paths, about=about, views=found.views)
+    slices = {"groups": groups, "groups_png": groups_png, "notes": notes}
+    return evaluate(model, X, y, **paths, about=about, views=found.views, **slices)

@@ -1,0 +1,130 @@
+"""Per-group evaluation: a head can be accurate on average and fail one group of users.
+
+``xfer evaluate --by`` takes the groups from a column of the input table (CSV, TSV, JSONL) or
+from a CSV of ``id,group`` (folders, feature files). Metrics per group come from fairlearn's
+``MetricFrame``; per-class recall, the worst group and the largest gaps are reported beside them.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from featurizer import FeaturizerError, MissingPackageError, ReadOptions
+from featurizer._featurefile import is_feature_file
+
+NO_GROUP = "(no group)"
+
+
+def read_groups(
+    by: str, data: str | os.PathLike, ids: list[str], modality: str, read: ReadOptions | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """The group of each item in ``ids`` and notes: from a CSV of id,group (``by`` names a file), or
+    from column ``by`` of the input table ``data``. Items without a group are grouped as NO_GROUP."""
+    from featurizer import read_inputs
+
+    data = Path(data)
+    if Path(by).is_file():
+        mapping = _mapping_file(Path(by))
+    elif data.is_dir() or is_feature_file(data):
+        raise FeaturizerError(
+            f"--by {by}: {data} is a {'folder' if data.is_dir() else 'feature file'}, which has no columns; "
+            "give a CSV file of id,group instead"
+        )
+    else:
+        table = read_inputs(data, modality, replace(read or ReadOptions(), label_column=by))
+        mapping = dict(zip(table.ids, table.labels or [""] * len(table.ids)))
+    groups = np.asarray([mapping.get(i, "") or NO_GROUP for i in ids], dtype=object).astype(str)
+    notes = []
+    missing = int((groups == NO_GROUP).sum())
+    if missing == len(groups):
+        raise FeaturizerError(f"--by {by}: no item has a group (are the ids those of {data}?)")
+    if missing:
+        notes.append(f"{missing} items have no group: they are reported as {NO_GROUP!r}")
+    return groups, notes
+
+
+def _mapping_file(path: Path) -> dict[str, str]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))
+    if not rows or len(rows[0]) < 2:
+        raise FeaturizerError(f"{path}: expected a CSV with a header and two columns, id and group")
+    header = [c.strip().lower() for c in rows[0]]
+    id_col = header.index("id") if "id" in header else 0
+    group_col = header.index("group") if "group" in header else 1 if id_col == 0 else 0
+    return {row[id_col]: row[group_col].strip() for row in rows[1:] if len(row) > max(id_col, group_col)}
+
+
+def group_report(y: np.ndarray, predicted: np.ndarray, groups: np.ndarray, labels: list[str]) -> dict:
+    """Per group: count, accuracy, macro-F1 (fairlearn's MetricFrame) and per-class recall; the worst
+    group, the largest gaps, and a note on groups too small to judge."""
+    try:
+        from fairlearn.metrics import MetricFrame, count
+    except ImportError:
+        raise MissingPackageError("per-group evaluation needs fairlearn: pip install 'featurizer[fair]'") from None
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    def macro_f1(truth, guess):
+        return f1_score(truth, guess, labels=labels, average="macro", zero_division=0)
+
+    frame = MetricFrame(
+        metrics={"count": count, "accuracy": accuracy_score, "macro_f1": macro_f1},
+        y_true=y,
+        y_pred=predicted,
+        sensitive_features=groups,
+    )
+    table = frame.by_group
+    per_group = {}
+    for group in table.index:
+        inside = groups == group
+        recall = recall_score(y[inside], predicted[inside], labels=labels, average=None, zero_division=0)
+        present = set(y[inside])
+        per_group[str(group)] = {
+            "count": int(table.loc[group, "count"]),
+            "accuracy": float(table.loc[group, "accuracy"]),
+            "macro_f1": float(table.loc[group, "macro_f1"]),
+            "recall": {c: float(r) for c, r in zip(labels, recall) if c in present},
+        }
+    worst = min(per_group, key=lambda g: per_group[g]["accuracy"])
+    small = sorted(g for g, row in per_group.items() if row["count"] < 2)
+    return {
+        "groups": per_group,
+        "worst_group": worst,
+        "worst_group_accuracy": per_group[worst]["accuracy"],
+        "accuracy_gap": float(frame.difference()["accuracy"]),
+        "macro_f1_gap": float(frame.difference()["macro_f1"]),
+        "small_groups": small,
+    }
+
+
+def plot_groups(report: dict, overall: float, path: str | os.PathLike, title: str = "") -> Path:
+    """Accuracy per group as bars (count on each), the overall accuracy as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from featurizer._atomic import atomic_path
+
+    groups = sorted(report["groups"], key=lambda g: report["groups"][g]["accuracy"])
+    accuracy = [report["groups"][g]["accuracy"] for g in groups]
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.4 * len(groups) + 1.2)))
+    bars = ax.barh(groups, accuracy, color=["tab:red" if g == report["worst_group"] else "tab:blue" for g in groups])
+    for bar, g in zip(bars, groups):
+        ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"n={report['groups'][g]['count']}",
+                va="center", fontsize=8)  # fmt: skip
+    ax.axvline(overall, color="black", linestyle="--", linewidth=1, label=f"overall {overall:.3f}")
+    ax.set_xlim(0, 1.12)
+    ax.set_xlabel("accuracy")
+    worst = f"worst group {report['worst_group']!r}; gap {report['accuracy_gap']:.3f}"
+    ax.set_title(f"{title}\n{worst}".strip(), fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return Path(path)
