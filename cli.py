@@ -458,13 +458,36 @@ def _print_cv_table(rows, baseline=None) -> None:
 @click.option("--no-cv", is_flag=True, help="Fit the head with its default settings: no cross-validation.")
 @click.option("--n-jobs", type=int, help="Threads for the cross-validation folds. [default: all cores above 500 items]")
 @click.option(
+    "--adapt",
+    type=click.Choice(["mean", "coral", "subspace"]),
+    help="Align the training features to an unlabelled --target feature file (unsupervised adaptation).",
+)
+@click.option(
+    "--target",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Unlabelled feature file of the domain the model will predict on (with --adapt).",
+)
+@click.option(
     "--no-calibrate",
     is_flag=True,
     help="Keep logistic regression's raw probabilities (default: temperature-scaled on out-of-fold scores).",
 )
 @force_option
 def fit(
-    train: Path, head: str, layers, normalise, baseline: bool, output, seed: int, c, no_cv, n_jobs, no_calibrate, force
+    train: Path,
+    head: str,
+    layers,
+    normalise,
+    baseline: bool,
+    output,
+    seed: int,
+    c,
+    no_cv,
+    n_jobs,
+    adapt,
+    target,
+    no_calibrate,
+    force,
 ) -> None:
     """Fit a classifier on a feature file, choosing hyperparameters and layers by cross-validation.
 
@@ -483,7 +506,8 @@ def fit(
 
     fixed = {"C": c} if c is not None else {} if no_cv else None
     kwargs = {"normalise": normalise, "baseline": baseline, "seed": seed, "n_jobs": n_jobs, "params": fixed}
-    result = fit_head(train, head, layers or None, calibrate=not no_calibrate, progress=True, **kwargs)
+    kwargs.update(calibrate=not no_calibrate, progress=True, adapt=adapt, target=target)
+    result = fit_head(train, head, layers or None, **kwargs)
     _print_cv_table(result.table, result.baseline)
     for warning in result.warnings:
         click.echo(f"note: {warning}")

@@ -348,6 +348,8 @@ def fit(
     params: dict | None = None,
     calibrate: bool = True,
     progress: bool = False,
+    adapt: str | None = None,
+    target: str | os.PathLike | None = None,
 ) -> FitResult:
     """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``.
 
@@ -358,10 +360,15 @@ def fit(
     is scored, ``layer='auto'`` cannot choose and the default is the file's first layer.
     ``calibrate`` divides a logistic regression's logits by a temperature fitted on its out-of-fold
     scores (``pipelines._calibration``): predictions do not change, probabilities become honest.
-    ``progress`` shows a bar over the candidates when the fit takes more than a second.
+    ``progress`` shows a bar over the candidates when the fit takes more than a second. ``adapt``
+    (``mean``, ``coral``, ``subspace``) aligns the source features to the unlabelled feature file
+    ``target`` (``pipelines._adapt``) and saves the target's map in the model.
     """
     from tqdm.auto import tqdm
 
+    if (adapt is None) != (target is None):
+        raise FeaturizerError("--adapt and --target go together: the method, and the unlabelled target feature file")
+    maps = {}
     with FeatureFile(train) as features:
         spec = features.spec
         if params is not None and choose_layers(features.layers, layer) == AUTO:
@@ -381,6 +388,10 @@ def fit(
             X, y, notes = labelled(*read_xy(features, layers), str(train))
             check_labels(y, str(train))
             views = labelled_views(features, layers)
+            if adapt:
+                source_map, maps[layers] = adaptation(adapt, target, spec.select(layers), X)
+                X = source_map.transform(X)
+                views = None if views is None else np.stack([source_map.transform(v) for v in views])
             searched = cross_validate(X, y, head, normalise, seed, n_jobs, views) if params is None else None
             searched = searched or fit_fixed(*stack_views(X, y, views), head, normalise, params)
             table.append(CVRow(layers, searched.params, searched.mean, searched.std, screened.get(layers)))
@@ -394,7 +405,7 @@ def fit(
             sources = [s for s, label in zip(sources, labels) if label != ""]
     searched, row = best
     calibration = calibrate_head(searched) if calibrate else {}
-    model = end_to_end(spec.select(row.layers), searched.model)
+    model = end_to_end(spec.select(row.layers), searched.model, maps.get(row.layers))
     card = ModelCard(
         spec=spec.select(row.layers),
         classes=[str(c) for c in model.classes_],
@@ -407,6 +418,7 @@ def fit(
         cv_score=row.mean,
         train=str(os.path.abspath(train)),
         calibration=calibration,
+        adaptation={"method": adapt, "target": str(os.path.abspath(target))} if adapt else {},
     )
     result = FitResult(model, card, table, warnings=notes + small_class_warnings(y))
     if baseline:
@@ -450,20 +462,35 @@ def baseline_warnings(best: CVRow, baseline: CVRow) -> list[str]:
     ]
 
 
-def end_to_end(spec: FeatureSpec, head) -> Pipeline:
-    """``Pipeline([("features", Featurizer(spec=spec)), ("head", head)])``: predicts from raw images or texts.
+def end_to_end(spec: FeatureSpec, head, adapt=None) -> Pipeline:
+    """``Pipeline([("features", Featurizer(spec=spec)), ("head", head)])``: predicts from raw images or texts;
+    with ``adapt`` (a target map of ``pipelines._adapt``) between the two.
 
     The featurizer is built from the spec alone (no network is loaded until it transforms), so it
     makes exactly the training features: same weights (found by hash), runtime and precision.
     """
-    return Pipeline([("features", Featurizer(spec=spec).fit()), ("head", head)])
+    steps = [("features", Featurizer(spec=spec).fit())]
+    return Pipeline([*steps, *([("adapt", adapt)] if adapt is not None else []), ("head", head)])
 
 
 def head_of(model):
-    """The head of an end-to-end pipeline (the part that takes features); the model itself otherwise."""
+    """What an end-to-end pipeline does with features (the head, after the adaptation map if any);
+    the model itself otherwise."""
     if isinstance(model, Pipeline) and "features" in model.named_steps:
-        return model.named_steps["head"]
+        rest = model.steps[1:]
+        return rest[0][1] if len(rest) == 1 else Pipeline(rest)
     return model
+
+
+def adaptation(method: str, target: str | os.PathLike, spec: FeatureSpec, X: np.ndarray):
+    """(source map, target map) of ``method`` between ``X`` and the features ``spec`` selects in ``target``."""
+    from pipelines._adapt import fit_adaptation
+    from pipelines._evaluate import check_compatible
+
+    with FeatureFile(target) as t:
+        check_compatible(spec, t.spec, str(target), "the training features")
+        Xt, _ = read_xy(t, spec.layers)
+    return fit_adaptation(method, X, Xt)
 
 
 # --- Baseline without transfer ------------------------------------------------------------

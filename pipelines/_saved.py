@@ -33,6 +33,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 # and parameters; skops rebuilds them without calling anything but their ``__setstate__``.
 TRUSTED_TYPES = [
     "featurizer._spec.FeatureSpec",
+    "pipelines._adapt.AffineMap",
     "featurizer._transformer.Featurizer",
     "pipelines._prototype.KNNClassifier",
     "pipelines._prototype.PrototypeClassifier",
@@ -58,6 +59,7 @@ class ModelCard:
     format: str = FORMAT
     train: str = ""  # the feature file it was fitted on (absolute path)
     calibration: dict = field(default_factory=dict)  # temperature and out-of-fold ECE/Brier (pipelines._calibration)
+    adaptation: dict = field(default_factory=dict)  # method and target feature file (pipelines._adapt)
 
     def to_json(self) -> str:
         data = {**self.__dict__, "spec": json.loads(self.spec.to_json())}

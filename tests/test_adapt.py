@@ -1,0 +1,97 @@
+"""Unsupervised adaptation: the closed forms against direct computations, and a saved adapted pipeline."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from pipelines import fit, load_model, save_model
+from pipelines._adapt import fit_adaptation
+from tests.test_flows import xfer
+
+
+def _gaussians(seed: int = 0, n: int = 4000, d: int = 5):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(d, d)), rng.normal(size=(d, d))
+    source = rng.normal(size=(n, d)) @ a + 3.0
+    target = rng.normal(size=(n, d)) @ b - 1.0
+    return source, target
+
+
+def test_coral_maps_the_source_covariance_and_mean_onto_the_targets():
+    source, target = _gaussians()
+    source_map, target_map = fit_adaptation("coral", source, target, ridge=1e-9)
+    mapped = source_map.transform(source)
+    np.testing.assert_allclose(np.cov(mapped, rowvar=False), np.cov(target, rowvar=False), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(mapped.mean(0), target.mean(0), atol=1e-3)
+    np.testing.assert_allclose(target_map.transform(target), target, atol=1e-4)  # the target is left alone
+
+
+def test_coral_with_its_ridge_recolours_towards_the_target():
+    source, target = _gaussians(seed=1)
+    gap = np.linalg.norm(np.cov(source, rowvar=False) - np.cov(target, rowvar=False))
+    mapped = fit_adaptation("coral", source, target)[0].transform(source)
+    assert np.linalg.norm(np.cov(mapped, rowvar=False) - np.cov(target, rowvar=False)) < 0.6 * gap  # 0.44 here
+
+
+def test_subspace_alignment_is_fernandos_formula():
+    source, target = _gaussians(seed=2, n=500, d=8)
+    source_map, target_map = fit_adaptation("subspace", source, target, dims=3)
+    ps = np.linalg.svd(source - source.mean(0), full_matrices=False)[2][:3].T
+    pt = np.linalg.svd(target - target.mean(0), full_matrices=False)[2][:3].T
+    np.testing.assert_allclose(source_map.transform(source), (source - source.mean(0)) @ ps @ ps.T @ pt, atol=1e-3)
+    np.testing.assert_allclose(target_map.transform(target), (target - target.mean(0)) @ pt, atol=1e-3)
+
+
+def test_mean_alignment_centres_each_domain():
+    source, target = _gaussians(seed=3)
+    source_map, target_map = fit_adaptation("mean", source, target)
+    assert np.abs(source_map.transform(source).mean(0)).max() < 1e-3
+    assert np.abs(target_map.transform(target).mean(0)).max() < 1e-3
+
+
+def test_a_saved_adapted_pipeline_applies_the_target_map_to_raw_inputs(digit_features, digits_dir, tmp_path):
+    train, test, cache = digit_features
+    result = fit(train, "logreg", "pre_logits", adapt="coral", target=test)
+    assert result.card.adaptation["method"] == "coral" and list(result.model.named_steps) == [
+        "features", "adapt", "head"
+    ]  # fmt: skip
+    path = save_model(result.model, result.card, tmp_path / "m.skops")
+    loaded, card = load_model(path)  # AffineMap is a trusted type: no --trust needed
+    assert card.adaptation["method"] == "coral"
+    out = xfer("predict", path, digits_dir / "test", "-o", tmp_path / "p.csv", "--cache-dir", cache)
+    assert "36 predictions" in out.output or "predictions written" in out.output
+    from featurizer import FeatureFile
+    from pipelines._fit import read_xy
+
+    with FeatureFile(test) as f:
+        X, _ = read_xy(f, ("pre_logits",))
+    steps = loaded.named_steps
+    expected = steps["head"].predict(steps["adapt"].transform(X))
+    with open(tmp_path / "p.csv") as f:
+        assert [row["label"] for row in csv.DictReader(f)] == list(expected)
+
+
+@pytest.mark.parametrize("method", ["mean", "subspace"])
+def test_every_method_fits_and_evaluates(digit_features, method, tmp_path):
+    train, test, _ = digit_features
+    result = fit(train, "logreg", "pre_logits", adapt=method, target=test)
+    path = save_model(result.model, result.card, tmp_path / "m.skops")
+    out = xfer("evaluate", path, test, "-o", tmp_path / "r.json").output
+    assert "accuracy" in out
+
+
+def test_adaptation_needs_both_options_and_a_matching_target(digit_features, digits_dir, tmp_path):
+    from featurizer import featurize
+
+    train, _, cache = digit_features
+    alone = xfer("fit", train, "--adapt", "coral", "-o", tmp_path / "m.skops", ok=False)
+    assert alone.exit_code == 1 and "--adapt and --target go together" in alone.output
+    other = tmp_path / "other.h5"
+    featurize(digits_dir / "test", None, ["blocks.4"], output=other, cache_dir=cache, progress=False)
+    mismatch = xfer(
+        "fit", train, "-l", "pre_logits", "--adapt", "coral", "--target", other, "-o", tmp_path / "m2.skops", ok=False
+    )
+    assert mismatch.exit_code == 1 and "does not match the training features" in mismatch.output
