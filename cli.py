@@ -699,7 +699,14 @@ def rank(data: Path, models, layers, per_class: int, seed: int, run, read) -> No
     show_default=True,
     help="Learning-curve picture.",
 )
-def fewshot(train: Path, test: Path, shots: str, runs: int, heads, layers, max_iter, seed: int, png: Path) -> None:
+@click.option(
+    "--adapt",
+    type=click.Choice(["mean", "coral", "subspace"]),
+    help="Also each head on training features aligned to TEST's (unsupervised), side by side.",
+)
+def fewshot(
+    train: Path, test: Path, shots: str, runs: int, heads, layers, max_iter, seed: int, png: Path, adapt
+) -> None:
     """Few-shot protocol: N labelled examples per class, fit, score on all of TEST, over seeded runs.
 
     TRAIN and TEST must hold the same kind of features (model, weights, layer, pooling, precision).
@@ -715,13 +722,15 @@ def fewshot(train: Path, test: Path, shots: str, runs: int, heads, layers, max_i
     except ValueError:
         raise click.BadParameter("give numbers separated by commas, e.g. 1,2,4,8", param_hint="--shots") from None
     protocol = {"shots": counts, "runs": runs, "heads": heads or ("logreg", "prototype"), "max_iter": max_iter}
-    rows, chosen, warnings = few_shot_files(train, test, layers or None, seed=seed, progress=True, **protocol)
+    rows, chosen, warnings = few_shot_files(
+        train, test, layers or None, adapt=adapt, seed=seed, progress=True, **protocol
+    )
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"{'head':<12}" + "".join(f"{f'N={n}':>16}" for n in counts))
+    click.echo(f"{'head':<18}" + "".join(f"{f'N={n}':>16}" for n in counts))
     for head in dict.fromkeys(r.head for r in rows):
         mine = {r.shots: r for r in rows if r.head == head}
-        click.echo(f"{head:<12}" + "".join(f"{mine[n].mean:>9.3f} ± {mine[n].std:.3f}" for n in counts))
+        click.echo(f"{head:<18}" + "".join(f"{mine[n].mean:>9.3f} ± {mine[n].std:.3f}" for n in counts))
     plot_learning_curve(rows, png, title=f"{train.stem}: {'+'.join(chosen)}, {runs} runs")
     click.echo(f"wrote {png}")
 

@@ -85,11 +85,14 @@ def few_shot(
 
 
 def few_shot_files(
-    train: str | os.PathLike, test: str | os.PathLike, layers=None, **protocol
+    train: str | os.PathLike, test: str | os.PathLike, layers=None, adapt: str | None = None, **protocol
 ) -> tuple[list[FewShotRow], tuple[str, ...], list[str]]:
     """``few_shot`` on two feature files, which must hold the same kind of features; (rows, layers read, warnings).
 
     ``layers`` follows ``fit``'s grammar (names or indices, concatenated; default the first layer).
+    ``adapt`` (``mean``, ``coral``, ``subspace``) adds each head again, fitted on training features
+    aligned to the test features (``pipelines._adapt``, fitted on all of both files' features,
+    labels unused): the same head with and without adaptation, side by side.
     """
     from featurizer import FeatureFile, FeaturizerError
     from pipelines._evaluate import check_compatible, unknown_label_warnings
@@ -105,7 +108,14 @@ def few_shot_files(
     check_labels(y_train, str(train))
     check_labels(y_test, str(test))
     warnings = notes + test_notes + unknown_label_warnings(y_test, sorted(set(y_train)), str(train))
-    return few_shot(X_train, y_train, X_test, y_test, **protocol), chosen, warnings
+    rows = few_shot(X_train, y_train, X_test, y_test, **protocol)
+    if adapt:
+        from pipelines._adapt import fit_adaptation
+
+        source_map, target_map = fit_adaptation(adapt, X_train, X_test)
+        adapted = few_shot(source_map.transform(X_train), y_train, target_map.transform(X_test), y_test, **protocol)
+        rows += [FewShotRow(f"{row.head}+{adapt}", row.shots, row.scores) for row in adapted]
+    return rows, chosen, warnings
 
 
 def plot_learning_curve(rows: list[FewShotRow], path: str | os.PathLike, title: str = "") -> Path:

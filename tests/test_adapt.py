@@ -95,3 +95,13 @@ def test_adaptation_needs_both_options_and_a_matching_target(digit_features, dig
         "fit", train, "-l", "pre_logits", "--adapt", "coral", "--target", other, "-o", tmp_path / "m2.skops", ok=False
     )
     assert mismatch.exit_code == 1 and "does not match the training features" in mismatch.output
+
+
+def test_fewshot_shows_each_head_with_and_without_adaptation(digit_features, tmp_path):
+    train, test, _ = digit_features
+    out = xfer(
+        "fewshot", train, test, "--shots", "2", "--runs", "2", "--head", "logreg", "--adapt", "coral",
+        "--png", tmp_path / "c.png",
+    ).output  # fmt: skip
+    lines = [line for line in out.splitlines() if "±" in line]
+    assert [line.split()[0] for line in lines] == ["logreg", "logreg+coral"]
