@@ -610,6 +610,11 @@ def evaluate(model_path: Path, data: Path, output, png, by, tta: int, trust: boo
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  (n={report['n']})")
+    if report.get("without_adaptation") is not None:
+        click.echo(
+            f"without adaptation: accuracy {report['without_adaptation']:.4f} "
+            "(the same head fitted on the training features as they are)"
+        )
     click.echo(f"{'class':<20} {'precision':>9} {'recall':>7} {'support':>8}")
     for name, row in report["per_class"].items():
         click.echo(f"{name:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {int(row['support']):>8}")

@@ -288,4 +288,25 @@ def evaluate_file(
     }
     paths = {"report_path": report_path, "png_path": png_path, "reliability_path": reliability_path}
     slices = {"groups": groups, "groups_png": groups_png, "notes": notes}
+    if card.adaptation:  # the same head on the unaligned training features, side by side
+        about["without_adaptation"] = unadapted_accuracy(card, X, y)
     return evaluate(model, X, y, **paths, about=about, views=found.views, **slices)
+
+
+def unadapted_accuracy(card: ModelCard, X: np.ndarray, y: np.ndarray | None) -> float | None:
+    """Test accuracy of the card's head and hyperparameters fitted on its training file without the
+    adaptation; None when the training file is gone or the test data has no labels."""
+    from sklearn.metrics import accuracy_score
+
+    from pipelines._fit import fit_fixed
+
+    if y is None or not Path(card.train).is_file():
+        return None
+    with FeatureFile(card.train) as f:
+        X_train, y_train, _ = labelled(*read_xy(f, card.spec.layers), card.train)
+    params = {k: v for k, v in card.params.items() if k != "normalise"}
+    normalise = card.params.get("normalise")
+    head = fit_fixed(X_train, y_train, card.head, None if normalise == "default" else normalise, params).model
+    y = np.asarray(y).astype(str)
+    keep = y != ""
+    return float(accuracy_score(y[keep], np.asarray(head.predict(X[keep])).astype(str)))

@@ -80,7 +80,24 @@ def test_every_method_fits_and_evaluates(digit_features, method, tmp_path):
     result = fit(train, "logreg", "pre_logits", adapt=method, target=test)
     path = save_model(result.model, result.card, tmp_path / "m.skops")
     out = xfer("evaluate", path, test, "-o", tmp_path / "r.json").output
-    assert "accuracy" in out
+    assert "accuracy" in out and "without adaptation: accuracy" in out  # the same head, side by side
+    import json
+
+    plain = fit(
+        train,
+        "logreg",
+        "pre_logits",
+        params=result.card.params | {"normalise": "standard"}
+        and {k: v for k, v in result.card.params.items() if k != "normalise"},
+    )
+    from featurizer import FeatureFile
+    from pipelines import evaluate
+    from pipelines._fit import read_xy
+
+    with FeatureFile(test) as f:
+        X, y = read_xy(f, ("pre_logits",))
+    expected = evaluate(plain.model, X, y)["accuracy"]
+    assert json.loads((tmp_path / "r.json").read_text())["without_adaptation"] == pytest.approx(expected)
 
 
 def test_adaptation_needs_both_options_and_a_matching_target(digit_features, digits_dir, tmp_path):
