@@ -575,6 +575,43 @@ def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, re
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("data", metavar="UNLABELLED", type=click.Path(exists=True, path_type=Path))
+@click.option("-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="Items to suggest.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["hybrid", "margin", "entropy", "kcenter", "random"]),
+    default="hybrid",
+    show_default=True,
+    help="margin/entropy: where the model hesitates; kcenter: spread over the embeddings, away from the "
+    "training items; hybrid: uncertain items spread out.",
+)
+@output_option("CSV of the items to label, best first. [default: <input>-suggestions.csv]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --strategy random.")
+@_model_run_options
+def suggest(model_path: Path, data: Path, count: int, strategy: str, output, seed: int, tta, trust, run, read) -> None:
+    """Which items to label next: writes a CSV of rank, id, source, predicted label and scores.
+
+    Label them (a label column, or move the files into class folders), featurize and fit again.
+
+    \b
+    Example:
+      xfer suggest models/photos.skops unlabelled_photos/ -n 20
+    """
+    from featurizer._csvout import write_csv
+    from pipelines._suggest import suggest_file
+
+    if tta:
+        raise click.UsageError("--tta is for predict and evaluate")
+    output = output or Path(f"{data.stem or data.resolve().name}-suggestions.csv")
+    header, rows = suggest_file(model_path, data, count, strategy, trust=trust, run=run, read=read, seed=seed)
+    write_csv(output, header, rows)
+    for row in rows[:10]:
+        click.echo(f"{row[0]:>4}  {str(row[1])[:50]:<50} predicted {row[3]} ({row[4]})")
+    click.echo(f"{len(rows)} suggestions ({strategy}) written to {output}")
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("data", metavar="TEST", type=click.Path(exists=True, path_type=Path))
 @output_option("JSON report. [default: beside the model, MODEL.eval-<test>.json]")
 @click.option(

@@ -1,0 +1,124 @@
+"""``xfer suggest``: which unlabelled items to label next (active learning on cached embeddings).
+
+Strategies, each returning the chosen rows best first:
+
+- ``margin``: the smallest gap between the two most probable classes (the head hesitates most).
+- ``entropy``: the highest entropy of the class probabilities.
+- ``kcenter``: k-center greedy (Sener and Savarese, 2018): each pick is the item farthest, in cosine
+  distance, from everything labelled or picked so far; it covers the embedding space.
+- ``hybrid``: the ``HYBRID_POOL`` x n most uncertain items by margin, then k-center among them, so
+  that the uncertain items picked are not near-duplicates of each other.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from featurizer import FeatureFile, FeaturizerError, ReadOptions, RunOptions
+
+STRATEGIES = ("hybrid", "margin", "entropy", "kcenter", "random")
+HYBRID_POOL = 5
+
+
+def margin_uncertainty(proba: np.ndarray) -> np.ndarray:
+    """1 - (p_first - p_second): 1 when the two best classes tie, 0 when one is certain."""
+    top = np.sort(proba, axis=1)[:, ::-1]
+    second = top[:, 1] if proba.shape[1] > 1 else np.zeros(len(proba))
+    return 1 - (top[:, 0] - second)
+
+
+def entropy_uncertainty(proba: np.ndarray) -> np.ndarray:
+    p = np.clip(proba, 1e-12, 1)
+    return -(p * np.log(p)).sum(axis=1)
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def kcenter_greedy(X: np.ndarray, n: int, labelled: np.ndarray | None = None) -> list[int]:
+    """``n`` rows of ``X``, each the farthest (cosine distance) from the labelled rows and those picked
+    before; with nothing labelled, the first is the row farthest from the mean."""
+    U = _unit(X)
+    if labelled is not None and len(labelled):
+        L = _unit(labelled)
+        nearest = np.full(len(U), np.inf)
+        for start in range(0, len(L), 2048):  # distances in blocks: memory stays flat for big pools
+            nearest = np.minimum(nearest, (1 - U @ L[start : start + 2048].T).min(axis=1))
+    else:
+        nearest = 1 - U @ _unit(U.mean(axis=0, keepdims=True))[0]
+    chosen = []
+    for _ in range(min(n, len(U))):
+        pick = int(np.argmax(nearest))
+        chosen.append(pick)
+        nearest = np.minimum(nearest, 1 - U @ U[pick])
+        nearest[chosen] = -np.inf
+    return chosen
+
+
+def choose(
+    strategy: str,
+    n: int,
+    X: np.ndarray,
+    proba: np.ndarray | None,
+    labelled: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[list[int], np.ndarray]:
+    """(rows to label, best first; the score of every row under ``strategy``: higher is more worth labelling)."""
+    if strategy not in STRATEGIES:
+        raise FeaturizerError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    n = min(n, len(X))
+    if strategy == "random":
+        order = np.random.default_rng(seed).permutation(len(X))
+        return [int(i) for i in order[:n]], np.zeros(len(X))
+    if strategy == "kcenter":
+        return kcenter_greedy(X, n, labelled), np.zeros(len(X))
+    scores = entropy_uncertainty(proba) if strategy == "entropy" else margin_uncertainty(proba)
+    order = np.argsort(-scores, kind="stable")
+    if strategy != "hybrid":
+        return [int(i) for i in order[:n]], scores
+    pool = order[: max(n, HYBRID_POOL * n)]
+    picked = kcenter_greedy(X[pool], n, labelled)
+    return [int(pool[i]) for i in picked], scores
+
+
+def suggest_file(
+    model_path: str | os.PathLike,
+    data: str | os.PathLike,
+    n: int = 20,
+    strategy: str = "hybrid",
+    *,
+    trust: bool = False,
+    run: RunOptions | None = None,
+    read: ReadOptions | None = None,
+    seed: int = 0,
+) -> tuple[list[str], list[list]]:
+    """CSV header and rows (rank, id, source, predicted label, score) of the ``n`` items of ``data``
+    most worth labelling for the saved model; k-center keeps away from the model's training items."""
+    from pipelines._evaluate import averaged_scores, model_features
+    from pipelines._fit import read_xy
+    from pipelines._saved import load_model
+
+    model, card = load_model(model_path, trust=trust)
+    found = model_features(card, data, run, read)
+    if not len(found.X):
+        raise FeaturizerError(f"{data} holds no items to suggest")
+    labelled = None
+    if Path(card.train).is_file():
+        with FeatureFile(card.train) as f:
+            labelled, _ = read_xy(f, card.spec.layers)
+    proba = averaged_scores(model, found.X)
+    picked, scores = choose(strategy, n, found.X, proba, labelled, seed)
+    classes = np.asarray([str(c) for c in model.classes_])
+    predicted = classes[proba.argmax(axis=1)]
+    sources = found.sources or [""] * len(found.ids)
+    header = ["rank", "id", "source", "predicted", "confidence", "score"]
+    rows = [
+        [rank, found.ids[i], sources[i], predicted[i], f"{proba[i].max():.4f}", f"{scores[i]:.4f}"]
+        for rank, i in enumerate(picked, 1)
+    ]
+    return header, rows

@@ -1,0 +1,68 @@
+"""Active learning: uncertainty scores, k-center coverage, and the suggestion CSV."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from pipelines import fit, save_model
+from pipelines._suggest import choose, entropy_uncertainty, kcenter_greedy, margin_uncertainty
+from tests.test_flows import xfer
+
+
+def test_uncertainty_is_highest_where_the_classes_tie():
+    proba = np.array([[0.98, 0.01, 0.01], [0.5, 0.49, 0.01], [0.34, 0.33, 0.33]])
+    assert np.argsort(-margin_uncertainty(proba)).tolist()[0] in (1, 2)
+    assert margin_uncertainty(proba)[0] < 0.05 and entropy_uncertainty(proba).argmax() == 2
+
+
+def test_kcenter_picks_the_far_away_point_first():
+    rng = np.random.default_rng(0)
+    cluster = rng.normal(size=(50, 3)) * 0.05 + [1, 0, 0]
+    far = np.array([[0, 0, 1.0]])
+    X = np.vstack([cluster, far])
+    assert kcenter_greedy(X, 1) == [50]
+    # with labelled items near the far point, the next pick comes from elsewhere
+    second = kcenter_greedy(X, 2, labelled=np.array([[0, 0.05, 1.0]]))
+    assert 50 not in second[:1]
+
+
+def test_kcenter_covers_clusters_before_repeating_one():
+    rng = np.random.default_rng(1)
+    centres = np.eye(4) * 5
+    X = np.vstack([c + rng.normal(size=(30, 4)) * 0.1 for c in centres])
+    picked = kcenter_greedy(X, 4)
+    assert sorted(i // 30 for i in picked) == [0, 1, 2, 3]
+
+
+def test_hybrid_spreads_its_uncertain_picks():
+    rng = np.random.default_rng(2)
+    X = np.vstack([rng.normal(size=(20, 5)) * 0.01 + 1, rng.normal(size=(20, 5)) * 0.01 - 1])
+    gap = np.r_[[0.0, 0.0], np.full(18, 0.4), np.full(20, 0.02)]  # two near-twins hesitate most
+    proba = np.c_[0.5 + gap / 2, 0.5 - gap / 2]
+    margin_pick, _ = choose("margin", 2, X, proba)
+    assert sorted(margin_pick) == [0, 1]  # the twins
+    picked, _ = choose("hybrid", 2, X, proba)
+    assert {i // 20 for i in picked} == {0, 1}  # one from each cluster instead
+
+
+def test_unknown_strategy_is_refused():
+    from featurizer import FeaturizerError
+
+    with pytest.raises(FeaturizerError, match="strategy must be one of"):
+        choose("greedy", 2, np.zeros((3, 2)), None)
+
+
+def test_suggest_cli_writes_a_csv_to_label(digit_features, digits_dir, tmp_path):
+    train, _, cache = digit_features
+    result = fit(train, "logreg", "pre_logits")
+    model = save_model(result.model, result.card, tmp_path / "m.skops")
+    out = tmp_path / "s.csv"
+    printed = xfer("suggest", model, digits_dir / "test", "-n", "5", "-o", out, "--cache-dir", cache).output
+    assert "5 suggestions (hybrid)" in printed
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["rank"] for r in rows] == ["1", "2", "3", "4", "5"] and len({r["id"] for r in rows}) == 5
+    assert all(r["source"].endswith(".png") and r["predicted"] in result.card.classes for r in rows)
