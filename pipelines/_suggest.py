@@ -44,15 +44,17 @@ def kcenter_greedy(X: np.ndarray, n: int, labelled: np.ndarray | None = None) ->
     """``n`` rows of ``X``, each the farthest (cosine distance) from the labelled rows and those picked
     before; with nothing labelled, the first is the row farthest from the mean."""
     U = _unit(X)
+    chosen: list[int] = []
     if labelled is not None and len(labelled):
         L = _unit(labelled)
         nearest = np.full(len(U), np.inf)
         for start in range(0, len(L), 2048):  # distances in blocks: memory stays flat for big pools
             nearest = np.minimum(nearest, (1 - U @ L[start : start + 2048].T).min(axis=1))
-    else:
-        nearest = 1 - U @ _unit(U.mean(axis=0, keepdims=True))[0]
-    chosen = []
-    for _ in range(min(n, len(U))):
+    elif n > 0 and len(U):  # the first pick is the row farthest from the mean; the mean is no centre after that
+        chosen.append(int(np.argmax(1 - U @ _unit(U.mean(axis=0, keepdims=True))[0])))
+        nearest = 1 - U @ U[chosen[0]]
+        nearest[chosen] = -np.inf
+    while len(chosen) < min(n, len(U)):
         pick = int(np.argmax(nearest))
         chosen.append(pick)
         nearest = np.minimum(nearest, 1 - U @ U[pick])
