@@ -468,6 +468,19 @@ def _print_cv_table(rows, baseline=None) -> None:
     help="Unlabelled feature file of the domain the model will predict on (with --adapt).",
 )
 @click.option(
+    "--zero-shot",
+    "zero_shot",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file of class names, one a line ('name: description'): prototypes from their text embeddings, "
+    "used alone, or as a prior for the labelled items (its weight chosen by CV). Text models only.",
+)
+@click.option(
+    "--template",
+    "templates",
+    multiple=True,
+    help="With --zero-shot: a sentence with {} for the description; repeat to average. [default: {}]",
+)
+@click.option(
     "--no-calibrate",
     is_flag=True,
     help="Keep logistic regression's raw probabilities (default: temperature-scaled on out-of-fold scores).",
@@ -486,6 +499,8 @@ def fit(
     n_jobs,
     adapt,
     target,
+    zero_shot,
+    templates,
     no_calibrate,
     force,
 ) -> None:
@@ -507,7 +522,15 @@ def fit(
     fixed = {"C": c} if c is not None else {} if no_cv else None
     kwargs = {"normalise": normalise, "baseline": baseline, "seed": seed, "n_jobs": n_jobs, "params": fixed}
     kwargs.update(calibrate=not no_calibrate, progress=True, adapt=adapt, target=target)
-    result = fit_head(train, head, layers or None, **kwargs)
+    if zero_shot:
+        from pipelines._zeroshot import DEFAULT_TEMPLATES, fit_zero_shot
+
+        if adapt or baseline or fixed is not None:
+            raise click.UsageError("--zero-shot fits its own head: leave out --adapt, --baseline, --C and --no-cv")
+        result = fit_zero_shot(train, zero_shot, templates or DEFAULT_TEMPLATES, layers or None, seed=seed)
+        head = "zero-shot"
+    else:
+        result = fit_head(train, head, layers or None, **kwargs)
     _print_cv_table(result.table, result.baseline)
     for warning in result.warnings:
         click.echo(f"note: {warning}")

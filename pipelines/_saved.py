@@ -37,6 +37,7 @@ TRUSTED_TYPES = [
     "featurizer._transformer.Featurizer",
     "pipelines._prototype.KNNClassifier",
     "pipelines._prototype.PrototypeClassifier",
+    "pipelines._zeroshot.ZeroShotPrototypes",
 ]
 
 

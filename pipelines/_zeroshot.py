@@ -1,0 +1,156 @@
+"""Zero-shot from class names: prototypes from the text embeddings of class descriptions.
+
+Each class's prototype starts at the mean (unit-length) embedding of its description written into
+each template, and moves toward the class's labelled examples as they come: prototype =
+``weight`` x text vector + the sum of the examples' unit vectors, so the text counts as ``weight``
+examples. With labelled examples the weight is chosen by cross-validation (0 is plain prototypes);
+without any, the head is the text vectors alone. Classification is by cosine similarity.
+
+Texts only for now: images need an image-text model (CLIP), which no installed package ships.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from featurizer import FeatureFile, FeatureSpec, FeaturizerError, RunOptions
+
+DEFAULT_TEMPLATES = ("{}",)
+# Pseudo-examples the class text counts for, strongest prior first: the one-standard-error rule
+# prefers the first candidates, and with few labels a strong prior is the safer model. 0 ignores the text.
+WEIGHTS = [16.0, 8.0, 4.0, 2.0, 1.0, 0.0]
+
+
+def read_class_texts(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(classes, descriptions) from a file of one class a line, ``name`` or ``name: description``."""
+    classes, descriptions = [], []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, description = line.partition(":")
+        name, description = name.strip(), description.strip() if sep else name.strip()
+        if not name:
+            raise FeaturizerError(f"{path}, line {number}: no class name before ':'")
+        if not description:
+            raise FeaturizerError(f"{path}, line {number}: class {name!r} has no description after ':'")
+        if name in classes:
+            raise FeaturizerError(f"{path}, line {number}: class {name!r} is listed twice")
+        classes.append(name)
+        descriptions.append(description)
+    if not classes:
+        raise FeaturizerError(f"{path} lists no classes (one a line, 'name' or 'name: description')")
+    return classes, descriptions
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    return X / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), 1e-12)
+
+
+def class_text_vectors(
+    spec: FeatureSpec, descriptions: list[str], templates=DEFAULT_TEMPLATES, run: RunOptions | None = None
+) -> np.ndarray:
+    """One unit vector per class: its description in every template, embedded with ``spec``, averaged."""
+    from featurizer import Extractor
+    from featurizer._inputs import texts_as_inputs
+
+    if spec.modality != "text":
+        raise FeaturizerError(
+            "zero-shot from class names needs a text model, or an image-text model (CLIP) for images, "
+            "which is not supported yet"
+        )
+    for template in templates:
+        if "{}" not in template:
+            raise FeaturizerError(f"template {template!r} has no {{}} for the class description")
+    texts = [template.format(d) for d in descriptions for template in templates]
+    extractor = Extractor(spec, run or RunOptions(progress=False))
+    inputs = texts_as_inputs(texts)
+    keys, _ = extractor.keys(inputs)
+    extractor.ensure(inputs, keys, "fail")
+    vectors = np.hstack([extractor.vectors(layer, keys) for layer in spec.layers])
+    return _unit(_unit(vectors).reshape(len(descriptions), len(templates), -1).mean(axis=1)).astype(np.float32)
+
+
+class ZeroShotPrototypes(ClassifierMixin, BaseEstimator):
+    """Nearest prototype by cosine, the prototypes seeded by class-text vectors (see the module)."""
+
+    def __init__(self, class_vectors=None, classes=None, weight: float = 4.0, temperature: float = 0.05):
+        self.class_vectors = class_vectors
+        self.classes = classes
+        self.weight = weight
+        self.temperature = temperature
+
+    def fit(self, X=None, y=None):
+        classes = list(self.classes)
+        self.classes_ = np.asarray(classes, dtype=object)
+        prototypes = self.weight * _unit(np.asarray(self.class_vectors))
+        if X is not None and len(X):
+            y = np.asarray(y).astype(str)
+            unknown = sorted(set(y) - set(classes))
+            if unknown:
+                raise FeaturizerError(f"labels {', '.join(map(repr, unknown[:5]))} are not in the class list")
+            U = _unit(X)
+            for i, c in enumerate(classes):
+                prototypes[i] += U[y == c].sum(axis=0)
+        self.prototypes_ = _unit(prototypes).astype(np.float32)
+        self.n_features_in_ = self.prototypes_.shape[1]
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        check_is_fitted(self, "prototypes_")
+        return _unit(X) @ self.prototypes_.T
+
+    def predict_proba(self, X) -> np.ndarray:
+        logits = self.decision_function(X) / self.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.decision_function(X).argmax(axis=1)]
+
+
+def fit_zero_shot(
+    train: str | os.PathLike,
+    labels_file: str | os.PathLike,
+    templates=DEFAULT_TEMPLATES,
+    layer=None,
+    run: RunOptions | None = None,
+    seed: int = 0,
+):
+    """A zero-shot head for ``train``'s feature spec; with labelled items in ``train``, the text as a
+    prior whose weight is chosen by cross-validation. Returns a ``FitResult`` like ``fit``."""
+    from pipelines._fit import CVRow, FitResult, choose_layers, end_to_end, grid_search, labelled, read_xy
+    from pipelines._saved import ModelCard
+
+    classes, descriptions = read_class_texts(labels_file)
+    with FeatureFile(train) as features:
+        chosen = choose_layers(features.layers, layer)
+        if chosen == "auto":
+            raise FeaturizerError("zero-shot reads one layer setting; give layer names, not 'auto'")
+        spec = features.spec.select(chosen)
+        X, y, notes = labelled(*read_xy(features, chosen), str(train))
+    vectors = class_text_vectors(spec, descriptions, tuple(templates), run)
+    head = ZeroShotPrototypes(vectors, classes)
+    if y is None:  # no labels at all: the class texts alone
+        model, params, mean, std = head.set_params(weight=1.0).fit(), {"weight": "text only"}, float("nan"), 0.0
+    else:
+        searched = grid_search(head, {"weight": WEIGHTS}, X, y, seed)
+        model, params, mean, std = searched.model, searched.params, searched.mean, searched.std
+    row = CVRow(chosen, params, mean, std)
+    pipeline = end_to_end(spec, model)
+    card = ModelCard(
+        spec=spec,
+        classes=classes,
+        head="zero-shot",
+        params={**params, "templates": list(templates), "descriptions": dict(zip(classes, descriptions))},
+        cv=[{"layers": row.name, "params": params, "mean": mean, "std": std}],
+        cv_score=mean,
+        train=str(os.path.abspath(train)),
+    )
+    return FitResult(pipeline, card, [row], warnings=notes)
