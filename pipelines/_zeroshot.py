@@ -115,6 +115,18 @@ class ZeroShotPrototypes(ClassifierMixin, BaseEstimator):
         return self.classes_[self.decision_function(X).argmax(axis=1)]
 
 
+def zero_shot_head(vectors: np.ndarray, classes: list[str], X=None, y=None, seed: int = 0):
+    """(fitted head, params, CV mean, CV std): the class texts alone without labels, else the text as
+    a prior with its weight chosen by cross-validation (``WEIGHTS``; one example per class: 4)."""
+    from pipelines._fit import grid_search
+
+    head = ZeroShotPrototypes(vectors, classes)
+    if y is None or not len(y):
+        return head.set_params(weight=1.0).fit(), {"weight": "text only"}, float("nan"), 0.0
+    searched = grid_search(head, {"weight": WEIGHTS}, X, y, seed)
+    return searched.model, searched.params, searched.mean, searched.std
+
+
 def fit_zero_shot(
     train: str | os.PathLike,
     labels_file: str | os.PathLike,
@@ -125,7 +137,7 @@ def fit_zero_shot(
 ):
     """A zero-shot head for ``train``'s feature spec; with labelled items in ``train``, the text as a
     prior whose weight is chosen by cross-validation. Returns a ``FitResult`` like ``fit``."""
-    from pipelines._fit import CVRow, FitResult, choose_layers, end_to_end, grid_search, labelled, read_xy
+    from pipelines._fit import CVRow, FitResult, choose_layers, end_to_end, labelled, read_xy
     from pipelines._saved import ModelCard
 
     classes, descriptions = read_class_texts(labels_file)
@@ -136,12 +148,7 @@ def fit_zero_shot(
         spec = features.spec.select(chosen)
         X, y, notes = labelled(*read_xy(features, chosen), str(train))
     vectors = class_text_vectors(spec, descriptions, tuple(templates), run)
-    head = ZeroShotPrototypes(vectors, classes)
-    if y is None:  # no labels at all: the class texts alone
-        model, params, mean, std = head.set_params(weight=1.0).fit(), {"weight": "text only"}, float("nan"), 0.0
-    else:
-        searched = grid_search(head, {"weight": WEIGHTS}, X, y, seed)
-        model, params, mean, std = searched.model, searched.params, searched.mean, searched.std
+    model, params, mean, std = zero_shot_head(vectors, classes, X, y, seed)
     row = CVRow(chosen, params, mean, std)
     pipeline = end_to_end(spec, model)
     card = ModelCard(
