@@ -164,15 +164,15 @@ def run_options(fn):
     )(fn)
 
 
-def _read_options(column, label_column, extensions, encoding, sep, header):
+def _read_options(column, label_column, extensions, encoding, sep, header, labels):
     from featurizer import ReadOptions
 
-    return ReadOptions(column, label_column, tuple(extensions) or None, encoding, sep, header)
+    return ReadOptions(column, label_column, tuple(extensions) or None, encoding, sep, header, labels)
 
 
 def read_options(fn):
     """How an input path is read into items, as ``read: ReadOptions``."""
-    names = ("column", "label_column", "extensions", "encoding", "sep", "header")
+    names = ("column", "label_column", "extensions", "encoding", "sep", "header", "labels")
     fn = _gathered(fn, _read_options, names, "read")
     return options(
         click.option(
@@ -191,6 +191,11 @@ def read_options(fn):
             "--header/--no-header",
             default=None,
             help="Whether a table's first row names its columns. [default: detected from the names]",
+        ),
+        click.option(
+            "--labels",
+            type=click.Path(exists=True, dir_okay=False),
+            help="A CSV of id,label whose labels replace the input's (e.g. xfer suggest's CSV, labelled).",
         ),
     )(fn)
 

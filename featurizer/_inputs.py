@@ -33,7 +33,7 @@ import re
 import stat
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from featurizer._errors import InputError
@@ -61,6 +61,7 @@ class ReadOptions:
     encoding: str = "utf-8"
     sep: str | None = None  # field separator of a table; None: tab for .tsv, comma otherwise
     header: bool | None = None  # whether a table's first row names its columns; None: detected
+    labels: str | None = None  # a CSV of id,label whose labels replace the input's (xfer suggest's loop)
 
 
 @dataclass
@@ -93,8 +94,40 @@ class Inputs:
 
 
 def read_inputs(path: str | os.PathLike, modality: str = IMAGE, options: ReadOptions | None = None) -> Inputs:
-    """Items from a folder or a file; ``modality`` (image or text) says what the items are."""
+    """Items from a folder or a file; ``modality`` (image or text) says what the items are.
+
+    With ``options.labels``, the labels of a CSV of id,label replace the input's own for those ids.
+    """
     o = options or ReadOptions()
+    inputs = _read_path(path, modality, o)
+    return with_labels(inputs, o.labels) if o.labels else inputs
+
+
+def with_labels(inputs: Inputs, labels_file: str | os.PathLike) -> Inputs:
+    """``inputs`` with the labels of a CSV of id,label (header with ``id`` and ``label``, or two columns)."""
+    path = Path(labels_file)
+    if not path.is_file():
+        raise InputError(f"labels file not found: {path}")
+    text, _ = decode_file(path)
+    rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
+    if len(rows) < 2 or len(rows[0]) < 2:
+        raise InputError(f"{path}: expected a header and rows of id,label")
+    header = [c.strip().lower() for c in rows[0]]
+    id_col = header.index("id") if "id" in header else 0
+    label_col = header.index("label") if "label" in header else 1 if id_col == 0 else 0
+    mapping = {row[id_col]: label_text(row[label_col]) for row in rows[1:] if len(row) > max(id_col, label_col)}
+    unknown = sorted(set(mapping) - set(inputs.ids))
+    if len(unknown) == len(mapping):
+        raise InputError(f"{path}: none of its ids is an item of {inputs.origin} (ids look like {inputs.ids[0]!r})")
+    old = inputs.labels or [""] * len(inputs.ids)
+    labels = [mapping.get(i, label) for i, label in zip(inputs.ids, old)]
+    notes = [*inputs.notes, f"{len(mapping) - len(unknown)} labels read from {path.name}"]
+    if unknown:
+        notes.append(f"{len(unknown)} ids of {path.name} are not items of the input ({', '.join(unknown[:3])} ...)")
+    return replace(inputs, labels=labels, notes=notes)
+
+
+def _read_path(path: str | os.PathLike, modality: str, o: ReadOptions) -> Inputs:
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"input not found: {path}")

@@ -36,7 +36,7 @@ def read_groups(
             "give a CSV file of id,group instead"
         )
     else:
-        table = read_inputs(data, modality, replace(read or ReadOptions(), label_column=by))
+        table = read_inputs(data, modality, replace(read or ReadOptions(), label_column=by, labels=None))
         mapping = dict(zip(table.ids, table.labels or [""] * len(table.ids)))
     groups = np.asarray([mapping.get(i, "") or NO_GROUP for i in ids], dtype=object).astype(str)
     notes = []

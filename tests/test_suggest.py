@@ -66,3 +66,28 @@ def test_suggest_cli_writes_a_csv_to_label(digit_features, digits_dir, tmp_path)
         rows = list(csv.DictReader(f))
     assert [r["rank"] for r in rows] == ["1", "2", "3", "4", "5"] and len({r["id"] for r in rows}) == 5
     assert all(r["source"].endswith(".png") and r["predicted"] in result.card.classes for r in rows)
+
+
+def test_labels_come_back_with_featurize_labels(digits_dir, tmp_path):
+    """The loop: a CSV of id,label (suggest's, once labelled) gives labels to those items of the input."""
+    from featurizer import FeatureFile, ReadOptions, read_inputs
+
+    unlabelled = tmp_path / "pool"
+    for path in sorted((digits_dir / "test").rglob("*.png"))[:6]:
+        (unlabelled / path.name).parent.mkdir(parents=True, exist_ok=True)
+        (unlabelled / path.name).write_bytes(path.read_bytes())
+    ids = read_inputs(unlabelled).ids
+    labels = tmp_path / "labelled.csv"
+    labels.write_text(
+        "rank,id,label\n" + "".join(f"{i},{item},{item.split('_')[0]}\n" for i, item in enumerate(ids[:3]))
+    )
+    inputs = read_inputs(unlabelled, options=ReadOptions(labels=str(labels)))
+    assert inputs.labels == [i.split("_")[0] for i in ids[:3]] + ["", "", ""]
+    out = xfer("featurize", unlabelled, "--labels", labels, "-o", tmp_path / "f.h5", "-q").output
+    assert "3 labels read from labelled.csv" in out and "3 items have no label" in out
+    with FeatureFile(tmp_path / "f.h5") as f:
+        assert f.labels[:3] == inputs.labels[:3]
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("id,label\nnot-an-item.png,3\n")
+    refused = xfer("featurize", unlabelled, "--labels", wrong, "-o", tmp_path / "g.h5", ok=False)
+    assert refused.exit_code == 1 and "none of its ids is an item" in refused.output
