@@ -522,21 +522,26 @@ def _featurize(
     views = extractor.views(augment)
     kept = set(good)
     good_keys = [k if pos in kept else None for pos, k in enumerate(keys)]
-    for view in views:  # the same images, cropped and flipped: they decoded once, so they decode again
-        view.ensure(inputs, good_keys, "fail")
-        view.compact()
-    report = FeaturizeReport(
-        extractor.spec, len(inputs), computed, len(good) - computed, errors, inputs.skipped, extractor.truncated
-    )
-    report.replaced, report.unlabelled, report.notes = inputs.replaced, inputs.unlabelled, inputs.notes
-    report.views = augment
-    if output is not None:
-        write = (extractor, inputs, keys, good, output, errors + inputs.skipped, store_dtype, attrs, views)
-        try:
-            report.output = write_features(*write)
-        except CacheDamaged:  # found damaged while reading: moved aside; compute its items again, once
-            extractor.ensure(inputs, keys, on_error)
-            report.output = write_features(*write)
+    try:
+        for view in views:  # the same images, cropped and flipped: they decoded once, so they decode again
+            view.ensure(inputs, good_keys, "fail")
+        report = FeaturizeReport(
+            extractor.spec, len(inputs), computed, len(good) - computed, errors, inputs.skipped, extractor.truncated
+        )
+        report.replaced, report.unlabelled, report.notes = inputs.replaced, inputs.unlabelled, inputs.notes
+        report.views = augment
+        if output is not None:
+            write = (extractor, inputs, keys, good, output, errors + inputs.skipped, store_dtype, attrs, views)
+            try:
+                report.output = write_features(*write)
+            except CacheDamaged:  # found damaged while reading: moved aside; compute its items again, once
+                extractor.ensure(inputs, keys, on_error)
+                for view in views:
+                    view.ensure(inputs, good_keys, "fail")
+                report.output = write_features(*write)
+    finally:
+        for view in views:
+            view.compact()  # after writing: the views' shards stay put while the file is read from them
     report.seconds = time.perf_counter() - started
     return report
 

@@ -110,12 +110,9 @@ def with_labels(inputs: Inputs, labels_file: str | os.PathLike) -> Inputs:
         raise InputError(f"labels file not found: {path}")
     text, _ = decode_file(path)
     rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
-    if len(rows) < 2 or len(rows[0]) < 2:
-        raise InputError(f"{path}: expected a header and rows of id,label")
-    header = [c.strip().lower() for c in rows[0]]
-    id_col = header.index("id") if "id" in header else 0
-    label_col = header.index("label") if "label" in header else 1 if id_col == 0 else 0
-    mapping = {row[id_col]: label_text(row[label_col]) for row in rows[1:] if len(row) > max(id_col, label_col)}
+    id_col, label_col, rows = id_value_columns(rows, "label", set(inputs.ids), path)
+    # a blank cell leaves the item's own label as it was
+    mapping = {row[id_col]: label_text(row[label_col]) for row in rows if label_text(row[label_col])}
     unknown = sorted(set(mapping) - set(inputs.ids))
     if len(unknown) == len(mapping):
         raise InputError(f"{path}: none of its ids is an item of {inputs.origin} (ids look like {inputs.ids[0]!r})")
@@ -125,6 +122,30 @@ def with_labels(inputs: Inputs, labels_file: str | os.PathLike) -> Inputs:
     if unknown:
         notes.append(f"{len(unknown)} ids of {path.name} are not items of the input ({', '.join(unknown[:3])} ...)")
     return replace(inputs, labels=labels, notes=notes)
+
+
+def id_value_columns(rows: list[list[str]], value: str, ids: set[str], path) -> tuple[int, int, list[list[str]]]:
+    """(id column, value column, data rows) of a small CSV that maps ids to a value (labels, groups).
+
+    A header naming ``id`` and ``value`` picks them; a file of exactly two columns is id then
+    value, with or without a header (a first row whose id is no item is taken for one). Anything
+    else is refused: guessing a column of a wider file could read ranks or scores as labels.
+    """
+    if not rows:
+        raise InputError(f"{path} is empty; expected rows of id,{value}")
+    header = [c.strip().lower() for c in rows[0]]
+    if "id" in header and value in header:
+        id_col, value_col = header.index("id"), header.index(value)
+        data = rows[1:]
+    elif all(len(row) == 2 for row in rows):
+        id_col, value_col = 0, 1
+        data = rows[1:] if rows[0][0] not in ids else rows
+    else:
+        raise InputError(f"{path}: name its columns 'id' and '{value}' in a header (it has {', '.join(rows[0])})")
+    short = [n for n, row in enumerate(data, 2) if len(row) <= max(id_col, value_col)]
+    if short:
+        raise InputError(f"{path}, line {short[0]}: fewer fields than the header")
+    return id_col, value_col, data
 
 
 def _read_path(path: str | os.PathLike, modality: str, o: ReadOptions) -> Inputs:

@@ -109,6 +109,8 @@ def check_labels(y: np.ndarray | None, where: str) -> None:
     if y is None:
         raise FeaturizerError(f"{where} has no labels: featurize a labelled input (class folders or a label column)")
     classes = np.unique(y)
+    if not len(classes):
+        raise FeaturizerError(f"{where} has no labelled items")
     if len(classes) < 2:
         raise FeaturizerError(f"{where} has a single class ({str(classes[0])!r}); a classifier needs at least two")
 
@@ -146,8 +148,10 @@ def cross_validate(
     sides of a fold; only originals are scored.
     """
     estimator, grid = make_head(head, normalise), head_grid(head, y)
-    if views is None or not len(views) or np.unique(y, return_counts=True)[1].max() < 2:
+    if views is None or not len(views):
         return grid_search(estimator, grid, X, y, seed, n_jobs)
+    if np.unique(y, return_counts=True)[1].max() < 2:  # nothing to hold out: fit on the items and their views
+        return Searched(clone(estimator).fit(*stack_views(X, y, views)), {}, float("nan"), float("nan"))
     n, copies = len(y), len(views) + 1
     folds = [
         (np.concatenate([train + k * n for k in range(copies)]), test)

@@ -93,7 +93,7 @@ def rank(
     """
     if not models:
         raise FeaturizerError("name at least one model to rank (-m)")
-    rows, sample, skipped = [], None, []
+    rows, sample, skipped, scored = [], None, [], None
     for model in models:
         started = time.perf_counter()
         requested = tuple(layers) if layers else last_distinct_layers(model)
@@ -110,12 +110,12 @@ def rank(
         keep = [i for i, item in enumerate(sample.ids) if item not in bad]
         y = np.asarray(sample.labels, dtype=object)[keep].astype(str)
         check_labels(y, f"the sample of {data}")
+        scored = y if scored is None else scored  # the items the first model scored, for the header
         vectors = {name: extractor.vectors(name, [keys[i] for i in keep]) for name in extractor.spec.layers}
         seconds = time.perf_counter() - started
         names = extractor.spec.layers
         for group in [(name,) for name in names] + ([names] if len(names) > 1 else []):
             rows.append(score_candidate(model, group, np.hstack([vectors[n] for n in group]), y, seconds))
-    labels = np.asarray([label for label in sample.labels if label != ""]).astype(str)
-    counts = np.unique(labels, return_counts=True)[1]
+    counts = np.unique(scored, return_counts=True)[1]
     rows.sort(key=lambda row: -row.logme)
-    return Ranking(rows, int(len(labels)), int(len(counts)), float(counts.max() / counts.sum()), skipped)
+    return Ranking(rows, int(len(scored)), int(len(counts)), float(counts.max() / counts.sum()), skipped)

@@ -148,6 +148,8 @@ def measure_shift(
                 f"{target} has none of {source}'s layers ({', '.join(s.layers)}); featurize both with the same layers"
             )
         layers = tuple(shared) if layer is None else choose_layers(shared, layer)
+        if layers == "auto":
+            raise FeaturizerError("shift compares the layers it is given; 'auto' is for xfer fit")
         diffs = spec_differences(s.spec.select(layers), t.spec)
         if diffs:
             raise FeaturizerError(f"{target} was made differently from {source}: " + "; ".join(diffs))
@@ -184,7 +186,7 @@ def plot_domains(X, y, Xt, yt, path, title: str, rng: np.random.Generator) -> Pa
     pca = PCA(n_components=2).fit(np.vstack([Xs, Xts]))
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     labelled = y is not None and yt is not None
-    classes = sorted(set(y) | set(yt)) if labelled else []
+    classes = sorted((set(y) | set(yt)) - {""}) if labelled else []  # items without a label are not drawn
     colours = {c: plt.cm.tab20(i % 20) for i, c in enumerate(classes)}
     for data, labels, marker, name in ((X, y, "o", "source"), (Xt, yt, "x", "target")):
         points = pca.transform(data)

@@ -29,7 +29,7 @@ def read_groups(
 
     data = Path(data)
     if Path(by).is_file():
-        mapping = _mapping_file(Path(by))
+        mapping = _mapping_file(Path(by), set(ids))
     elif data.is_dir() or is_feature_file(data):
         raise FeaturizerError(
             f"--by {by}: {data} is a {'folder' if data.is_dir() else 'feature file'}, which has no columns; "
@@ -48,15 +48,13 @@ def read_groups(
     return groups, notes
 
 
-def _mapping_file(path: Path) -> dict[str, str]:
+def _mapping_file(path: Path, ids: set[str]) -> dict[str, str]:
+    from featurizer._inputs import id_value_columns
+
     with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
-    if not rows or len(rows[0]) < 2:
-        raise FeaturizerError(f"{path}: expected a CSV with a header and two columns, id and group")
-    header = [c.strip().lower() for c in rows[0]]
-    id_col = header.index("id") if "id" in header else 0
-    group_col = header.index("group") if "group" in header else 1 if id_col == 0 else 0
-    return {row[id_col]: row[group_col].strip() for row in rows[1:] if len(row) > max(id_col, group_col)}
+        rows = [row for row in csv.reader(f) if row]
+    id_col, group_col, data = id_value_columns(rows, "group", ids, path)
+    return {row[id_col]: row[group_col].strip() for row in data}
 
 
 def group_report(y: np.ndarray, predicted: np.ndarray, groups: np.ndarray, labels: list[str]) -> dict:

@@ -107,14 +107,30 @@ def suggest_file(
 
     model, card = load_model(model_path, trust=trust)
     found = model_features(card, data, run, read)
-    if not len(found.X):
-        raise FeaturizerError(f"{data} holds no items to suggest")
-    labelled = None
+    labelled, known = None, set()
     if Path(card.train).is_file():
         with FeatureFile(card.train) as f:
-            labelled, _ = read_xy(f, card.spec.layers)
-    proba = averaged_scores(model, found.X)
-    picked, scores = choose(strategy, n, found.X, proba, labelled, seed)
+            X_train, y_train = read_xy(f, card.spec.layers)
+            sources = f.sources or []
+        if y_train is not None:
+            keep = y_train != ""
+            labelled = X_train[keep]
+            known = {s for s, k in zip(sources, keep) if k}
+    # the pool: items without a label here and not already labelled in training (matched by path or text)
+    own = found.y if found.y is not None else np.full(len(found.ids), "")
+    item_sources = found.sources or [None] * len(found.ids)
+    pool = np.array([i for i, (s, y) in enumerate(zip(item_sources, own)) if y == "" and s not in known], dtype=int)
+    if not len(pool):
+        raise FeaturizerError(f"{data} holds no unlabelled items to suggest (every item has a label already)")
+    X = found.X[pool]
+    proba = averaged_scores(model, X)
+    chosen, pool_scores = choose(strategy, n, X, proba, labelled, seed)
+    picked = [int(pool[i]) for i in chosen]
+    scores = np.zeros(len(found.ids))
+    scores[pool] = pool_scores
+    proba_all = np.zeros((len(found.ids), proba.shape[1]))
+    proba_all[pool] = proba
+    proba = proba_all
     classes = np.asarray([str(c) for c in model.classes_])
     predicted = classes[proba.argmax(axis=1)]
     sources = found.sources or [""] * len(found.ids)

@@ -39,13 +39,16 @@ def logme(X: np.ndarray, y: np.ndarray) -> float:
     u, s, _ = np.linalg.svd(f, full_matrices=False)
     keep = s > s.max(initial=0.0) * 1e-10
     u, sigma = u[:, keep], s[keep] ** 2
+    if not len(sigma) or n < 1:
+        return float("-inf")  # constant features: they explain nothing, and rank last
     gains = []
     for target in targets.T:
         energy = float(target @ target)
         if energy <= 0:
             continue
         gains.append((_evidence(u, sigma, target, energy, n, d) - _featureless_evidence(energy, n)) / n)
-    return float(np.mean(gains))
+    score = float(np.mean(gains)) if gains else float("-inf")
+    return score if np.isfinite(score) else float("-inf")
 
 
 def _evidence(u: np.ndarray, sigma: np.ndarray, target: np.ndarray, energy: float, n: int, d: int) -> float:

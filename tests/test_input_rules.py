@@ -369,3 +369,19 @@ def test_a_models_card_never_overwrites_another_file(digit_features, tmp_path):
     with pytest.raises(FeaturizerError, match=r"notes\.json exists and is not a model card"):
         save_model(result.model, result.card, tmp_path / "notes.skops")
     assert json.loads((tmp_path / "notes.json").read_text()) == {"mine": True}
+
+
+def test_labels_files_are_read_strictly(tmp_path):
+    """--labels: a header with id and label, or exactly two columns; a blank cell keeps the item's label."""
+    from featurizer import ReadOptions
+
+    table = tmp_path / "t.csv"
+    table.write_text("text,label\nthe cat,animal\nthe car,thing\nthe sun,\n")
+    wide = tmp_path / "wide.csv"
+    wide.write_text("rank,id,source,predicted\n1,2,the sun,star\n")
+    with pytest.raises(InputError, match="name its columns 'id' and 'label'"):
+        read_inputs(table, "text", ReadOptions(labels=str(wide)))
+    bare = tmp_path / "bare.csv"
+    bare.write_text("2,star\n0,\n")  # no header; a blank cell keeps 'animal'
+    read = read_inputs(table, "text", ReadOptions(labels=str(bare)))
+    assert read.labels == ["animal", "thing", "star"]

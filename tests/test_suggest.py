@@ -59,8 +59,14 @@ def test_suggest_cli_writes_a_csv_to_label(digit_features, digits_dir, tmp_path)
     train, _, cache = digit_features
     result = fit(train, "logreg", "pre_logits")
     model = save_model(result.model, result.card, tmp_path / "m.skops")
+    pool = tmp_path / "pool"  # unlabelled: no class folders
+    pool.mkdir()
+    for path in sorted((digits_dir / "test").rglob("*.png")):
+        (pool / f"{path.parent.name}-{path.name}").write_bytes(path.read_bytes())
     out = tmp_path / "s.csv"
-    printed = xfer("suggest", model, digits_dir / "test", "-n", "5", "-o", out, "--cache-dir", cache).output
+    printed = xfer("suggest", model, pool, "-n", "5", "-o", out, "--cache-dir", cache).output
+    refused = xfer("suggest", model, digits_dir / "test", "-o", tmp_path / "t.csv", "--cache-dir", cache, ok=False)
+    assert refused.exit_code == 1 and "no unlabelled items" in refused.output
     assert "5 suggestions (hybrid)" in printed
     with open(out) as f:
         rows = list(csv.DictReader(f))
@@ -91,3 +97,33 @@ def test_labels_come_back_with_featurize_labels(digits_dir, tmp_path):
     wrong.write_text("id,label\nnot-an-item.png,3\n")
     refused = xfer("featurize", unlabelled, "--labels", wrong, "-o", tmp_path / "g.h5", ok=False)
     assert refused.exit_code == 1 and "none of its ids is an item" in refused.output
+
+
+QUESTIONS = {
+    "who": ["Who wrote Hamlet?", "Who painted the ceiling?", "Who founded the city?", "Who won the race?"],
+    "where": ["Where is Rome?", "Where is the museum?", "Where do penguins live?", "Where is the bridge?"],
+    "when": ["When did the war end?", "When was the tower built?", "When is the festival?", "When did it rain?"],
+}
+
+
+def test_the_loop_never_suggests_what_training_already_labelled(tmp_path):
+    """featurize the pool with some labels (--labels), fit, suggest on the same pool: only unlabelled items."""
+    texts = [q for qs in QUESTIONS.values() for q in qs]
+    pool = tmp_path / "pool.csv"
+    with open(pool, "w", newline="") as f:
+        csv.writer(f).writerows([("text",), *((t,) for t in texts)])
+    labels = tmp_path / "labels.csv"
+    chosen = [i for i in range(len(texts)) if i % 4 < 2]  # two of each class
+    with open(labels, "w", newline="") as f:
+        csv.writer(f).writerows([("id", "label"), *((str(i), texts[i].split()[0].lower()) for i in chosen)])
+    cache = tmp_path / "cache"
+    xfer(
+        "featurize", pool, "-m", "minilm", "-l", "-1", "--labels", labels, "-o", tmp_path / "q.h5", "--cache-dir", cache
+    )
+    xfer("fit", tmp_path / "q.h5", "--head", "prototype", "-o", tmp_path / "m.skops")
+    for strategy in ("hybrid", "kcenter", "margin"):
+        out = tmp_path / f"{strategy}.csv"
+        xfer("suggest", tmp_path / "m.skops", pool, "-n", "6", "--strategy", strategy, "-o", out, "--cache-dir", cache)
+        with open(out) as f:
+            suggested = [int(row["id"]) for row in csv.DictReader(f)]
+        assert len(suggested) == 6 and not set(suggested) & set(chosen), strategy
