@@ -71,8 +71,11 @@ def class_text_vectors(
     extractor = Extractor(spec, run or RunOptions(progress=False))
     inputs = texts_as_inputs(texts)
     keys, _ = extractor.keys(inputs)
-    extractor.ensure(inputs, keys, "fail")
-    vectors = np.hstack([extractor.vectors(layer, keys) for layer in spec.layers])
+    try:
+        extractor.ensure(inputs, keys, "fail")
+        vectors = np.hstack([extractor.vectors(layer, keys) for layer in spec.layers])
+    finally:
+        extractor.compact()  # releases the cache stores it held
     return _unit(_unit(vectors).reshape(len(descriptions), len(templates), -1).mean(axis=1)).astype(np.float32)
 
 
