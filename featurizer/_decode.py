@@ -93,9 +93,13 @@ class DecodedBatches:
             self.close()
 
     def close(self) -> None:
-        """Stop the workers (pending batches are dropped)."""
+        """Stop the workers (pending batches are dropped) and wait for the pool's manager thread.
+
+        Not waiting let an interrupt race with Python's exit hook for the pool, which then printed
+        a traceback about a closed pipe under load (Python 3.11); the batches in flight are short.
+        """
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pending.clear()
 
 
