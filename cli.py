@@ -51,6 +51,9 @@ def main() -> None:
       xfer fit cache/photos.h5 -o models/photos.skops
       xfer evaluate models/photos.skops test_photos/  # accuracy, per-class scores, calibration
       xfer predict models/photos.skops new_photos/ -o predictions.csv
+      xfer rank photos/ -m efficientnet_lite0 -m efficientnet_lite2   # which backbone and layer
+      xfer shift cache/photos.h5 cache/new_photos.h5  # how far the new data is from the old
+      xfer suggest models/photos.skops unlabelled/ -n 20  # what to label next
     """
 
 
