@@ -567,6 +567,12 @@ tta_option = click.option(
 )
 
 
+def _picture_beside(png: Path, kind: str) -> Path:
+    """Another picture named after the confusion matrix's: MODEL.<kind>-<test>.png (or PNG.<kind>.png)."""
+    other = png.with_name(png.name.replace(".confusion-", f".{kind}-", 1))
+    return other if other != png else png.with_name(f"{png.stem}.{kind}.png")
+
+
 def _print_groups(by_group: dict, overall: float) -> None:
     click.echo(f"{'group':<20} {'n':>6} {'accuracy':>9} {'macro-F1':>9}")
     for name, row in sorted(by_group["groups"].items(), key=lambda kv: kv[1]["accuracy"]):
@@ -667,12 +673,8 @@ def evaluate(model_path: Path, data: Path, output, png, by, tta: int, trust: boo
     test = data.stem or data.resolve().name
     output = output or model_path.with_name(f"{model_path.stem}.eval-{test}.json")
     png = png or model_path.with_name(f"{model_path.stem}.confusion-{test}.png")
-    reliability = png.with_name(png.name.replace(".confusion-", ".reliability-", 1))
-    if reliability == png:
-        reliability = png.with_name(f"{png.stem}.reliability.png")
-    groups_png = png.with_name(png.name.replace(".confusion-", ".groups-", 1)) if by else None
-    if groups_png == png:
-        groups_png = png.with_name(f"{png.stem}.groups.png")
+    reliability = _picture_beside(png, "reliability")
+    groups_png = _picture_beside(png, "groups") if by else None
     options = {"trust": trust, "run": run, "read": read, "tta": tta, "by": by, "groups_png": groups_png}
     report = evaluate_file(model_path, data, output, png, reliability, **options)
     for warning in report["warnings"]:

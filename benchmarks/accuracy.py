@@ -43,6 +43,14 @@ def trec_csv(src: Path, dst: Path) -> Path:
     return dst
 
 
+def trec_files(data: Path, work: Path) -> tuple[Path, Path]:
+    """TREC train and test as CSV files in ``work`` (the converted copies the text benchmarks read)."""
+    return (
+        trec_csv(data / "trec/train_5500.label", work / "trec_train.csv"),
+        trec_csv(data / "trec/TREC_10.label", work / "trec_test.csv"),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
@@ -55,8 +63,7 @@ def main() -> None:
         "flowers12": ("efficientnet_lite0", args.data / "flowers12/train", args.data / "flowers12/test"),
         "trec": (
             "minilm",
-            trec_csv(args.data / "trec/train_5500.label", args.cache / "trec_train.csv"),
-            trec_csv(args.data / "trec/TREC_10.label", args.cache / "trec_test.csv"),
+            *trec_files(args.data, args.cache),
         ),
     }
     lines = [

@@ -75,7 +75,7 @@ def main() -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from accuracy import trec_csv
+    from accuracy import trec_files
     from speed import join_results, write_section
 
     from featurizer import FeatureFile, featurize
@@ -89,10 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sets = {
-        "TREC": (
-            trec_csv(args.data / "trec/train_5500.label", args.work / "trec_train.csv"),
-            trec_csv(args.data / "trec/TREC_10.label", args.work / "trec_test.csv"),
-        ),
+        "TREC": trec_files(args.data, args.work),
         "AG News": agnews_halves(args.data, args.work),
     }
     rows = [

@@ -24,7 +24,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
-from accuracy import trec_csv  # noqa: E402 - the one TREC-to-CSV conversion, shared with the accuracy benchmark
+from accuracy import trec_files  # noqa: E402 - the one TREC-to-CSV conversion, shared with the accuracy benchmark
 
 
 def sets(data: Path, work: Path) -> dict[str, tuple[Path, Path]]:
@@ -32,8 +32,7 @@ def sets(data: Path, work: Path) -> dict[str, tuple[Path, Path]]:
     return {
         "hymenoptera": (data / "hymenoptera/train", data / "hymenoptera/val"),
         "flowers12": (data / "flowers12/train", data / "flowers12/test"),
-        "trec": (trec_csv(data / "trec/train_5500.label", work / "trec_train.csv"),
-                 trec_csv(data / "trec/TREC_10.label", work / "trec_test.csv")),
+        "trec": trec_files(data, work),
     }  # fmt: skip
 
 

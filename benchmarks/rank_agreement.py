@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
-from accuracy import trec_csv  # noqa: E402 - the one TREC-to-CSV conversion
+from accuracy import trec_files  # noqa: E402 - the one TREC-to-CSV conversion
 
 
 def main() -> None:
@@ -47,8 +47,7 @@ def main() -> None:
         "flowers12": (["efficientnet_lite0", "efficientnet_lite2"], d / "flowers12/train", d / "flowers12/test"),
         "trec": (
             ["minilm"],
-            trec_csv(d / "trec/train_5500.label", args.work / "trec_train.csv"),
-            trec_csv(d / "trec/TREC_10.label", args.work / "trec_test.csv"),
+            *trec_files(d, args.work),
         ),
     }
     import shutil

@@ -30,7 +30,7 @@ SHOTS, RUNS = (1, 2, 8), 10
 def main() -> None:
     import warnings
 
-    from accuracy import trec_csv
+    from accuracy import trec_files
     from active import agnews_halves
     from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
@@ -47,11 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sets = {
-        "TREC": (
-            trec_csv(args.data / "trec/train_5500.label", args.work / "trec_train.csv"),
-            trec_csv(args.data / "trec/TREC_10.label", args.work / "trec_test.csv"),
-            ROOT / "benchmarks/classes/trec.txt",
-        ),
+        "TREC": (*trec_files(args.data, args.work), ROOT / "benchmarks/classes/trec.txt"),
         "AG News": (*agnews_halves(args.data, args.work), ROOT / "benchmarks/classes/agnews.txt"),
     }
     columns = " | ".join(f"{n}-shot" for n in SHOTS)

@@ -15,21 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines._linalg import as_logits, softmax  # noqa: F401 - part of this module's interface
+
 ECE_BINS = 15  # equal-width confidence bins, as Guo et al.
-
-
-def as_logits(decision: np.ndarray) -> np.ndarray:
-    """Decision scores as one column per class (a binary model's single column d becomes [0, d])."""
-    decision = np.asarray(decision, dtype=np.float64)
-    if decision.ndim == 1:
-        return np.stack([np.zeros_like(decision), decision], axis=1)
-    return decision
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def expected_calibration_error(proba: np.ndarray, y: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -39,12 +27,17 @@ def expected_calibration_error(proba: np.ndarray, y: np.ndarray, bins: int = ECE
     """
     confidence = proba.max(axis=1)
     correct = proba.argmax(axis=1) == y
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    which = confidence_bins(confidence, bins)
     total = 0.0
     for b in np.unique(which):
         inside = which == b
         total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
     return float(total)
+
+
+def confidence_bins(confidence: np.ndarray, bins: int = ECE_BINS) -> np.ndarray:
+    """The equal-width bin (0 to bins - 1) of each confidence; a confidence of exactly 1 is in the last."""
+    return np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
 
 
 def brier_score(proba: np.ndarray, y: np.ndarray) -> float:
@@ -100,17 +93,13 @@ def calibrate_from_folds(logits: np.ndarray, y: np.ndarray) -> dict:
 
 def plot_reliability(proba: np.ndarray, y: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:
     """Reliability diagram: accuracy against confidence per bin (bars), with the diagonal and bin counts."""
-    import matplotlib
+    from pipelines._plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from featurizer._atomic import atomic_path
-
+    plt = pyplot()
     confidence = proba.max(axis=1)
     correct = proba.argmax(axis=1) == y
     edges = np.linspace(0, 1, ECE_BINS + 1)
-    which = np.clip(np.ceil(confidence * ECE_BINS).astype(int) - 1, 0, ECE_BINS - 1)
+    which = confidence_bins(confidence)
     counts = np.bincount(which, minlength=ECE_BINS)
     accuracy = np.array([correct[which == b].mean() if counts[b] else 0.0 for b in range(ECE_BINS)])
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 6), height_ratios=[3, 1], sharex=True)
@@ -126,7 +115,4 @@ def plot_reliability(proba: np.ndarray, y: np.ndarray, path: str | os.PathLike, 
     hist.set_ylabel("items")
     hist.set_xlim(0, 1)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from featurizer import Extractor, FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, RunOptions
-from featurizer._atomic import atomic_path, atomic_write_text
+from featurizer._atomic import atomic_write_text
 from featurizer._csvout import write_csv
 from featurizer._extract import default_feature_name, featurize_with, inputs_for
 from featurizer._featurefile import is_feature_file
@@ -205,10 +205,9 @@ def unknown_label_warnings(y: np.ndarray, classes: list[str], whose: str) -> lis
 
 
 def plot_confusion(report: dict, path: str | os.PathLike) -> Path:
-    import matplotlib
+    from pipelines._plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from sklearn.metrics import ConfusionMatrixDisplay
 
     labels = report["labels"]
@@ -223,10 +222,7 @@ def plot_confusion(report: dict, path: str | os.PathLike) -> Path:
         fontsize=10,
     )
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
 
 
 def predict_file(

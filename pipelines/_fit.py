@@ -290,14 +290,15 @@ def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, 
     )
 
 
-def _fold_path(estimator, name: str, values: list, X, y, train, test, clf=None) -> tuple[list, list, object]:
+def _fold_path(estimator, name: str, values: list, X, y, train, test, state=None) -> tuple[list, list, tuple]:
     """Scores of one fold along ascending ``values``, its test logits for each (None where the fold's
-    training part lacks a class), and the classifier to continue the walk from."""
-    steps = clone(estimator).steps  # every step before the classifier is fitted once per fold
-    prep = Pipeline(steps[:-1])
-    X_train, X_test = prep.fit_transform(X[train]), prep.transform(X[test])
-    if clf is None:
-        clf = steps[-1][1].set_params(warm_start=True)
+    training part lacks a class), and the state to continue the walk from: the classifier and the
+    fold's prepared features (every step before the classifier is fitted once per fold, not per stage)."""
+    if state is None:
+        steps = clone(estimator).steps
+        prep = Pipeline(steps[:-1])
+        state = (steps[-1][1].set_params(warm_start=True), prep.fit_transform(X[train]), prep.transform(X[test]))
+    clf, X_train, X_test = state
     scores, logits = [], []
     every_class = len(np.unique(y))
     for value in values:  # ascending: each fit starts from the previous, more regularised solution
@@ -305,7 +306,7 @@ def _fold_path(estimator, name: str, values: list, X, y, train, test, clf=None) 
         scores.append(float((clf.predict(X_test) == y[test]).mean()))
         whole = len(clf.classes_) == every_class
         logits.append(as_logits(clf.decision_function(X_test)) if whole else None)
-    return scores, logits, clf
+    return scores, logits, state
 
 
 def candidate_layers(features: FeatureFile, layer) -> list[tuple[str, ...]]:

@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, Normalizer, StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
+from pipelines._linalg import softmax
 from pipelines._prototype import KNNClassifier, PrototypeClassifier
 
 NORMALISATIONS = ("standard", "l2", "none")
@@ -153,6 +154,4 @@ def scores_of(model, X: np.ndarray) -> np.ndarray:
     decision = np.asarray(model.decision_function(X), dtype=np.float64)
     if decision.ndim == 1:  # binary
         decision = np.stack([-decision, decision], axis=1)
-    decision -= decision.max(axis=1, keepdims=True)
-    e = np.exp(decision)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(decision)

@@ -174,13 +174,10 @@ def measure_shift(
 
 def plot_domains(X, y, Xt, yt, path, title: str, rng: np.random.Generator) -> Path:
     """Both domains on the first two principal components of their union: colour by class, marker by domain."""
-    import matplotlib
+    from pipelines._plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from sklearn.decomposition import PCA
-
-    from featurizer._atomic import atomic_path
 
     Xs, Xts = _subsample(X, 2000, rng), _subsample(Xt, 2000, rng)
     pca = PCA(n_components=2).fit(np.vstack([Xs, Xts]))
@@ -207,7 +204,4 @@ def plot_domains(X, y, Xt, yt, path, title: str, rng: np.random.Generator) -> Pa
     ax.set_ylabel("PC 2")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)

@@ -101,12 +101,9 @@ def group_report(y: np.ndarray, predicted: np.ndarray, groups: np.ndarray, label
 
 def plot_groups(report: dict, overall: float, path: str | os.PathLike, title: str = "") -> Path:
     """Accuracy per group as bars (count on each), the overall accuracy as a line."""
-    import matplotlib
+    from pipelines._plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from featurizer._atomic import atomic_path
+    plt = pyplot()
 
     groups = sorted(report["groups"], key=lambda g: report["groups"][g]["accuracy"])
     accuracy = [report["groups"][g]["accuracy"] for g in groups]
@@ -122,7 +119,4 @@ def plot_groups(report: dict, overall: float, path: str | os.PathLike, title: st
     ax.set_title(f"{title}\n{worst}".strip(), fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from featurizer import FeatureFile, FeaturizerError, ReadOptions, RunOptions
+from pipelines._linalg import unit_rows
 
 STRATEGIES = ("hybrid", "margin", "entropy", "kcenter", "random")
 HYBRID_POOL = 5
@@ -35,23 +36,18 @@ def entropy_uncertainty(proba: np.ndarray) -> np.ndarray:
     return -(p * np.log(p)).sum(axis=1)
 
 
-def _unit(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-
-
 def kcenter_greedy(X: np.ndarray, n: int, labelled: np.ndarray | None = None) -> list[int]:
     """``n`` rows of ``X``, each the farthest (cosine distance) from the labelled rows and those picked
     before; with nothing labelled, the first is the row farthest from the mean."""
-    U = _unit(X)
+    U = unit_rows(X)
     chosen: list[int] = []
     if labelled is not None and len(labelled):
-        L = _unit(labelled)
+        L = unit_rows(labelled)
         nearest = np.full(len(U), np.inf)
         for start in range(0, len(L), 2048):  # distances in blocks: memory stays flat for big pools
             nearest = np.minimum(nearest, (1 - U @ L[start : start + 2048].T).min(axis=1))
     elif n > 0 and len(U):  # the first pick is the row farthest from the mean; the mean is no centre after that
-        chosen.append(int(np.argmax(1 - U @ _unit(U.mean(axis=0, keepdims=True))[0])))
+        chosen.append(int(np.argmax(1 - U @ unit_rows(U.mean(axis=0, keepdims=True))[0])))
         nearest = 1 - U @ U[chosen[0]]
         nearest[chosen] = -np.inf
     while len(chosen) < min(n, len(U)):

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from featurizer import FeatureFile, FeatureSpec, FeaturizerError, RunOptions
+from pipelines._linalg import softmax, unit_rows
 
 DEFAULT_TEMPLATES = ("{}",)
 # Pseudo-examples the class text counts for, strongest prior first: the one-standard-error rule
@@ -47,11 +48,6 @@ def read_class_texts(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     return classes, descriptions
 
 
-def _unit(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    return X / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), 1e-12)
-
-
 def class_text_vectors(
     spec: FeatureSpec, descriptions: list[str], templates=DEFAULT_TEMPLATES, run: RunOptions | None = None
 ) -> np.ndarray:
@@ -76,7 +72,7 @@ def class_text_vectors(
         vectors = np.hstack([extractor.vectors(layer, keys) for layer in spec.layers])
     finally:
         extractor.compact()  # releases the cache stores it held
-    return _unit(_unit(vectors).reshape(len(descriptions), len(templates), -1).mean(axis=1)).astype(np.float32)
+    return unit_rows(unit_rows(vectors).reshape(len(descriptions), len(templates), -1).mean(axis=1)).astype(np.float32)
 
 
 class ZeroShotPrototypes(ClassifierMixin, BaseEstimator):
@@ -91,28 +87,25 @@ class ZeroShotPrototypes(ClassifierMixin, BaseEstimator):
     def fit(self, X=None, y=None):
         classes = list(self.classes)
         self.classes_ = np.asarray(classes, dtype=object)
-        prototypes = self.weight * _unit(np.asarray(self.class_vectors))
+        prototypes = self.weight * unit_rows(np.asarray(self.class_vectors))
         if X is not None and len(X):
             y = np.asarray(y).astype(str)
             unknown = sorted(set(y) - set(classes))
             if unknown:
                 raise FeaturizerError(f"labels {', '.join(map(repr, unknown[:5]))} are not in the class list")
-            U = _unit(X)
+            U = unit_rows(X)
             for i, c in enumerate(classes):
                 prototypes[i] += U[y == c].sum(axis=0)
-        self.prototypes_ = _unit(prototypes).astype(np.float32)
+        self.prototypes_ = unit_rows(prototypes).astype(np.float32)
         self.n_features_in_ = self.prototypes_.shape[1]
         return self
 
     def decision_function(self, X) -> np.ndarray:
         check_is_fitted(self, "prototypes_")
-        return _unit(X) @ self.prototypes_.T
+        return unit_rows(X) @ self.prototypes_.T
 
     def predict_proba(self, X) -> np.ndarray:
-        logits = self.decision_function(X) / self.temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self.decision_function(X) / self.temperature)
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.decision_function(X).argmax(axis=1)]

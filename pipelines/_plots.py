@@ -1,0 +1,26 @@
+"""Pictures the commands write: matplotlib without a display, saved whole or not at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG under a temporary name, rename it into place, and close it."""
+    from featurizer._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    pyplot().close(fig)
+    return Path(path)
