@@ -375,7 +375,8 @@ def info(path: Path, as_json: bool) -> None:
         click.echo(f"layer      {name}: {d['shape'][0]} x {d['shape'][1]} {d['dtype']}, pooling {pool}")
     if data["labels"] is not None:
         click.echo(
-            f"labels     {len(data['labels'])} classes: " + ", ".join(f"{c} ({n})" for c, n in data["labels"].items())
+            f"labels     {len([c for c in data['labels'] if c])} classes: "
+            + ", ".join(f"{c or '(no label)'} ({n})" for c, n in data["labels"].items())
         )
     if data["errors"]:
         click.echo(f"errors     {len(data['errors'])}: " + "; ".join(f"{i}: {r}" for i, r in data["errors"][:5]))
