@@ -378,6 +378,8 @@ def info(path: Path, as_json: bool) -> None:
             f"labels     {len([c for c in data['labels'] if c])} classes: "
             + ", ".join(f"{c or '(no label)'} ({n})" for c, n in data["labels"].items())
         )
+    if data["columns"]:
+        click.echo(f"columns    {', '.join(data['columns'])} (tasks for fit --label-column)")
     if data["errors"]:
         click.echo(f"errors     {len(data['errors'])}: " + "; ".join(f"{i}: {r}" for i, r in data["errors"][:5]))
     click.echo("versions   " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()))
@@ -490,6 +492,20 @@ def _print_cv_table(rows, baseline=None) -> None:
     help="With --zero-shot: a sentence with {} for the description; repeat to average. [default: {}]",
 )
 @click.option(
+    "--label-column",
+    "label_columns",
+    multiple=True,
+    help="Column of the input table to learn (repeat for several tasks in one model): classes, label sets "
+    "('a|b' or a JSON list) or numbers. [default: the feature file's labels]",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    metavar="COLUMN=KIND",
+    help="How to read a label column: classes, multilabel or regression. [default: read from its cells]",
+)
+@click.option(
     "--no-calibrate",
     is_flag=True,
     help="Keep logistic regression's raw probabilities (default: temperature-scaled on out-of-fold scores).",
@@ -510,6 +526,8 @@ def fit(
     target,
     zero_shot,
     templates,
+    label_columns,
+    kinds,
     no_calibrate,
     force,
 ) -> None:
@@ -524,6 +542,7 @@ def fit(
       xfer fit cache/photos.h5 -o models/photos.skops      # layers chosen among the file's
       xfer fit cache/photos.h5 --head prototype --baseline
       xfer fit cache/photos.h5 --layer -1 --layer -3        # these two layers, concatenated
+      xfer fit cache/news.h5 --label-column topic --label-column tags   # two tasks, one model
     """
     from pipelines import fit as fit_head
     from pipelines import save_model
@@ -531,16 +550,22 @@ def fit(
     fixed = {"C": c} if c is not None else {} if no_cv else None
     kwargs = {"normalise": normalise, "baseline": baseline, "seed": seed, "n_jobs": n_jobs, "params": fixed}
     kwargs.update(calibrate=not no_calibrate, progress=True, adapt=adapt, target=target)
+    kwargs.update(label_columns=label_columns, kinds=_kinds(kinds))
     if zero_shot:
         from pipelines._zeroshot import DEFAULT_TEMPLATES, fit_zero_shot
 
-        if adapt or baseline or fixed is not None:
-            raise click.UsageError("--zero-shot fits its own head: leave out --adapt, --baseline, --C and --no-cv")
+        if adapt or baseline or fixed is not None or label_columns:
+            raise click.UsageError(
+                "--zero-shot fits its own head: leave out --adapt, --baseline, --C, --no-cv and --label-column"
+            )
         result = fit_zero_shot(train, zero_shot, templates or DEFAULT_TEMPLATES, layers or None, seed=seed)
         head = "zero-shot"
     else:
         result = fit_head(train, head, layers or None, **kwargs)
-    _print_cv_table(result.table, result.baseline)
+    if result.card.tasks:
+        _print_tasks(result.card.tasks)
+    else:
+        _print_cv_table(result.table, result.baseline)
     for warning in result.warnings:
         click.echo(f"note: {warning}")
     if result.card.calibration:
@@ -555,8 +580,41 @@ def fit(
             )
     output = output or Path("models") / f"{train.stem}-{head}.skops"
     save_model(result.model, result.card, output, force=force)
+    if result.card.tasks:
+        names = ", ".join(task["name"] for task in result.card.tasks)
+        click.echo(f"kept {'+'.join(result.card.spec.layers)} for every task ({names}); wrote {output}")
+        return
     score = "no CV score" if result.card.cv_score != result.card.cv_score else f"{result.card.cv_score:.3f}"
     click.echo(f"kept {'+'.join(result.card.spec.layers)} ({score}); wrote {output}")
+
+
+def _kinds(given: tuple[str, ...]) -> dict[str, str]:
+    """``--kind COLUMN=KIND`` pairs as a dict, checked once."""
+    from pipelines._targets import KINDS
+
+    kinds = {}
+    for item in given:
+        column, sep, kind = item.rpartition("=")
+        if not sep or not column or kind not in KINDS:
+            raise click.BadParameter(
+                f"{item!r}: write COLUMN=KIND, KIND one of {', '.join(KINDS)}", param_hint="--kind"
+            )
+        kinds[column] = kind
+    return kinds
+
+
+def _task_scores(scores: dict) -> str:
+    shown = {k: v for k, v in scores.items() if not k.endswith("_std") and k not in ("kind", "n", "per_class_f1")}
+    return ", ".join(f"{k.replace('_', '-')} {v:.3f}" for k, v in shown.items())
+
+
+def _print_tasks(tasks: list[dict]) -> None:
+    click.echo(f"{'task':<20} {'kind':<11} {'n':>6}  cross-validated")
+    for task in tasks:
+        params = {k: v for k, v in task["params"].items() if k != "thresholds"}
+        click.echo(
+            f"{task['name'][:20]:<20} {task['kind']:<11} {task['n']:>6}  {_task_scores(task['scores'])}  {params}"
+        )
 
 
 tta_option = click.option(
@@ -602,9 +660,15 @@ def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, re
     precision, runtime), through the cache.
     """
     from pipelines import predict_file
+    from pipelines._saved import read_card
 
     output = output or Path(f"{data.stem or data.resolve().name}-predictions.csv")
     counts = predict_file(model_path, data, output, trust=trust, run=run, read=read, tta=tta)
+    tasks = read_card(model_path).tasks
+    if tasks:  # one column per task
+        kinds = ", ".join(f"{task['name']} ({task['kind']})" for task in tasks)
+        click.echo(f"{next(iter(counts.values()))} predictions written to {output}: {kinds}")
+        return
     click.echo(
         f"{sum(counts.values())} predictions written to {output}: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
@@ -680,6 +744,11 @@ def evaluate(model_path: Path, data: Path, output, png, by, tta: int, trust: boo
     report = evaluate_file(model_path, data, output, png, reliability, **options)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
+    if "tasks" in report:
+        for name, scores in report["tasks"].items():
+            click.echo(f"{name[:20]:<20} {scores['kind']:<11} n={scores['n']:<6} {_task_scores(scores)}")
+        click.echo(f"wrote {output}")
+        return
     click.echo(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  (n={report['n']})")
     if report.get("without_adaptation") is not None:
         click.echo(

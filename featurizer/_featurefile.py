@@ -65,6 +65,7 @@ class FeatureFileWriter:
         labels: Sequence[str] | None = None,
         *,
         sources: Sequence[str] | None = None,
+        columns: dict[str, Sequence[str]] | None = None,
         dtype: str = "float32",
         origin: str = "",
         attrs: dict | None = None,
@@ -94,6 +95,11 @@ class FeatureFileWriter:
             f.attrs["classes"] = json.dumps(sorted(set(labels)))
         if sources is not None:
             f.create_dataset("sources", data=list(sources), dtype=_STR)
+        if columns:  # the input table's other columns: cells as text, one row per column
+            cells = np.array([list(values) for values in columns.values()], dtype=object)
+            cells = cells.reshape(len(columns), len(ids))
+            f.create_dataset("columns", data=cells, dtype=_STR)
+            f.attrs["columns"] = json.dumps(list(columns))
         f.create_group("features")
 
     def write_layer(self, layer: str, start: int, vectors: np.ndarray) -> None:
@@ -246,6 +252,23 @@ class FeatureFile:
         return list(self._file["labels"].asstr()[:]) if "labels" in self._file else None
 
     @property
+    def columns(self) -> dict[str, list[str]]:
+        """The input table's other columns (name: cells as text), empty for folders and older files."""
+        if "columns" not in self._file:
+            return {}
+        names = json.loads(self._file.attrs["columns"])
+        cells = self._file["columns"].asstr()[:] if len(self) else [[] for _ in names]
+        return {name: list(row) for name, row in zip(names, cells)}
+
+    def column(self, name: str) -> list[str]:
+        """The cells of one column of the input table; an error naming the columns there are."""
+        columns = self.columns
+        if name not in columns:
+            there = ", ".join(map(repr, columns)) if columns else "none (folders keep only their labels)"
+            raise InputError(f"{self.path} has no column {name!r}; its columns: {there}")
+        return columns[name]
+
+    @property
     def sources(self) -> list[str] | None:
         """Image paths or texts of the items, when the file records them."""
         return list(self._file["sources"].asstr()[:]) if "sources" in self._file else None
@@ -303,6 +326,7 @@ class FeatureFile:
             "origin": self.attrs.get("origin", ""),
             "layers": {name: {"shape": list(self.shape(name)), "dtype": str(self.dtype(name))} for name in self.layers},
             "labels": None if labels is None else {c: labels.count(c) for c in sorted(set(labels))},
+            "columns": list(self.columns),
             "errors": self.errors,
             "views": self.views,
             "spec": json.loads(self.spec.to_json()),

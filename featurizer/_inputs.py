@@ -80,13 +80,29 @@ class Inputs:
     origin: str = ""
     replaced: int = 0  # characters that could not be decoded and became U+FFFD
     notes: list[str] = field(default_factory=list)  # how the input was read (columns chosen, ...)
+    # every other column of a table (the labels' among them), cells as ``label_text`` reads them:
+    # featurized once, any of them can be a task of ``xfer fit --label-column``
+    columns: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __post_init__(self) -> None:
-        if len(self.ids) != len(self.sources) or (self.labels is not None and len(self.labels) != len(self.ids)):
-            raise InputError("ids, sources and labels must have the same length")
+        lengths = {len(self.sources), *(len(v) for v in self.columns.values())}
+        if self.labels is not None:
+            lengths.add(len(self.labels))
+        if lengths - {len(self.ids)}:
+            raise InputError("ids, sources, labels and columns must have the same length")
+
+    def take(self, positions: Sequence[int]) -> Inputs:
+        """The items at ``positions``, in that order, with their labels and columns."""
+        return replace(
+            self,
+            ids=[self.ids[p] for p in positions],
+            sources=[self.sources[p] for p in positions],
+            labels=None if self.labels is None else [self.labels[p] for p in positions],
+            columns={name: [cells[p] for p in positions] for name, cells in self.columns.items()},
+        )
 
     @property
     def unlabelled(self) -> int:
@@ -388,7 +404,8 @@ def _records_to_inputs(
         notes.append(f"the label column {lab!r} is empty in every row: no labels")
         labels = None
     origin = str(path.resolve())
-    return Inputs(ids, values, modality, labels, modality == IMAGE, [], origin, replaced, notes)
+    others = {c: [label_text(r.get(c)) for r in records] for c in columns if c not in (col, idc)}
+    return Inputs(ids, values, modality, labels, modality == IMAGE, [], origin, replaced, notes, others)
 
 
 def _has_header(first: list[str], options: ReadOptions) -> bool:

@@ -93,15 +93,7 @@ def shard_is_complete(path: Path, spec: FeatureSpec, ids: Sequence[str]) -> bool
 
 
 def subset(inputs: Inputs, start: int, stop: int) -> Inputs:
-    labels = inputs.labels[start:stop] if inputs.labels is not None else None
-    return Inputs(
-        inputs.ids[start:stop],
-        inputs.sources[start:stop],
-        inputs.modality,
-        labels,
-        from_files=inputs.from_files,
-        origin=inputs.origin,
-    )
+    return replace(inputs.take(range(start, stop)), skipped=[], notes=[], replaced=0)
 
 
 def compute_shard(featurize_fn: Callable, inputs: Inputs, out: Path, shard: ShardPlan) -> None:
@@ -228,7 +220,7 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(f"{manifest_path} is not an 'xfer embed' manifest ({err})") from None
     shards = [_shard_in(out, entry) for entry in entries]
-    ids, labels, sources, errors, sizes = [], [], [], [], []
+    ids, labels, sources, errors, sizes, columns = [], [], [], [], [], []
     dims, dtype = {}, "float32"
     for entry, path in zip(entries, shards):
         if not path.is_file() or file_sha256(path) != entry.get("sha256"):
@@ -244,15 +236,26 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
             sizes.append(len(f))
             labels.append(f.labels)
             sources.append(f.sources)
+            columns.append(f.columns)
             errors += f.errors
             dims.update((layer, f.shape(layer)[1]) for layer in f.layers if len(f))
             dtype = "float16" if f.attrs.get("float16") else dtype
     labels = None if any(part is None for part in labels) else [x for part in labels for x in part]
     sources = None if any(part is None for part in sources) else [x for part in sources for x in part]
+    names = list(columns[0]) if columns and all(list(part) == list(columns[0]) for part in columns) else []
+    columns = {name: [x for part in columns for x in part[name]] for name in names}
     target = Path(target) if target else out / "merged.h5"
     attrs = {"merged_from": json.dumps([p.name for p in shards])}
     with FeatureFileWriter(
-        target, spec, ids, labels, sources=sources, dtype=dtype, origin=manifest.get("origin", ""), attrs=attrs
+        target,
+        spec,
+        ids,
+        labels,
+        sources=sources,
+        columns=columns,
+        dtype=dtype,
+        origin=manifest.get("origin", ""),
+        attrs=attrs,
     ) as writer:
         for layer in spec.layers:
             writer.link_layer(layer, list(zip(shards, sizes)), dims.get(layer, 0))

@@ -50,6 +50,8 @@ class ModelInputs(NamedTuple):
     ids: list[str]
     sources: list[str] | None
     views: np.ndarray | None = None  # views x items x dim, for test-time augmentation
+    columns: dict | None = None  # the input table's columns, for the tasks of a multi-task model
+    labels: list[str] | None = None  # the file's own labels, for a task fitted on them
 
 
 def model_features(
@@ -69,6 +71,8 @@ def model_features(
     data = Path(data)
     if tta and card.spec.modality != "image":
         raise FeaturizerError("test-time augmentation makes views of images; this model reads texts")
+    if tta and card.tasks:
+        raise FeaturizerError("test-time augmentation is for single-task classifiers; this model has several tasks")
     if is_feature_file(data):
         features_path = data
     else:
@@ -81,6 +85,10 @@ def model_features(
     with FeatureFile(features_path) as features:
         check_compatible(card.spec, features.spec, str(data))
         X, y = read_xy(features, card.spec.layers)
+        columns = features.columns
+        if card.label_column:  # fitted on a column of the input: its cells are the test labels, if it has them
+            cells = columns.get(card.label_column)
+            y = None if cells is None else np.asarray(cells, dtype=object).astype(str)
         views = None
         if tta:
             if features.views < tta:
@@ -89,7 +97,7 @@ def model_features(
                     f"--augment {tta}, or give the raw images"
                 )
             views = np.concatenate([features.read_views(name)[:tta] for name in card.spec.layers], axis=2)
-        return ModelInputs(X, y, features.ids, features.sources, views)
+        return ModelInputs(X, y, features.ids, features.sources, views, columns, features.labels)
 
 
 def averaged_scores(model, X: np.ndarray, views: np.ndarray | None = None) -> np.ndarray:
@@ -235,12 +243,19 @@ def predict_file(
     read: ReadOptions | None = None,
     tta: int = 0,
 ) -> dict[str, int]:
-    """``xfer predict``: predictions of a saved model for ``data`` written as CSV; returns counts per label.
+    """``xfer predict``: predictions of a saved model for ``data`` written as CSV; returns counts per
+    label (for a multi-task model, rows per task).
 
     ``tta=N`` averages the probabilities of each image with those of N augmented views of it.
     """
     model, card = load_model(model_path, trust=trust)
     found = model_features(card, data, run, read, tta)
+    if card.tasks:
+        from pipelines._tasks import task_prediction_rows
+
+        header, rows = task_prediction_rows(head_of(model), found.X, found.ids)
+        write_csv(output, header, rows)
+        return {task["name"]: len(rows) for task in card.tasks}
     header, rows = predict_rows(model, card, found.X, found.ids, found.views)
     write_csv(output, header, rows)
     counts: dict[str, int] = {}
@@ -268,13 +283,10 @@ def evaluate_file(
     ``by``: a column of the input table, or a CSV of id,group, to report metrics per group.
     """
     model, card = load_model(model_path, trust=trust)
+    if card.tasks and by:
+        raise FeaturizerError("--by reports a single classifier per group; this model has several tasks")
     found = model_features(card, data, run, read, tta)
     X, y = found.X, found.y
-    groups, notes = None, []
-    if by:
-        from pipelines._slices import read_groups
-
-        groups, notes = read_groups(by, data, found.ids, card.spec.modality, read)
     about = {
         "model": str(Path(model_path).resolve()),
         "model_sha256": card.sha256,
@@ -282,6 +294,18 @@ def evaluate_file(
         "spec": json.loads(card.spec.to_json()),
         "tta_views": tta,
     }
+    if card.tasks:
+        from pipelines._tasks import evaluate_tasks
+
+        report = {**about, **evaluate_tasks(head_of(model), X, found.ids, found.columns, found.labels)}
+        if report_path:
+            atomic_write_text(report_path, json.dumps(report, indent=2))
+        return report
+    groups, notes = None, []
+    if by:
+        from pipelines._slices import read_groups
+
+        groups, notes = read_groups(by, data, found.ids, card.spec.modality, read)
     paths = {"report_path": report_path, "png_path": png_path, "reliability_path": reliability_path}
     slices = {"groups": groups, "groups_png": groups_png, "notes": notes}
     if card.adaptation:  # the same head on the unaligned training features, side by side
@@ -299,7 +323,7 @@ def unadapted_accuracy(card: ModelCard, X: np.ndarray, y: np.ndarray | None) -> 
     if y is None or not Path(card.train).is_file():
         return None
     with FeatureFile(card.train) as f:
-        X_train, y_train, _ = labelled(*read_xy(f, card.spec.layers), card.train)
+        X_train, y_train, _ = labelled(*read_xy(f, card.spec.layers, card.label_column or None), card.train)
     params = {k: v for k, v in card.params.items() if k != "normalise"}
     normalise = card.params.get("normalise")
     head = fit_fixed(X_train, y_train, card.head, None if normalise == "default" else normalise, params).model

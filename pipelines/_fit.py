@@ -21,6 +21,7 @@ from featurizer import FeatureFile, FeatureSpec, Featurizer, FeaturizerError, Un
 from pipelines._calibration import apply_temperature, as_logits, calibrate_from_folds
 from pipelines._heads import head_grid, make_cv, make_head, one_standard_error, quiet_small_classes
 from pipelines._saved import ModelCard
+from pipelines._targets import CLASSES
 
 AUTO = "auto"
 AUTO_FULL_CV = 2  # candidates --layer auto cross-validates in full: the best by LogME (benchmarks/rank_agreement.py)
@@ -70,8 +71,11 @@ class FitResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_xy(features: FeatureFile, layers: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Features of ``layers`` side by side (in that order) and the labels ("" for an item without one).
+def read_xy(
+    features: FeatureFile, layers: tuple[str, ...], label_column: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features of ``layers`` side by side (in that order) and the labels ("" for an item without one):
+    the file's labels, or the cells of the input's ``label_column``.
 
     Vectors with NaN or infinite values are refused with their ids named: every head would learn
     or predict nonsense from them, silently.
@@ -88,7 +92,7 @@ def read_xy(features: FeatureFile, layers: tuple[str, ...]) -> tuple[np.ndarray,
             f"{features.path}: {len(bad)} item(s) have NaN or infinite vectors ({shown}); featurize them again "
             "(a damaged file, or a precision that overflowed)"
         )
-    labels = features.labels
+    labels = features.labels if label_column is None else features.column(label_column)
     return X, None if labels is None else np.asarray(labels, dtype=object).astype(str)
 
 
@@ -317,24 +321,28 @@ def candidate_layers(features: FeatureFile, layer) -> list[tuple[str, ...]]:
     return [chosen]
 
 
-def labelled_views(features: FeatureFile, layers: tuple[str, ...]) -> np.ndarray | None:
+def labelled_views(
+    features: FeatureFile, layers: tuple[str, ...], label_column: str | None = None
+) -> np.ndarray | None:
     """The augmented views of ``layers`` side by side (views x items x dim) for the items ``labelled``
     keeps, in the same order; None when the file has no views."""
     if not features.views:
         return None
     views = np.concatenate([features.read_views(name) for name in layers], axis=2)
-    labels = features.labels
+    labels = features.labels if label_column is None else features.column(label_column)
     return views if labels is None else views[:, np.asarray(labels, dtype=object).astype(str) != ""]
 
 
-def screen_candidates(features: FeatureFile, candidates: list[tuple[str, ...]], seed: int = 0) -> dict:
+def screen_candidates(
+    features: FeatureFile, candidates: list[tuple[str, ...]], seed: int = 0, label_column: str | None = None
+) -> dict:
     """LogME of each candidate on up to ``SCREEN_PER_CLASS`` labelled items per class: {layers: score}."""
     from pipelines._fewshot import sample_few_shot
     from pipelines._transferability import logme
 
     scores = {}
     for layers in candidates:
-        X, y, _ = labelled(*read_xy(features, layers), str(features.path))
+        X, y, _ = labelled(*read_xy(features, layers, label_column), str(features.path))
         check_labels(y, str(features.path))
         keep = sample_few_shot(y, SCREEN_PER_CLASS, seed)
         scores[layers] = logme(X[keep], y[keep])
@@ -355,6 +363,8 @@ def fit(
     progress: bool = False,
     adapt: str | None = None,
     target: str | os.PathLike | None = None,
+    label_columns: tuple[str, ...] = (),
+    kinds: dict[str, str] | None = None,
 ) -> FitResult:
     """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``.
 
@@ -368,11 +378,28 @@ def fit(
     ``progress`` shows a bar over the candidates when the fit takes more than a second. ``adapt``
     (``mean``, ``coral``, ``subspace``) aligns the source features to the unlabelled feature file
     ``target`` (``pipelines._adapt``) and saves the target's map in the model.
+
+    ``label_columns`` name the input's columns to learn (default: the file's labels); ``kinds``
+    overrides how a column is read (``pipelines._targets``). One column of classes is fitted here;
+    several, or label sets or numbers, by ``pipelines._tasks.fit_tasks``.
     """
     from tqdm.auto import tqdm
 
+    from pipelines._tasks import fit_tasks, read_targets
+
     if (adapt is None) != (target is None):
         raise FeaturizerError("--adapt and --target go together: the method, and the unlabelled target feature file")
+    with FeatureFile(train) as features:
+        targets, target_notes = read_targets(features, tuple(label_columns), kinds)
+    if len(targets) > 1 or (targets and targets[0].kind != CLASSES):
+        if adapt or baseline or params is not None:
+            raise FeaturizerError(
+                "--adapt, --baseline, --C and --no-cv fit a single classifier: leave them out for several "
+                f"tasks, label sets or numbers ({', '.join(f'{t.name}: {t.kind}' for t in targets)})"
+            )
+        options = {"normalise": normalise, "seed": seed, "n_jobs": n_jobs, "calibrate": calibrate}
+        return fit_tasks(train, targets, head, layer, **options, notes=target_notes)
+    label_column = label_columns[0] if label_columns else None
     maps = {}
     with FeatureFile(train) as features:
         spec = features.spec
@@ -382,7 +409,7 @@ def fit(
             )
         table, best, notes = [], None, []
         candidates = candidate_layers(features, AUTO if layer is None and params is None else layer)
-        screened = screen_candidates(features, candidates, seed) if len(candidates) > AUTO_FULL_CV else {}
+        screened = screen_candidates(features, candidates, seed, label_column) if len(candidates) > AUTO_FULL_CV else {}
         full = sorted(candidates, key=lambda c: -screened[c])[:AUTO_FULL_CV] if screened else candidates
         bar = tqdm(total=len(full), desc="fit", unit="candidate", disable=not progress, delay=1.0, leave=False)
         for layers in candidates:
@@ -390,9 +417,9 @@ def fit(
                 table.append(CVRow(layers, {}, float("nan"), float("nan"), screened[layers], tried=False))
                 continue
             bar.set_postfix_str("+".join(layers))
-            X, y, notes = labelled(*read_xy(features, layers), str(train))
+            X, y, notes = labelled(*read_xy(features, layers, label_column), str(train))
             check_labels(y, str(train))
-            views = labelled_views(features, layers)
+            views = labelled_views(features, layers, label_column)
             if adapt:
                 source_map, maps[layers] = adaptation(adapt, target, spec.select(layers), X)
                 X = source_map.transform(X)
@@ -405,7 +432,7 @@ def fit(
             bar.update()
         bar.close()
         sources = features.sources
-        labels = features.labels
+        labels = features.labels if label_column is None else features.column(label_column)
         if sources is not None and labels is not None:
             sources = [s for s, label in zip(sources, labels) if label != ""]
     searched, row = best
@@ -424,8 +451,9 @@ def fit(
         train=str(os.path.abspath(train)),
         calibration=calibration,
         adaptation={"method": adapt, "target": str(os.path.abspath(target))} if adapt else {},
+        label_column=label_column or "",
     )
-    result = FitResult(model, card, table, warnings=notes + small_class_warnings(y))
+    result = FitResult(model, card, table, warnings=target_notes + notes + small_class_warnings(y))
     if baseline:
         result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
         result.warnings += baseline_warnings(row, result.baseline)

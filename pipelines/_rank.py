@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -62,12 +62,7 @@ def sample_inputs(inputs: Inputs, per_class: int, seed: int) -> Inputs:
     y = np.asarray(inputs.labels, dtype=object)[labelled].astype(str)
     check_labels(y, inputs.origin)
     chosen = labelled[sample_few_shot(y, per_class, seed)]
-    return replace(
-        inputs,
-        ids=[inputs.ids[i] for i in chosen],
-        sources=[inputs.sources[i] for i in chosen],
-        labels=[inputs.labels[i] for i in chosen],
-    )
+    return inputs.take(chosen)
 
 
 def score_candidate(model: str, layers: tuple[str, ...], X: np.ndarray, y: np.ndarray, seconds: float) -> RankRow:

@@ -37,6 +37,8 @@ TRUSTED_TYPES = [
     "featurizer._transformer.Featurizer",
     "pipelines._prototype.KNNClassifier",
     "pipelines._prototype.PrototypeClassifier",
+    "pipelines._tasks.MultiLabelLogistic",
+    "pipelines._tasks.TaskHeads",
     "pipelines._zeroshot.ZeroShotPrototypes",
 ]
 
@@ -61,6 +63,8 @@ class ModelCard:
     train: str = ""  # the feature file it was fitted on (absolute path)
     calibration: dict = field(default_factory=dict)  # temperature and out-of-fold ECE/Brier (pipelines._calibration)
     adaptation: dict = field(default_factory=dict)  # method and target feature file (pipelines._adapt)
+    label_column: str = ""  # the input column the labels came from ("": the feature file's labels)
+    tasks: list[dict] = field(default_factory=list)  # one per task of a multi-task model (pipelines._tasks)
 
     def to_json(self) -> str:
         data = {**self.__dict__, "spec": json.loads(self.spec.to_json())}

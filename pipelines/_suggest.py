@@ -102,11 +102,13 @@ def suggest_file(
     from pipelines._saved import load_model
 
     model, card = load_model(model_path, trust=trust)
+    if card.tasks:
+        raise FeaturizerError("suggest ranks items for a single classifier; this model has several tasks")
     found = model_features(card, data, run, read)
     labelled, known = None, set()
     if Path(card.train).is_file():
         with FeatureFile(card.train) as f:
-            X_train, y_train = read_xy(f, card.spec.layers)
+            X_train, y_train = read_xy(f, card.spec.layers, card.label_column or None)
             sources = f.sources or []
         if y_train is not None:
             keep = y_train != ""

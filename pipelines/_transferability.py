@@ -30,11 +30,17 @@ def logme(X: np.ndarray, y: np.ndarray) -> float:
     add to the class frequencies; both models then live in the n - 1 dimensions orthogonal to the
     constant (counting all n would let a model with d >= n - 1 features claim infinite evidence).
     """
+    return logme_of_targets(X, _class_columns(y))
+
+
+def logme_of_targets(X: np.ndarray, targets: np.ndarray) -> float:
+    """LogME of the columns of ``targets`` (items x columns: one-hot classes, 0/1 label sets, or
+    standardised numbers, as the paper scores regression), averaged over the columns."""
     f = np.asarray(X, dtype=np.float64)
     f = f - f.mean(axis=0)
     n, d = f.shape
     n -= 1  # centring uses up one dimension: features and targets live in the other n - 1
-    targets = _class_columns(y)
+    targets = np.asarray(targets, dtype=np.float64).reshape(len(f), -1)
     targets = targets - targets.mean(axis=0)
     u, s, _ = np.linalg.svd(f, full_matrices=False)
     keep = s > s.max(initial=0.0) * 1e-10
