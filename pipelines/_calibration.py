@@ -75,13 +75,17 @@ def calibrate_from_folds(logits: np.ndarray, y: np.ndarray) -> dict:
     """Temperature fitted on out-of-fold ``logits``, with calibration before and after on the same scores.
 
     The temperature stays 1 when it would not lower the out-of-fold expected calibration error
-    (the probabilities are honest already). The "after" figures are measured on the scores T was
-    fitted to, so they flatter it; ``xfer evaluate`` measures calibration on held-out data.
+    (the probabilities are honest already), and when every out-of-fold prediction is right: such
+    scores cannot say how often the model errs, and the likelihood would sharpen the probabilities
+    towards certainty without limit (T -> 0 on a few dozen separable items). The "after" figures
+    are measured on the scores T was fitted to, so they flatter it; ``xfer evaluate`` measures
+    calibration on held-out data.
     """
     temperature = fit_temperature(logits, y)
     before = calibration_report(softmax(logits), y)
     after = calibration_report(softmax(logits / temperature), y)
-    if after["ece"] >= before["ece"]:  # already calibrated: the fitted T only trades one error for another
+    error_free = bool((logits.argmax(axis=1) == y).all())
+    if after["ece"] >= before["ece"] or error_free:  # nothing to correct, or nothing to measure it on
         temperature, after = 1.0, before
     return {
         "temperature": temperature,
