@@ -281,12 +281,49 @@ class TextBackbone(Backbone):
         return {name: out.hidden_states[names.index(name)] for name in layers}
 
 
+class ClipImageBackbone(Backbone):
+    """The image tower of a CLIP model (``featurizer._clip``): its encoder layers' token states, the
+    pooled class token, and ``embeds``, its projection into the space shared with texts."""
+
+    def _layer_names(self) -> list[str]:
+        depth = self.model.config.vision_config.num_hidden_layers
+        return ["embeddings", *(f"layer.{i}" for i in range(depth)), "pooled", "embeds"]
+
+    def _forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        out = self.model.vision_model(pixel_values=x, output_hidden_states=True, return_dict=True)
+        return _clip_outputs(self._layer_names(), out, self.model.visual_projection, layers)
+
+
+class ClipTextBackbone(TextBackbone):
+    """The text tower of a CLIP model: as ``ClipImageBackbone``, for texts."""
+
+    def _layer_names(self) -> list[str]:
+        depth = self.model.config.text_config.num_hidden_layers
+        return ["embeddings", *(f"layer.{i}" for i in range(depth)), "pooled", "embeds"]
+
+    def _forward(self, batch: dict[str, torch.Tensor], layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        out = self.model.text_model(**batch, output_hidden_states=True, return_dict=True)
+        return _clip_outputs(self._layer_names(), out, self.model.text_projection, layers)
+
+
+def _clip_outputs(names: list[str], out, projection: nn.Module, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    found = dict(zip(names[:-2], out.hidden_states))
+    found["pooled"] = out.pooler_output
+    if "embeds" in layers:
+        found["embeds"] = projection(out.pooler_output)
+    return {name: found[name] for name in layers}
+
+
 # --- Building -----------------------------------------------------------------------------
 
 
 def load_backbone(config: BackboneConfig, weights: WeightsRef) -> Backbone:
     """Build the backbone of ``config`` with ``weights``, frozen and in eval mode, on the CPU."""
-    return _BUILDERS[config.library](config, weights)
+    return _builder(config)(config, weights)
+
+
+def _builder(config: BackboneConfig):
+    return _build_clip if config.image_text else _BUILDERS[config.library]
 
 
 def describe_image_model(config: BackboneConfig, weights: WeightsRef) -> tuple[tuple[Layer, ...], dict]:
@@ -304,7 +341,7 @@ def _skeleton(config: BackboneConfig, weights: WeightsRef) -> Backbone:
     """The backbone's architecture on PyTorch's meta device: no weights downloaded or allocated; its
     layers are probed by a forward pass of shapes only."""
     with torch.device("meta"):
-        backbone = _BUILDERS[config.library](config, WeightsRef("skeleton", weights.location))
+        backbone = _builder(config)(config, WeightsRef("skeleton", weights.location))
     backbone.device = torch.device("meta")
     return backbone
 
@@ -382,6 +419,36 @@ def _build_text(config: BackboneConfig, weights: WeightsRef) -> Backbone:
     else:
         prep = _hub_text_preprocessing(source, tokenizer, model.config)
     return TextBackbone(config, weights, model, prep, tokenizer)
+
+
+def _build_clip(config: BackboneConfig, weights: WeightsRef) -> Backbone:
+    """The tower of a CLIP model that ``config.modality`` names (the whole model is loaded: the towers
+    share one checkpoint)."""
+    from featurizer._resolve import describe
+
+    prep = describe(config, weights).preprocessing
+    if weights.kind == "skeleton":
+        transformers = _quiet_transformers()
+        model = transformers.CLIPModel(transformers.AutoConfig.from_pretrained(weights.location.removeprefix("hf:")))
+        return ClipImageBackbone(config, weights, model, prep)
+    if config.modality == "text":
+        tokenizer, model = _from_hf(weights, "AutoTokenizer", "CLIPModel")
+        return ClipTextBackbone(config, weights, model, prep, tokenizer)
+    (model,) = _from_hf(weights, "CLIPModel")
+    return ClipImageBackbone(config, weights, model, prep)
+
+
+def hub_clip_configs(weights: WeightsRef) -> tuple[dict, dict, dict]:
+    """(model config, image processor config, tokenizer config) of a hub CLIP model, without its weights."""
+    source = weights.location.removeprefix("hf:")
+    (model_config,) = _from_hf(weights, "AutoConfig")
+    transformers = _quiet_transformers()
+    try:
+        processor = transformers.AutoImageProcessor.from_pretrained(source).to_dict()
+        tokenizer = {"model_max_length": transformers.AutoTokenizer.from_pretrained(source).model_max_length}
+    except OSError as err:
+        raise not_cached(f"Hugging Face model {source!r}", err) from None
+    return model_config.to_dict(), processor, tokenizer
 
 
 _BUILDERS = {"timm": _build_timm, "torchvision": _build_torchvision, "hf": _build_text}

@@ -101,7 +101,7 @@ class Extractor:
     def __init__(self, spec: FeatureSpec, run: RunOptions | None = None):
         self.spec = spec
         self.run = run or RunOptions()
-        self.config: BackboneConfig = get_config(spec.model)
+        self.config: BackboneConfig = get_config(spec.model, spec.modality)
         self.weights: WeightsRef = weights_for_spec(self.config, spec)
         self.cache_dir = self.run.cache()
         check_device_name(self.run.device)
@@ -364,8 +364,9 @@ def split_options(**options) -> tuple[FeatureOptions, RunOptions, ReadOptions]:
 
 
 def input_modality(inputs: str | os.PathLike | Inputs, model: str | None) -> str:
-    """What the items are: the named model's modality, else what the input holds (for the default model)."""
-    if model:
+    """What the items are: the named model's modality, else what the input holds (for the default model
+    and image-text models, which read both)."""
+    if model and not get_config(model).image_text:
         return get_config(model).modality
     if isinstance(inputs, Inputs):
         return inputs.modality
@@ -561,6 +562,7 @@ def write_features(
     ``views``, their vectors too (``/views/<layer>``, one row of views per item)."""
     ids = [_storable(inputs.ids[p]) for p in good]
     labels = [_storable(inputs.labels[p]) for p in good] if inputs.labels is not None else None
+    columns = {_storable(name): [_storable(cells[p]) for p in good] for name, cells in inputs.columns.items()}
     sources = None
     if all(isinstance(s, str) for s in inputs.sources):  # HDF5 strings: UTF-8, and no NUL characters
         sources = [_storable(inputs.sources[p]) for p in good]
@@ -572,6 +574,7 @@ def write_features(
         ids,
         labels,
         sources=sources,
+        columns=columns,
         dtype=store_dtype,
         origin=inputs.origin,
         attrs=attrs,

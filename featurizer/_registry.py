@@ -47,6 +47,11 @@ class BackboneConfig:
     extra: dict = field(default_factory=dict)
 
     @property
+    def image_text(self) -> bool:
+        """Whether the model has an image tower and a text tower (CLIP); ``modality`` names the one in use."""
+        return self.extra.get("towers") == "clip"
+
+    @property
     def builtin(self) -> bool:
         return self.name in _REGISTRY
 
@@ -103,14 +108,23 @@ def list_models(modality: str | None = None) -> list[str]:
     return sorted(n for n, c in _REGISTRY.items() if modality in (None, c.modality))
 
 
-def get_config(name: str) -> BackboneConfig:
-    """The config of a built-in name or of a ``timm/``, ``torchvision/`` or ``hf/`` name."""
+def get_config(name: str, modality: str | None = None) -> BackboneConfig:
+    """The config of a built-in name or of a ``timm/``, ``torchvision/`` or ``hf/`` name.
+
+    ``modality`` picks the tower of an image-text model (CLIP: images by default); other models
+    have one modality and ignore it.
+    """
     if name in _REGISTRY:
         return _REGISTRY[name]
     prefix, _, arch = name.partition("/")
     if arch and prefix in ("timm", "torchvision"):
         return BackboneConfig(name=name, modality=IMAGE, library=prefix, arch=arch)
     if arch and prefix == "hf":
+        from featurizer._clip import SHARED_LAYER, is_clip
+
+        if is_clip(arch):
+            tower = modality or IMAGE
+            return BackboneConfig(name, tower, "hf", arch, default_layer=SHARED_LAYER, extra={"towers": "clip"})
         return BackboneConfig(name=name, modality=TEXT, library="hf", arch=arch, default_layer="-1")
     raise UnknownModelError(
         f"unknown model {name!r}: use one of {', '.join(list_models())}, "

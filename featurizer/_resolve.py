@@ -68,7 +68,7 @@ class Resolved:
 def resolve(options: FeatureOptions, modality: str | None = None, device: str = "auto") -> Resolved:
     """The spec of ``options``; ``modality`` picks the default model when none is named, ``device``
     (a ``RunOptions`` device) decides what ``runtime='auto'`` becomes."""
-    config = get_config(options.model or default_model(modality or IMAGE))
+    config = get_config(options.model or default_model(modality or IMAGE), modality)
     weights = resolve_weights(config, options.weights)
     runtime = resolve_runtime(options.runtime, options.precision, config, weights, device)
     check_spec_mode(options.precision, runtime, config.modality)
@@ -149,13 +149,34 @@ def describe(config: BackboneConfig, weights: WeightsRef) -> BackboneConfig:
     """``config`` with its layers and preprocessing filled in, loading no weights."""
     if config.layers and config.preprocessing is not None:
         return config
-    if config.modality == TEXT:
+    if config.image_text:
+        layers, prep = _describe_clip(config, weights)
+    elif config.modality == TEXT:
         layers, prep = _describe_text(config, weights)
     else:
         from featurizer._backbones import describe_image_model
 
         layers, prep = describe_image_model(config, weights)
     return replace(config, layers=config.layers or layers, preprocessing=config.preprocessing or prep)
+
+
+def _describe_clip(config: BackboneConfig, weights: WeightsRef) -> tuple[tuple[Layer, ...], dict]:
+    """Layers and preprocessing of the tower ``config.modality`` names, from the model's config files."""
+    from featurizer._clip import clip_description
+    from featurizer._preprocess import read_json, text_preprocessing
+
+    if weights.kind == "folder":
+        folder = Path(weights.location)
+        names = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
+        files = [read_json(folder / name) for name in names]
+        tokenizer_id = text_preprocessing(folder)["tokenizer"]
+    else:
+        from featurizer._backbones import hub_clip_configs
+
+        files = hub_clip_configs(weights)
+        tokenizer_id = weights.location
+    layers, prep = clip_description(*files, config.modality)
+    return layers, ({"tokenizer": tokenizer_id, **prep} if config.modality == TEXT else prep)
 
 
 def _describe_text(config: BackboneConfig, weights: WeightsRef) -> tuple[tuple[Layer, ...], dict]:
@@ -191,8 +212,9 @@ def describe_layers(model: str, weights: str | os.PathLike | None = None) -> lis
     config = get_config(model)
     weights_ref = resolve_weights(config, weights)
     config = describe(config, weights_ref)
-    if config.modality == TEXT:
-        shapes = {layer.name: f"tokens x {layer.dim}" for layer in config.layers}
+    if config.modality == TEXT or config.image_text:
+        vectors = ("pooled", "embeds") if config.image_text else ()
+        shapes = {n.name: str(n.dim) if n.name in vectors else f"tokens x {n.dim}" for n in config.layers}
     else:
         from featurizer._backbones import skeleton_layer_shapes
 
@@ -206,7 +228,7 @@ def describe_layers(model: str, weights: str | os.PathLike | None = None) -> lis
 
 def layer_dims(spec: FeatureSpec) -> list[int]:
     """The length of each layer's vector in ``spec``, without loading weights (registry, skeleton or config file)."""
-    config = get_config(spec.model)
+    config = get_config(spec.model, spec.modality)
     if not config.layers:
         kind = "pretrained" if not spec.weights_sha256 else "folder" if Path(spec.weights).is_dir() else "file"
         config = describe(config, WeightsRef(kind, spec.weights, spec.weights_sha256))
@@ -239,7 +261,9 @@ def weights_for_spec(config: BackboneConfig, spec: FeatureSpec) -> WeightsRef:
     )
 
 
-def last_distinct_layers(model: str, weights: str | os.PathLike | None = None, count: int = 3) -> tuple[str, ...]:
+def last_distinct_layers(
+    model: str, weights: str | os.PathLike | None = None, count: int = 3, modality: str | None = None
+) -> tuple[str, ...]:
     """The model's default layer and the distinct layers before it, ``count`` in all, latest first.
 
     An image backbone's ``pre_logits`` is the global average pool of the feature map right before
@@ -247,7 +271,7 @@ def last_distinct_layers(model: str, weights: str | os.PathLike | None = None, c
     so that map is skipped. Read from the registry or the architecture, never importing torch for
     a built-in model (an ONNX run must not).
     """
-    config = get_config(model)
+    config = get_config(model, modality)
     if not config.layers:
         config = describe(config, resolve_weights(config, weights))
     layers = list(config.layers)
@@ -269,4 +293,4 @@ def with_default_layers(options: FeatureOptions, modality: str, count: int = 3) 
     if options.layers is not None:
         return options
     model = options.model or default_model(modality)
-    return replace(options, layers=last_distinct_layers(model, options.weights, count))
+    return replace(options, layers=last_distinct_layers(model, options.weights, count, modality))

@@ -19,7 +19,7 @@ from featurizer._registry import IMAGE, Layer
 IMAGE_POOLINGS = ("avg", "max", "gem")
 TEXT_POOLINGS = ("mean", "cls", "max")
 # Layers that are vectors already (the network's own pooling): pooling does not apply.
-POOLED_LAYERS = ("pre_logits",)
+POOLED_LAYERS = ("pre_logits", "pooled", "embeds")  # timm/torchvision pre-logits; a CLIP tower's outputs
 
 # Bumped when a runtime computes other vectors for the same spec, so that old cached vectors are not mixed in.
 # onnx 2: int8 quantises only the MatMuls fed by a LayerNormalization.

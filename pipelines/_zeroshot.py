@@ -6,7 +6,9 @@ each template, and moves toward the class's labelled examples as they come: prot
 examples. With labelled examples the weight is chosen by cross-validation (0 is plain prototypes);
 without any, the head is the text vectors alone. Classification is by cosine similarity.
 
-Texts only for now: images need an image-text model (CLIP), which no installed package ships.
+For texts, the class descriptions are embedded with the feature file's own spec. For images the
+model must be an image-text model (CLIP, ``featurizer._clip``) and the layer its ``embeds``: the
+descriptions go through the same model's text tower into the space the image vectors live in.
 """
 
 from __future__ import annotations
@@ -55,11 +57,7 @@ def class_text_vectors(
     from featurizer import Extractor
     from featurizer._inputs import texts_as_inputs
 
-    if spec.modality != "text":
-        raise FeaturizerError(
-            "zero-shot from class names needs a text model, or an image-text model (CLIP) for images, "
-            "which is not supported yet"
-        )
+    spec = text_spec_for(spec)
     for template in templates:
         if "{}" not in template:
             raise FeaturizerError(f"template {template!r} has no {{}} for the class description")
@@ -73,6 +71,35 @@ def class_text_vectors(
     finally:
         extractor.compact()  # releases the cache stores it held
     return unit_rows(unit_rows(vectors).reshape(len(descriptions), len(templates), -1).mean(axis=1)).astype(np.float32)
+
+
+def text_spec_for(spec: FeatureSpec) -> FeatureSpec:
+    """The spec that embeds class texts next to ``spec``'s vectors: ``spec`` itself for a text model,
+    the text tower of the same image-text model (same weights, ``embeds`` layer) for images."""
+    from featurizer import FeatureOptions, get_config
+    from featurizer._clip import SHARED_LAYER
+    from featurizer._resolve import resolve_spec
+
+    if spec.modality == "text":
+        return spec
+    if not get_config(spec.model, spec.modality).image_text:
+        raise FeaturizerError(
+            f"zero-shot for images needs an image-text model (CLIP, e.g. hf/openai/clip-vit-base-patch32); "
+            f"these features are from {spec.model}"
+        )
+    if spec.layers != (SHARED_LAYER,):
+        raise FeaturizerError(
+            f"zero-shot compares images and texts in the space the towers share: use the layer {SHARED_LAYER!r} "
+            f"alone (--layer {SHARED_LAYER}), not {'+'.join(spec.layers)}"
+        )
+    options = FeatureOptions(
+        model=spec.model,
+        weights=spec.weights if spec.weights_sha256 else None,
+        layers=[SHARED_LAYER],
+        precision=spec.precision,
+        runtime=spec.runtime,
+    )
+    return resolve_spec(options, modality="text")
 
 
 class ZeroShotPrototypes(ClassifierMixin, BaseEstimator):

@@ -1,0 +1,67 @@
+"""Image-text models (CLIP): one name, two towers, read from the model's files without loading weights.
+
+A Hugging Face CLIP model (``hf/openai/clip-vit-base-patch32``, or a local folder ``hf/./my-clip``
+whose ``config.json`` says ``"model_type": "clip"``) is one backbone with two towers: images go
+through the vision tower, texts through the text tower. Each tower has the same layer names:
+``embeddings``, ``layer.0`` ... (token states), ``pooled`` (the tower's pooled output) and
+``embeds`` (its projection into the space the two towers share; the default layer). Vectors of
+``embeds`` from the image tower and from the text tower can be compared: that is what zero-shot
+classification of images from class names needs. The spec's modality says which tower made them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from featurizer._errors import InputError
+from featurizer._registry import IMAGE, Layer
+
+CLIP_MODEL_TYPES = ("clip",)
+SHARED_LAYER = "embeds"
+# OpenAI CLIP's pixel statistics: the default when a folder has no preprocessor_config.json
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL codes in Hugging Face image processor configs
+
+
+def is_clip(arch: str) -> bool:
+    """Whether the ``hf/`` model ``arch`` is a CLIP model: a folder's config says so, a hub id names it."""
+    from featurizer._preprocess import read_json
+
+    folder = Path(arch).expanduser()
+    if folder.is_dir():
+        return read_json(folder / "config.json").get("model_type") in CLIP_MODEL_TYPES
+    return "clip" in arch.lower()
+
+
+def clip_description(model_config: dict, processor: dict, tokenizer: dict, modality: str):
+    """(layers, preprocessing) of one tower, from the model's ``config.json`` and its image processor
+    and tokenizer configs (dicts; empty when absent)."""
+    tower = model_config.get("vision_config" if modality == IMAGE else "text_config") or {}
+    depth, width = tower.get("num_hidden_layers"), tower.get("hidden_size")
+    shared = model_config.get("projection_dim")
+    if not all(isinstance(x, int) for x in (depth, width, shared)):
+        raise InputError("a CLIP config.json needs num_hidden_layers and hidden_size in each tower, and projection_dim")
+    layers = (
+        Layer("embeddings", width),
+        *(Layer(f"layer.{i}", width) for i in range(depth)),
+        Layer("pooled", width),
+        Layer(SHARED_LAYER, shared),
+    )
+    if modality == IMAGE:
+        size = int(tower.get("image_size", 224))
+        crop = processor.get("crop_size", size)
+        crop = int(crop.get("height", size) if isinstance(crop, dict) else crop)
+        short = processor.get("size", size)
+        short = int(short.get("shortest_edge", crop) if isinstance(short, dict) else short)
+        prep = {
+            "input_size": [3, crop, crop],
+            "resize": short,
+            "interpolation": _RESAMPLE.get(processor.get("resample", 3), "bicubic"),
+            "mean": list(processor.get("image_mean", CLIP_MEAN)),
+            "std": list(processor.get("image_std", CLIP_STD)),
+        }
+    else:
+        limits = [tower.get("max_position_embeddings", 77), tokenizer.get("model_max_length", 10**9)]
+        prep = {"max_length": int(min(limits)), "lowercase": True}
+    return layers, prep

@@ -1,0 +1,130 @@
+"""Image-text models: a tiny CLIP with random weights, built from a config, checks the plumbing offline.
+
+Random weights say nothing about accuracy (that needs downloaded CLIP weights); they do check
+that images and texts go through the right towers, into one space, exactly as transformers does.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_sample_image
+
+from featurizer import FeatureFile, featurize
+from tests.test_flows import xfer
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def write_tiny_clip(folder):
+    """A CLIP model of 2 layers a tower, 32 wide, 16-d shared space, 32 px images, with a byte-level
+    tokenizer (no merges): saved as a Hugging Face folder, like a downloaded one."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    chars = list(bytes_to_unicode().values())
+    tokens = [*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    transformers.CLIPTokenizer(vocab=vocab, merges=[]).save_pretrained(folder)
+    end = vocab["<|endoftext|>"]
+    tower = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    config = transformers.CLIPConfig(
+        text_config={**tower, "vocab_size": len(vocab), "eos_token_id": end, "pad_token_id": end},
+        vision_config={**tower, "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    transformers.CLIPModel(config).save_pretrained(folder)
+    size = {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}
+    transformers.CLIPImageProcessor(**size).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """The tiny CLIP folder, 32 px photos in two class folders, and a CSV of texts."""
+    root = tmp_path_factory.mktemp("clip")
+    write_tiny_clip(root / "tiny-clip")
+    for name, label in (("china", "palace"), ("flower", "flower")):
+        (root / "photos" / label).mkdir(parents=True)
+        image = Image.fromarray(load_sample_image(f"{name}.jpg"))
+        for i, box in enumerate([(0, 0, 400, 400), (100, 20, 500, 420)]):
+            image.crop(box).resize((32, 32)).save(root / "photos" / label / f"{i}.png")
+    with open(root / "texts.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["text"], ["a photo of a palace"], ["a photo of a flower"], ["x"]])
+    return root
+
+
+def model_name(clip) -> str:
+    return f"hf/{clip / 'tiny-clip'}"
+
+
+def test_images_and_texts_go_through_their_towers_into_one_space_exactly_as_transformers(clip):
+    images = featurize(clip / "photos", model_name(clip), output=clip / "img.h5", cache_dir=clip / "c", progress=False)
+    texts = featurize(
+        clip / "texts.csv", model_name(clip), output=clip / "txt.h5", cache_dir=clip / "c", progress=False
+    )
+    with FeatureFile(images.output) as fi, FeatureFile(texts.output) as ft:
+        assert fi.spec.modality == "image" and ft.spec.modality == "text" and fi.spec.model == ft.spec.model
+        assert fi.layers[0] == ft.layers[0] == "embeds"  # the default layer: the shared space
+        assert fi.spec.runtime == "torch"  # no ONNX export of CLIP towers yet
+        image_vectors, text_vectors = fi.read("embeds"), ft.read("embeds")
+        image_paths, text_sources = fi.sources, ft.sources
+    assert image_vectors.shape[1] == text_vectors.shape[1] == 16
+    model = transformers.CLIPModel.from_pretrained(clip / "tiny-clip").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(clip / "tiny-clip")
+    processor = transformers.CLIPImageProcessor.from_pretrained(clip / "tiny-clip")
+    with torch.no_grad():
+        expected_text = model.get_text_features(**tokenizer(text_sources, padding=True, return_tensors="pt"))
+        pixels = processor([Image.open(p).convert("RGB") for p in image_paths], return_tensors="pt")
+        expected_image = model.get_image_features(**pixels)
+    as_array = [getattr(t, "pooler_output", t).numpy() for t in (expected_text, expected_image)]
+    np.testing.assert_allclose(text_vectors, as_array[0], atol=1e-5)
+    np.testing.assert_allclose(image_vectors, as_array[1], atol=1e-4)
+
+
+def test_zero_shot_on_images_embeds_the_class_texts_with_the_text_tower(clip, tmp_path):
+    from pipelines import load_model
+    from pipelines._zeroshot import class_text_vectors
+
+    featurize(clip / "photos", model_name(clip), "embeds", output=tmp_path / "img.h5", progress=False)
+    (tmp_path / "classes.txt").write_text("palace: a palace\nflower: a flower\n")
+    model = tmp_path / "zero.skops"
+    xfer(
+        "fit", tmp_path / "img.h5", "--zero-shot", tmp_path / "classes.txt", "--template", "a photo of {}.", "-o", model
+    )
+    xfer("predict", model, clip / "photos", "-o", tmp_path / "p.csv")
+    with open(tmp_path / "p.csv") as f:
+        assert {row["label"] for row in csv.DictReader(f)} <= {"palace", "flower"}
+    pipeline, card = load_model(model)
+    head = pipeline.named_steps["head"]
+    expected = class_text_vectors(card.spec, ["a palace", "a flower"], ("a photo of {}.",))
+    np.testing.assert_allclose(head.class_vectors, expected, atol=1e-6)
+    with FeatureFile(tmp_path / "img.h5") as f:
+        assert json.loads(card.spec.to_json())["modality"] == "image" and f.spec.layers == ("embeds",)
+
+
+def test_zero_shot_on_images_refuses_models_and_layers_without_a_shared_space(clip, digit_features, tmp_path):
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    result = xfer("fit", digit_features[0], "--zero-shot", tmp_path / "classes.txt", ok=False)
+    assert result.exit_code != 0 and "image-text model (CLIP" in result.output
+    featurize(clip / "photos", model_name(clip), "pooled", output=tmp_path / "pooled.h5", progress=False)
+    result = xfer("fit", tmp_path / "pooled.h5", "--zero-shot", tmp_path / "classes.txt", ok=False)
+    assert "--layer embeds" in result.output and "Traceback" not in result.output
+
+
+def test_layers_of_a_clip_model_name_the_shared_space(clip):
+    out = xfer("layers", model_name(clip)).output
+    assert "embeds" in out and "(default)" in out.splitlines()[-1] and "pooled" in out
+
+
+def test_a_hub_clip_model_offline_fails_in_one_line(clip, tmp_path):
+    result = xfer(
+        "featurize", clip / "photos", "-m", "hf/openai/clip-vit-base-patch32", "-o", tmp_path / "h.h5", ok=False
+    )
+    assert result.exit_code != 0 and "openai/clip-vit-base-patch32" in result.output
+    assert "Traceback" not in result.output
