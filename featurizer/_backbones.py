@@ -306,6 +306,37 @@ class ClipTextBackbone(TextBackbone):
         return _clip_outputs(self._layer_names(), out, self.model.text_projection, layers)
 
 
+class OpenClipImageBackbone(Backbone):
+    """The image tower of an open_clip model: its embedding in the space shared with texts."""
+
+    def _layer_names(self) -> list[str]:
+        return ["embeds"]
+
+    def _forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        return {"embeds": self.model.encode_image(x)}
+
+
+class OpenClipTextBackbone(TextBackbone):
+    """The text tower of an open_clip model, with the package's tokenizer (ids padded with 0)."""
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    def _layer_names(self) -> list[str]:
+        return ["embeds"]
+
+    def tokenize_counting(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
+        rows = self.tokenizer(list(texts)).tolist()  # context length, truncated with the end token kept
+        ids = [row[: max(i for i, t in enumerate(row) if t) + 1] for row in rows]
+        return ids, sum(1 for row in rows if row[-1] != 0)
+
+    def _forward(self, batch: dict[str, torch.Tensor], layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        ids = batch["input_ids"]
+        context = self.preprocessing["max_length"]
+        return {"embeds": self.model.encode_text(torch.nn.functional.pad(ids, (0, context - ids.shape[1])))}
+
+
 def _clip_outputs(names: list[str], out, projection: nn.Module, layers: Sequence[str]) -> dict[str, torch.Tensor]:
     found = dict(zip(names[:-2], out.hidden_states))
     found["pooled"] = out.pooler_output
@@ -323,6 +354,8 @@ def load_backbone(config: BackboneConfig, weights: WeightsRef) -> Backbone:
 
 
 def _builder(config: BackboneConfig):
+    if config.library == "open_clip":
+        return _build_open_clip
     return _build_clip if config.image_text else _BUILDERS[config.library]
 
 
@@ -436,6 +469,31 @@ def _build_clip(config: BackboneConfig, weights: WeightsRef) -> Backbone:
         return ClipTextBackbone(config, weights, model, prep, tokenizer)
     (model,) = _from_hf(weights, "CLIPModel")
     return ClipImageBackbone(config, weights, model, prep)
+
+
+def _build_open_clip(config: BackboneConfig, weights: WeightsRef) -> Backbone:
+    """The tower ``config.modality`` names of an open_clip model: its pretrained tag (downloaded by
+    open_clip, from its cache offline) or a local checkpoint."""
+    from featurizer._clip import open_clip_parts
+    from featurizer._resolve import describe
+
+    open_clip = _import("open_clip", "open_clip_torch")
+    prep = describe(config, weights).preprocessing
+    name, tag = open_clip_parts(config.arch)
+    if weights.kind == "pretrained":
+        offline()
+    logging.disable(logging.ERROR)  # open_clip logs a failed download to the root logger; the error below says it
+    try:
+        model = open_clip.create_model(name, pretrained=tag if weights.kind == "pretrained" else None, device="cpu")
+    except (OSError, RuntimeError) as err:
+        raise not_cached(f"the open_clip weights {name}/{tag}", err) from None
+    finally:
+        logging.disable(logging.NOTSET)
+    if weights.kind == "file":
+        _load_checkpoint(model, weights.location)  # never unpickles code
+    if config.modality == "text":
+        return OpenClipTextBackbone(config, weights, model, prep, open_clip.get_tokenizer(name))
+    return OpenClipImageBackbone(config, weights, model, prep)
 
 
 def hub_clip_configs(weights: WeightsRef) -> tuple[dict, dict, dict]:

@@ -7,6 +7,10 @@ through the vision tower, texts through the text tower. Each tower has the same 
 ``embeds`` (its projection into the space the two towers share; the default layer). Vectors of
 ``embeds`` from the image tower and from the text tower can be compared: that is what zero-shot
 classification of images from class names needs. The spec's modality says which tower made them.
+
+Models of the ``open_clip`` package (``open_clip/ViT-B-32/laion2b_s34b_b79k``: architecture, then
+its pretrained tag; or ``open_clip/ARCH`` with ``--weights`` a local checkpoint) offer the shared
+space only: their one layer is ``embeds``.
 """
 
 from __future__ import annotations
@@ -64,4 +68,36 @@ def clip_description(model_config: dict, processor: dict, tokenizer: dict, modal
     else:
         limits = [tower.get("max_position_embeddings", 77), tokenizer.get("model_max_length", 10**9)]
         prep = {"max_length": int(min(limits)), "lowercase": True}
+    return layers, prep
+
+
+def open_clip_parts(arch: str) -> tuple[str, str | None]:
+    """(architecture, pretrained tag or None) of an ``open_clip/`` name."""
+    name, _, tag = arch.partition("/")
+    return name, tag or None
+
+
+def open_clip_description(arch: str, modality: str):
+    """(layers, preprocessing) of a tower of an open_clip model, from the package's model config."""
+    import open_clip
+
+    name, tag = open_clip_parts(arch)
+    config = open_clip.get_model_config(name)
+    if config is None:
+        raise InputError(f"open_clip has no model {name!r} (see open_clip.list_models())")
+    layers = (Layer(SHARED_LAYER, int(config["embed_dim"])),)
+    if modality == IMAGE:
+        size = config["vision_cfg"].get("image_size", 224)
+        size = int(size[0] if isinstance(size, list | tuple) else size)
+        pretrained = open_clip.get_pretrained_cfg(name, tag) if tag else {}
+        prep = {
+            "input_size": [3, size, size],
+            "resize": size,
+            "interpolation": "bicubic",
+            "mean": list(pretrained.get("mean") or CLIP_MEAN),
+            "std": list(pretrained.get("std") or CLIP_STD),
+        }
+    else:
+        length = int(config["text_cfg"].get("context_length", 77))
+        prep = {"tokenizer": f"open_clip:{name}", "max_length": length, "lowercase": True}
     return layers, prep

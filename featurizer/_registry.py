@@ -14,7 +14,7 @@ from pathlib import Path
 from featurizer._errors import MissingPackageError, UnknownModelError
 
 IMAGE, TEXT = "image", "text"
-LIBRARIES = ("timm", "torchvision", "hf")
+LIBRARIES = ("timm", "torchvision", "hf", "open_clip")
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,8 @@ def get_config(name: str, modality: str | None = None) -> BackboneConfig:
     prefix, _, arch = name.partition("/")
     if arch and prefix in ("timm", "torchvision"):
         return BackboneConfig(name=name, modality=IMAGE, library=prefix, arch=arch)
+    if arch and prefix == "open_clip":  # open_clip/ARCH/PRETRAINED: an image-text model of the open_clip package
+        return BackboneConfig(name, modality or IMAGE, prefix, arch, default_layer="embeds", extra={"towers": "clip"})
     if arch and prefix == "hf":
         from featurizer._clip import SHARED_LAYER, is_clip
 
@@ -128,7 +130,7 @@ def get_config(name: str, modality: str | None = None) -> BackboneConfig:
         return BackboneConfig(name=name, modality=TEXT, library="hf", arch=arch, default_layer="-1")
     raise UnknownModelError(
         f"unknown model {name!r}: use one of {', '.join(list_models())}, "
-        "or timm/NAME, torchvision/NAME, hf/HUB_ID, hf/./LOCAL_FOLDER (see 'xfer models')"
+        "or timm/NAME, torchvision/NAME, hf/HUB_ID, hf/./LOCAL_FOLDER, open_clip/ARCH/PRETRAINED (see 'xfer models')"
     )
 
 

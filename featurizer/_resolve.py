@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from featurizer._errors import FeaturizerError, InputError
+from featurizer._errors import FeaturizerError, InputError, MissingPackageError
 from featurizer._modes import MODES, check_spec_mode
 from featurizer._network import offline
 from featurizer._registry import IMAGE, TEXT, BackboneConfig, Layer, default_model, get_config
@@ -162,9 +162,12 @@ def describe(config: BackboneConfig, weights: WeightsRef) -> BackboneConfig:
 
 def _describe_clip(config: BackboneConfig, weights: WeightsRef) -> tuple[tuple[Layer, ...], dict]:
     """Layers and preprocessing of the tower ``config.modality`` names, from the model's config files."""
-    from featurizer._clip import clip_description
+    from featurizer._clip import clip_description, open_clip_description
     from featurizer._preprocess import read_json, text_preprocessing
 
+    if config.library == "open_clip":
+        _require("open_clip", "open_clip_torch")
+        return open_clip_description(config.arch, config.modality)
     if weights.kind == "folder":
         folder = Path(weights.location)
         names = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
@@ -177,6 +180,13 @@ def _describe_clip(config: BackboneConfig, weights: WeightsRef) -> tuple[tuple[L
         tokenizer_id = weights.location
     layers, prep = clip_description(*files, config.modality)
     return layers, ({"tokenizer": tokenizer_id, **prep} if config.modality == TEXT else prep)
+
+
+def _require(module: str, package: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingPackageError(f"this model needs {package}: pip install 'featurizer[clip]' (or {package})")
 
 
 def _describe_text(config: BackboneConfig, weights: WeightsRef) -> tuple[tuple[Layer, ...], dict]:

@@ -53,6 +53,13 @@ def default_weights(config: BackboneConfig) -> WeightsRef:
                 f"package {config.weights_package} holds no weights matching {config.weights_file_glob}; reinstall it"
             )
         return _local(found[0])
+    if config.library == "open_clip":
+        if "/" not in config.arch:
+            raise InputError(
+                f"{config.name}: name its pretrained weights (open_clip/{config.arch}/TAG, see "
+                "open_clip.list_pretrained()) or give a local checkpoint with --weights"
+            )
+        return WeightsRef("pretrained", f"open_clip:{config.arch}")
     if config.library == "hf":
         folder = Path(config.arch).expanduser()
         if config.arch.startswith((".", "/", "~")) or folder.is_dir():

@@ -128,3 +128,50 @@ def test_a_hub_clip_model_offline_fails_in_one_line(clip, tmp_path):
     )
     assert result.exit_code != 0 and "openai/clip-vit-base-patch32" in result.output
     assert "Traceback" not in result.output
+
+
+# --- open_clip ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_open_clip(tmp_path_factory):
+    """A tiny open_clip architecture registered with the package, and a checkpoint of random weights."""
+    open_clip = pytest.importorskip(
+        "open_clip", reason="open_clip_torch is not installed (pip install 'featurizer[clip]')"
+    )
+    root = tmp_path_factory.mktemp("open_clip")
+    config = {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+    }
+    (root / "tiny-open-clip.json").write_text(json.dumps(config))
+    open_clip.add_model_config(root)
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-open-clip", pretrained=None)
+    torch.save(model.state_dict(), root / "tiny.pt")
+    return open_clip, model.eval(), root / "tiny.pt"
+
+
+def test_open_clip_towers_match_the_package_and_share_one_space(tiny_open_clip, clip, tmp_path):
+    open_clip, model, checkpoint = tiny_open_clip
+    name = "open_clip/tiny-open-clip"
+    run = {"weights": checkpoint, "cache_dir": tmp_path / "c", "progress": False}
+    images = featurize(clip / "photos", name, output=tmp_path / "img.h5", **run)
+    texts = featurize(clip / "texts.csv", name, output=tmp_path / "txt.h5", **run)
+    with FeatureFile(images.output) as fi, FeatureFile(texts.output) as ft:
+        image_vectors, paths = fi.read("embeds"), fi.sources
+        text_vectors, sources = ft.read("embeds"), ft.sources
+    _, _, preprocess = open_clip.create_model_and_transforms("tiny-open-clip", pretrained=None)
+    with torch.no_grad():
+        expected_image = model.encode_image(torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths]))
+        expected_text = model.encode_text(open_clip.get_tokenizer("tiny-open-clip")(sources))
+    np.testing.assert_allclose(image_vectors, expected_image.numpy(), atol=1e-4)
+    np.testing.assert_allclose(text_vectors, expected_text.numpy(), atol=1e-4)
+    (tmp_path / "classes.txt").write_text("palace: a palace\nflower: a flower\n")
+    xfer("fit", images.output, "--zero-shot", tmp_path / "classes.txt", "-o", tmp_path / "z.skops")
+
+
+def test_an_open_clip_name_without_weights_says_how_to_name_them(tiny_open_clip, clip, tmp_path):
+    result = xfer("featurize", clip / "photos", "-m", "open_clip/tiny-open-clip", "-o", tmp_path / "x.h5", ok=False)
+    assert "open_clip/tiny-open-clip/TAG" in result.output and "Traceback" not in result.output
