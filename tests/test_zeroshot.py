@@ -95,8 +95,8 @@ def test_a_name_alone_is_its_own_description(tmp_path):
     assert read_class_texts(path) == (["sports", "cooking"], ["sports", "food and recipes"])
 
 
-def test_zero_shot_refuses_image_features_with_a_reason(digit_features):
-    with pytest.raises(FeaturizerError, match="needs a text model"):
+def test_zero_shot_refuses_image_features_of_a_model_without_a_text_tower(digit_features):
+    with pytest.raises(FeaturizerError, match="needs an image-text model"):
         fit_zero_shot(digit_features[0], _classes_file(digit_features[0].parent))
 
 
