@@ -434,6 +434,60 @@ CHANCE_LOGME = 0.02  # LogME gains below this are what random labels give (tests
 # --- Heads ----------------------------------------------------------------------------------
 
 
+map_option = click.option(
+    "--map",
+    "map_method",
+    type=click.Choice(["auto", "umap", "tsne", "pca"]),
+    default="auto",
+    show_default=True,
+    help="2-D map of the report: auto is UMAP when umap-learn is installed (featurizer[audit]), else PCA.",
+)
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("train", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("test", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-l", "--layer", "layers", multiple=True, help="Layer to compare items on; repeat. [default: every layer]"
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.95,
+    show_default=True,
+    help="Cosine similarity from which two items count as near-duplicates (or a test item as leaked).",
+)
+@click.option(
+    "-o", "--out", type=click.Path(file_okay=False, path_type=Path), help="Folder of CSVs. [default: <train>-audit/]"
+)
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report here too.")
+@map_option
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and of the map.")
+def audit(train: Path, test, layers, threshold: float, out, report, map_method: str, seed: int) -> None:
+    """Audit a feature file: near-duplicates, leaks into TEST, likely label errors, outliers, classes.
+
+    Writes one CSV per finding (ids, sources, scores) and, with --report, one self-contained HTML
+    page: a map of the embeddings with the findings ringed, and a gallery of each.
+
+    \b
+    Examples:
+      xfer audit cache/photos.h5 cache/photos_test.h5 --report audit.html
+      xfer audit cache/questions.h5 --threshold 0.98
+    """
+    from pipelines._audit import audit_files
+
+    found, written = audit_files(
+        train, test, out=out, report=report, layer=layers or None, threshold=threshold, map_method=map_method, seed=seed
+    )
+    for name, count in found.summary().items():
+        click.echo(f"{name:<30} {'not searched' if count == -1 else count}")
+    for note in found.notes:
+        click.echo(f"note: {note}")
+    for e in (found.label_issues or [])[:5]:
+        click.echo(f"  label? {found.ids[e['row']][:50]:<50} {e['given']} -> {e['suggested']} ({e['quality']:.2f})")
+    click.echo(f"threshold {threshold:.2f} (cosine); wrote " + ", ".join(str(p) for p in written))
+
+
 def _print_cv_table(rows, baseline=None) -> None:
     screened = any(row.logme is not None for row in rows)
     click.echo(f"{'layers':<30} {'cv accuracy':>14}{'  LogME' if screened else ''}  best parameters")
@@ -725,13 +779,21 @@ def suggest(model_path: Path, data: Path, count: int, strategy: str, output, see
     "--by",
     help="Report per group: a column of the input table, or a CSV of id,group (for folders and feature files).",
 )
+@click.option(
+    "--report", "report_html", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report here too."
+)
+@map_option
 @_model_run_options
-def evaluate(model_path: Path, data: Path, output, png, by, tta: int, trust: bool, run, read) -> None:
+def evaluate(
+    model_path: Path, data: Path, output, png, by, report_html, map_method: str, tta: int, trust: bool, run, read
+) -> None:
     """Score a saved model on a labelled feature file or labelled raw inputs.
 
     Prints accuracy, macro-F1 and per-class precision and recall; writes a JSON report (naming the
-    model, the test data and the feature spec), a confusion-matrix PNG and a reliability diagram
-    (are the probabilities honest? expected calibration error and Brier score).
+    model, the test data and the feature spec), a row-normalised confusion-matrix PNG, a reliability
+    diagram (are the probabilities honest? expected calibration error and Brier score), precision-
+    recall curves per class, every item's prediction with its path or text, and the misclassified
+    items (CSVs beside the model); with --report, one self-contained HTML page of it all.
     """
     from pipelines import evaluate_file
 
@@ -740,8 +802,15 @@ def evaluate(model_path: Path, data: Path, output, png, by, tta: int, trust: boo
     png = png or model_path.with_name(f"{model_path.stem}.confusion-{test}.png")
     reliability = _picture_beside(png, "reliability")
     groups_png = _picture_beside(png, "groups") if by else None
+    files = {
+        "predictions": model_path.with_name(f"{model_path.stem}.predictions-{test}.csv"),
+        "errors": model_path.with_name(f"{model_path.stem}.errors-{test}.csv"),
+        "pr": _picture_beside(png, "pr"),
+        "html": report_html,
+        "map": map_method,
+    }
     options = {"trust": trust, "run": run, "read": read, "tta": tta, "by": by, "groups_png": groups_png}
-    report = evaluate_file(model_path, data, output, png, reliability, **options)
+    report = evaluate_file(model_path, data, output, png, reliability, **options, files=files)
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     if "tasks" in report:
@@ -764,9 +833,9 @@ def evaluate(model_path: Path, data: Path, output, png, by, tta: int, trust: boo
     if "calibration" in report:
         found = report["calibration"]
         click.echo(f"calibration: expected calibration error {found['ece']:.3f}, Brier score {found['brier']:.3f}")
-        click.echo(f"wrote {output}, {png} and {reliability}")
-    else:
-        click.echo(f"wrote {output} and {png}")
+    written = [output, png, *([reliability] if "calibration" in report else []), files["pr"], files["predictions"]]
+    written += [files["errors"], *([files["html"]] if files["html"] else [])]
+    click.echo("wrote " + ", ".join(map(str, written)))
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)

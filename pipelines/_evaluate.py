@@ -134,12 +134,16 @@ def evaluate(
     groups: np.ndarray | None = None,
     groups_png: str | os.PathLike | None = None,
     notes: list[str] | None = None,
+    items: tuple[list[str], list[str]] | None = None,
+    files: dict | None = None,
 ) -> dict:
     """Accuracy, macro-F1, per-class precision and recall, and calibration (expected calibration
     error and Brier score on the items whose label is a class of the model); optionally a JSON
     report, a confusion-matrix PNG and a reliability diagram.
 
     ``about`` (what was scored: model file, test data, spec) is written at the top of the report.
+    ``items`` (ids, sources) name the test items for ``files`` (``pipelines._evalfiles``): keys
+    ``predictions`` and ``errors`` (CSVs), ``pr`` (PNG), ``html`` (the report), ``map`` and ``modality``.
     """
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
@@ -147,6 +151,9 @@ def evaluate(
     if y is not None:  # the rows ``labelled`` keeps
         views = None if views is None else views[:, y != ""]
         groups = None if groups is None else np.asarray(groups)[y != ""]
+        if items is not None:
+            keep = np.flatnonzero(y != "")
+            items = ([items[0][i] for i in keep], [items[1][i] for i in keep])
     X, y, warnings = labelled(X, y, "the test data")
     warnings = [*(notes or []), *warnings]
     if y is None:
@@ -193,7 +200,28 @@ def evaluate(
         atomic_write_text(report_path, json.dumps(report, indent=2))
     if png_path:
         plot_confusion(report, png_path)
+    if files:
+        write_evaluation_files(model, report, X, y, views, items, files)
     return report
+
+
+def write_evaluation_files(model, report: dict, X, y, views, items, files: dict) -> None:
+    """The per-item CSVs, precision-recall curves and HTML report that ``files`` asks for."""
+    from pipelines._evalfiles import evaluation_report, plot_precision_recall, write_prediction_files
+    from pipelines._report import write_report
+
+    classes = [str(c) for c in model.classes_]
+    scores = averaged_scores(model, X, views)
+    ids, sources = items or ([str(i) for i in range(len(y))], [""] * len(y))
+    names = " on ".join(Path(report[k]).name for k in ("model", "test") if report.get(k))
+    if files.get("predictions"):
+        write_prediction_files(files["predictions"], files["errors"], ids, sources, y, classes, scores)
+    if files.get("pr"):
+        plot_precision_recall(y, classes, scores, files["pr"], names)
+    if files.get("html"):
+        modality = files.get("modality", "image")
+        page = evaluation_report(report, X, y, classes, scores, ids, sources, modality, files.get("map", "auto"))
+        write_report(page, files["html"])
 
 
 def unknown_label_warnings(y: np.ndarray, classes: list[str], whose: str) -> list[str]:
@@ -213,6 +241,8 @@ def unknown_label_warnings(y: np.ndarray, classes: list[str], whose: str) -> lis
 
 
 def plot_confusion(report: dict, path: str | os.PathLike) -> Path:
+    """The confusion matrix normalised by row (the share of each true class predicted as each
+    column): by raw counts a small class looks empty. The counts stay in the JSON report."""
     from pipelines._plots import pyplot, save_png
 
     plt = pyplot()
@@ -221,12 +251,20 @@ def plot_confusion(report: dict, path: str | os.PathLike) -> Path:
     labels = report["labels"]
     size = max(4.5, 0.5 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay(np.asarray(report["confusion_matrix"]), display_labels=labels).plot(
-        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if len(labels) > 4 else "horizontal"
+    counts = np.asarray(report["confusion_matrix"], dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    ConfusionMatrixDisplay(shares, display_labels=labels).plot(
+        ax=ax,
+        cmap="Blues",
+        colorbar=False,
+        values_format=".2f",
+        xticks_rotation=45 if len(labels) > 4 else "horizontal",
+        im_kw={"vmin": 0, "vmax": 1},
     )
     names = " on ".join(Path(report[k]).name for k in ("model", "test") if report.get(k))
     ax.set_title(
-        f"{names}\naccuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, {report['n']} items",
+        f"{names}\naccuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, {report['n']} items; "
+        "rows: share of each true class",
         fontsize=10,
     )
     fig.tight_layout()
@@ -277,11 +315,18 @@ def evaluate_file(
     tta: int = 0,
     by: str | None = None,
     groups_png: str | os.PathLike | None = None,
+    files: dict | None = None,
 ) -> dict:
     """``xfer evaluate``: a saved model scored on labelled ``data``; the report names the model, data and spec.
 
+    ``files``: the per-item CSVs, PR curves and HTML report to write (see ``evaluate``).
+
     ``by``: a column of the input table, or a CSV of id,group, to report metrics per group.
     """
+    if files and files.get("html"):
+        from pipelines._report import check_report_path
+
+        check_report_path(files["html"])  # before the work, not after
     model, card = load_model(model_path, trust=trust)
     if card.tasks and by:
         raise FeaturizerError("--by reports a single classifier per group; this model has several tasks")
@@ -310,7 +355,9 @@ def evaluate_file(
     slices = {"groups": groups, "groups_png": groups_png, "notes": notes}
     if card.adaptation:  # the same head on the unaligned training features, side by side
         about["without_adaptation"] = unadapted_accuracy(card, X, y)
-    return evaluate(model, X, y, **paths, about=about, views=found.views, **slices)
+    items = (found.ids, found.sources or [""] * len(found.ids))
+    files = {**(files or {}), "modality": card.spec.modality}
+    return evaluate(model, X, y, **paths, about=about, views=found.views, **slices, items=items, files=files)
 
 
 def unadapted_accuracy(card: ModelCard, X: np.ndarray, y: np.ndarray | None) -> float | None:

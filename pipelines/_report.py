@@ -1,0 +1,195 @@
+"""Self-contained HTML reports: a map of the embeddings, galleries of items, tables; one file, no network.
+
+A report is data (``Report``: items, a map, galleries, tables) rendered by one template: the data
+goes into the page as JSON and a short script draws the map (SVG, one circle per sampled item,
+coloured by label, suspicious items ringed), shows an item when its point or card is clicked, and
+pages through the galleries. Images are embedded as small JPEG thumbnails, texts as text, so the
+file opens anywhere, offline. Large inputs stay usable: the map shows at most ``MAP_POINTS``
+items (a seeded sample that keeps every marked item it can), a gallery shows ``PAGE`` cards a page
+and holds at most ``GALLERY_CARDS``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from featurizer import FeaturizerError
+
+MAP_POINTS = 2000
+PAGE = 48
+GALLERY_CARDS = 480
+THUMB = 96  # pixels, longer side
+TEXT_CHARS = 280
+PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#393b79", "#ad494a", "#8ca252", "#bd9e39", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1",
+]  # fmt: skip
+
+
+@dataclass
+class Report:
+    """What a report shows. ``items`` are (id, label, source) triples; galleries and the map refer to
+    items by position in that list."""
+
+    title: str
+    modality: str
+    items: list[tuple[str, str, str]]
+    summary: dict[str, object] = field(default_factory=dict)
+    map_rows: list[int] = field(default_factory=list)
+    map_xy: np.ndarray | None = None
+    map_method: str = ""
+    marks: dict[int, str] = field(default_factory=dict)  # item -> why it is ringed on the map
+    galleries: list[dict] = field(default_factory=list)  # {"title", "note", "cards": [(item, caption)]}
+    tables: list[dict] = field(default_factory=list)  # {"title", "header", "rows", "heat": bool}
+
+
+def check_report_path(path: str | os.PathLike) -> Path:
+    """The report's path, refused in one line before any work when its folder does not exist."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FeaturizerError(f"cannot write the report {path}: the folder {path.parent} does not exist")
+    return path
+
+
+def map_sample(n: int, marked: list[int], limit: int = MAP_POINTS, seed: int = 0) -> list[int]:
+    """Rows to draw on the map: all of them up to ``limit``, else the marked ones first and a seeded
+    sample of the others."""
+    if n <= limit:
+        return list(range(n))
+    rng = np.random.default_rng(seed)
+    keep = list(dict.fromkeys(marked))[:limit]
+    others = np.setdiff1d(np.arange(n), keep)
+    keep += rng.choice(others, size=limit - len(keep), replace=False).tolist()
+    return sorted(keep)
+
+
+def embedding_map(X: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, str]:
+    """2-D coordinates of the rows of ``X``: UMAP (cosine) when umap-learn is installed and
+    ``method`` is auto or umap, else PCA; ``tsne`` is scikit-learn's t-SNE. Returns (xy, method)."""
+    if len(X) < 3:
+        return np.zeros((len(X), 2)), "none"
+    if method in ("auto", "umap"):
+        try:
+            import umap
+        except ImportError:
+            if method == "umap":
+                raise FeaturizerError("--map umap needs umap-learn: pip install 'featurizer[audit]'") from None
+            method = "pca"
+        else:
+            neighbours = max(2, min(15, len(X) - 1))
+            reducer = umap.UMAP(n_neighbors=neighbours, metric="cosine", random_state=seed, n_jobs=1)
+            return reducer.fit_transform(X), "UMAP"
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30, max(2, (len(X) - 1) / 3)))
+        return TSNE(perplexity=perplexity, init="pca", random_state=seed).fit_transform(X), "t-SNE"
+    if method != "pca":
+        raise FeaturizerError(f"unknown map method {method!r}; choose auto, umap, tsne or pca")
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=seed).fit_transform(X), "PCA"
+
+
+def thumbnail(path: str, size: int = THUMB) -> str | None:
+    """A small JPEG of the image at ``path`` as a data URI; None when it cannot be read."""
+    from PIL import Image
+
+    from featurizer._preprocess import load_image
+
+    try:
+        image = load_image(path, draft_short_side=size)
+    except Exception:  # a report never fails on one unreadable image: the card says so
+        return None
+    image.thumbnail((size, size), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=75)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _payload(report: Report) -> dict:
+    from tqdm.auto import tqdm
+
+    used = set(report.map_rows) | {i for g in report.galleries for i, _ in g["cards"]}
+    labels = sorted({report.items[i][1] for i in used})
+    colour = {label: PALETTE[k % len(PALETTE)] for k, label in enumerate(labels)}
+    items = {}
+    for i in tqdm(sorted(used), desc="report", unit="item", delay=2.0, leave=False):
+        item_id, label, source = report.items[i]
+        entry = {"id": item_id, "label": label, "colour": colour.get(label, "#999")}
+        if report.modality == "image":
+            entry["thumb"] = thumbnail(source)
+            entry["path"] = source
+        else:
+            entry["text"] = source[:TEXT_CHARS] + ("..." if len(source) > TEXT_CHARS else "")
+        if i in report.marks:
+            entry["mark"] = report.marks[i]
+        items[str(i)] = entry
+    xy = report.map_xy
+    points = []
+    if xy is not None and len(report.map_rows):
+        lo, hi = xy.min(axis=0), xy.max(axis=0)
+        scaled = (xy - lo) / np.where(hi > lo, hi - lo, 1.0)
+        points = [[int(i), round(float(x), 4), round(float(y), 4)] for i, (x, y) in zip(report.map_rows, scaled)]
+    galleries = [
+        {"title": g["title"], "note": g.get("note", ""), "cards": [[int(i), c] for i, c in g["cards"][:GALLERY_CARDS]],
+         "total": len(g["cards"])}
+        for g in report.galleries
+    ]  # fmt: skip
+    legend = [[label, colour[label]] for label in labels]
+    return {"items": items, "points": points, "galleries": galleries, "legend": legend, "page": PAGE}
+
+
+def _table(table: dict) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in table["header"])
+    body = []
+    for row in table["rows"]:
+        cells = []
+        for k, cell in enumerate(row):
+            style = ""
+            if table.get("heat") and k > 0 and isinstance(cell, float):
+                style = f' style="background: rgba(31,119,180,{min(max(cell, 0.0), 1.0):.2f})"'
+            text = f"{cell:.3f}" if isinstance(cell, float) else str(cell)
+            cells.append(f"<td{style}>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    note = f'<p class="note">{html.escape(table["note"])}</p>' if table.get("note") else ""
+    return (
+        f'<section><h2>{html.escape(table["title"])}</h2>{note}<div class="scroll"><table>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></section>"
+    )
+
+
+def write_report(report: Report, path: str | os.PathLike) -> Path:
+    """Render ``report`` into one self-contained HTML file at ``path`` (written atomically)."""
+    from featurizer._atomic import atomic_write_text
+
+    path = check_report_path(path)
+    data = json.dumps(_payload(report), separators=(",", ":")).replace("</", "<\\/")
+    summary = "".join(
+        f'<div class="card"><b>{html.escape(str(v))}</b><span>{html.escape(k)}</span></div>'
+        for k, v in report.summary.items()
+    )
+    tables = "".join(_table(t) for t in report.tables)
+    method = f"{report.map_method} of the embeddings" if report.map_method else "no map"
+    fills = {
+        "TITLE": html.escape(report.title),
+        "SUMMARY": summary,
+        "METHOD": html.escape(method),
+        "SHOWN": str(len(report.map_rows)),
+        "TOTAL": str(len(report.items)),
+        "TABLES": tables,
+        "DATA": data,  # last: the JSON may hold text that looks like a placeholder
+    }
+    page = (Path(__file__).with_name("report.html")).read_text(encoding="utf-8")
+    for key, value in fills.items():
+        page = page.replace("{{" + key + "}}", value)
+    atomic_write_text(path, page)
+    return path
