@@ -25,7 +25,8 @@ demo: install
 	$(XFER) featurize $(DEMO)/digits/test -o $(DEMO)/digits_test.h5
 	$(XFER) info $(DEMO)/digits_train.h5
 	$(XFER) fit $(DEMO)/digits_train.h5 --baseline -o $(DEMO)/models/digits.skops
-	$(XFER) evaluate $(DEMO)/models/digits.skops $(DEMO)/digits_test.h5
+	$(XFER) evaluate $(DEMO)/models/digits.skops $(DEMO)/digits_test.h5 --report $(DEMO)/evaluation.html
+	$(XFER) audit $(DEMO)/digits_train.h5 $(DEMO)/digits_test.h5 --report $(DEMO)/audit.html
 	$(XFER) predict $(DEMO)/models/digits.skops $(DEMO)/digits/test -o $(DEMO)/predictions.csv
 
 test: install

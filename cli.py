@@ -457,13 +457,11 @@ map_option = click.option(
     show_default=True,
     help="Cosine similarity from which two items count as near-duplicates (or a test item as leaked).",
 )
-@click.option(
-    "-o", "--out", type=click.Path(file_okay=False, path_type=Path), help="Folder of CSVs. [default: <train>-audit/]"
-)
+@output_option("Folder of the CSVs, one per finding. [default: <train>-audit/ beside it]", folder=True)
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report here too.")
 @map_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and of the map.")
-def audit(train: Path, test, layers, threshold: float, out, report, map_method: str, seed: int) -> None:
+def audit(train: Path, test, layers, threshold: float, output, report, map_method: str, seed: int) -> None:
     """Audit a feature file: near-duplicates, leaks into TEST, likely label errors, outliers, classes.
 
     Writes one CSV per finding (ids, sources, scores) and, with --report, one self-contained HTML
@@ -477,7 +475,14 @@ def audit(train: Path, test, layers, threshold: float, out, report, map_method: 
     from pipelines._audit import audit_files
 
     found, written = audit_files(
-        train, test, out=out, report=report, layer=layers or None, threshold=threshold, map_method=map_method, seed=seed
+        train,
+        test,
+        out=output,
+        report=report,
+        layer=layers or None,
+        threshold=threshold,
+        map_method=map_method,
+        seed=seed,
     )
     for name, count in found.summary().items():
         click.echo(f"{name:<30} {'not searched' if count == -1 else count}")

@@ -472,7 +472,19 @@ def audit_report(found: Audit, title: str, map_method: str = "auto", seed: int =
         ]
         tables.append({"title": "Classes", "header": header, "rows": body})
     summary = {k: ("not searched" if v == -1 else v) for k, v in found.summary().items()}
-    return Report(title, found.modality, items, summary, rows, xy, method, marks, galleries, tables)
+    return Report(
+        title,
+        found.modality,
+        items,
+        summary,
+        rows,
+        xy,
+        method,
+        marks=marks,
+        galleries=galleries,
+        tables=tables,
+        map_of=n,
+    )
 
 
 def audit_files(

@@ -107,4 +107,5 @@ def evaluation_report(
     summary["errors"] = len(wrong)
     names = " on ".join(Path(report[k]).name for k in ("model", "test") if report.get(k))
     title = f"Evaluation of {names}" if names else "Evaluation"
-    return Report(title, modality, items, summary, rows, xy, method, marks, galleries, [confusion, per_class])
+    tables = [confusion, per_class]
+    return Report(title, modality, items, summary, rows, xy, method, marks=marks, galleries=galleries, tables=tables)

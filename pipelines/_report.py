@@ -16,6 +16,7 @@ import html
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class Report:
     marks: dict[int, str] = field(default_factory=dict)  # item -> why it is ringed on the map
     galleries: list[dict] = field(default_factory=list)  # {"title", "note", "cards": [(item, caption)]}
     tables: list[dict] = field(default_factory=list)  # {"title", "header", "rows", "heat": bool}
+    map_of: int | None = None  # items the map samples from (default: all of ``items``)
 
 
 def check_report_path(path: str | os.PathLike) -> Path:
@@ -84,6 +86,8 @@ def embedding_map(X: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[n
                 raise FeaturizerError("--map umap needs umap-learn: pip install 'featurizer[audit]'") from None
             method = "pca"
         else:
+            if sys.stderr.isatty():  # the first UMAP of a process compiles for ~15 s (numba): say why it waits
+                print(f"drawing the map of {len(X)} items with UMAP ...", file=sys.stderr, flush=True)
             neighbours = max(2, min(15, len(X) - 1))
             reducer = umap.UMAP(n_neighbors=neighbours, metric="cosine", random_state=seed, n_jobs=1)
             return reducer.fit_transform(X), "UMAP"
@@ -139,12 +143,14 @@ def _payload(report: Report) -> dict:
         lo, hi = xy.min(axis=0), xy.max(axis=0)
         scaled = (xy - lo) / np.where(hi > lo, hi - lo, 1.0)
         points = [[int(i), round(float(x), 4), round(float(y), 4)] for i, (x, y) in zip(report.map_rows, scaled)]
+        points.sort(key=lambda p: p[0] in report.marks)  # marked items drawn last, on top, where a click finds them
     galleries = [
         {"title": g["title"], "note": g.get("note", ""), "cards": [[int(i), c] for i, c in g["cards"][:GALLERY_CARDS]],
          "total": len(g["cards"])}
         for g in report.galleries
     ]  # fmt: skip
-    legend = [[label, colour[label]] for label in labels]
+    on_map = {report.items[i][1] for i in report.map_rows}
+    legend = [[label, colour[label]] for label in labels if label in on_map]
     return {"items": items, "points": points, "galleries": galleries, "legend": legend, "page": PAGE}
 
 
@@ -184,7 +190,7 @@ def write_report(report: Report, path: str | os.PathLike) -> Path:
         "SUMMARY": summary,
         "METHOD": html.escape(method),
         "SHOWN": str(len(report.map_rows)),
-        "TOTAL": str(len(report.items)),
+        "TOTAL": str(len(report.items) if report.map_of is None else report.map_of),
         "TABLES": tables,
         "DATA": data,  # last: the JSON may hold text that looks like a placeholder
     }
