@@ -433,7 +433,13 @@ def join_results() -> None:
         "speed-ups are medians against the first row of each block. Sections are kept in benchmarks/results/ and "
         "joined here; each names the command that measured it.\n"
     )
-    parts = [intro] + [p.read_text() for p in sorted((ROOT / "benchmarks" / "results").glob("*.md"))]
+    def number(path: Path) -> tuple:  # 2b after 2, 10 after 9
+        head = path.stem.split("-")[0]
+        digits = "".join(c for c in head if c.isdigit())
+        return (int(digits or 0), head)
+
+    sections = sorted((ROOT / "benchmarks" / "results").glob("*.md"), key=number)
+    parts = [intro] + [p.read_text() for p in sections]
     (ROOT / "BENCHMARKS.md").write_text("\n".join(parts))
     print((ROOT / "BENCHMARKS.md").read_text())
 
