@@ -54,6 +54,9 @@ def main() -> None:
       xfer rank photos/ -m efficientnet_lite0 -m efficientnet_lite2   # which backbone and layer
       xfer shift cache/photos.h5 cache/new_photos.h5  # how far the new data is from the old
       xfer suggest models/photos.skops unlabelled/ -n 20  # what to label next
+      xfer audit cache/photos.h5 cache/test.h5 --report audit.html  # duplicates, leaks, label errors
+      xfer finetune photos/ -o tuned/                 # when frozen features are not enough
+      xfer export cache/photos.h5 -o photos.parquet   # for pandas, Spark, vector databases
     """
 
 
@@ -958,6 +961,91 @@ def fewshot(
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("data", metavar="DATA", type=click.Path(exists=True, path_type=Path))
+@click.option("-m", "--model", help="Backbone to fine-tune. [default: the default model of the data's kind]")
+@output_option("Folder of the tuned backbone (use it with featurize -m FOLDER).", folder=True, required=True)
+@click.option("--head-epochs", type=click.IntRange(min=0), default=2, show_default=True, help="Images: head alone.")
+@click.option("--stages", type=click.IntRange(min=0), default=3, show_default=True, help="Images: stages unfrozen.")
+@click.option(
+    "--epochs-per-stage", type=click.IntRange(min=0), default=2, show_default=True, help="Images: epochs per stage."
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Images: the head's learning rate.",
+)
+@click.option(
+    "--backbone-lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2e-5,
+    show_default=True,
+    help="Images: the top stage's learning rate; each stage below it 2.6x less.",
+)
+@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Early stopping epochs.")
+@click.option(
+    "--val-share",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Images: share of the training items held out to pick the best epoch.",
+)
+@click.option(
+    "--augment",
+    type=click.Choice(["none", "light", "strong"]),
+    default="light",
+    show_default=True,
+    help="Images: timm's training augmentation; light: crops of 80-100% and flips; strong: ImageNet's recipe.",
+)
+@click.option(
+    "--pairs", type=click.IntRange(min=1), default=4000, show_default=True, help="Texts: contrastive pairs sampled."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the order and the pairs.")
+@force_option
+@run_options
+@read_options
+def finetune(data: Path, model, output: Path, head_epochs, stages, epochs_per_stage, lr, backbone_lr, patience,
+             val_share, augment, pairs, seed, force, run, read) -> None:  # fmt: skip
+    """Fine-tune a backbone on labelled DATA when frozen features are not enough.
+
+    Images: the head (started from the linear probe on cached features) trains alone, then the
+    network's stages are unfrozen one at a time from the top with smaller learning rates below,
+    batch norm statistics frozen, early stopping on a validation split. Texts: SetFit-style
+    contrastive tuning on sampled pairs. The folder is a backbone like any other.
+
+    \b
+    Example:
+      xfer finetune photos/ -m efficientnet_lite0 -o tuned/
+      xfer featurize photos/ -m tuned/ -o cache/photos-tuned.h5 && xfer fit cache/photos-tuned.h5
+    """
+    from pipelines._finetune import Schedule
+    from pipelines._finetune import finetune as tune
+
+    schedule = Schedule(
+        head_epochs=head_epochs,
+        stages=stages,
+        epochs_per_stage=epochs_per_stage,
+        lr=lr,
+        backbone_lr=backbone_lr,
+        batch_size=run.batch_size or Schedule.batch_size,
+        patience=patience,
+        val_share=val_share,
+        augment=augment,
+        pairs=pairs,
+        seed=seed,
+    )
+    report = tune(data, model, output, schedule, read=read, run=run, force=force, progress=run.progress)
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    if report.best_val_accuracy is not None:
+        click.echo(
+            f"best epoch {report.best_epoch} of {len(report.curve)}: validation accuracy {report.best_val_accuracy:.3f}"
+        )
+    click.echo(f"wrote {output} in {report.seconds:.0f} s on {report.device}; use it: xfer featurize DATA -m {output}")
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
 @output_option("Folder for the shard files and manifest.json.", folder=True, required=True)
 @feature_options
@@ -980,6 +1068,79 @@ def embed(input_path, output, features, run, read, engine) -> None:
     from featurizer._shards import embed_options
 
     click.echo(embed_options(input_path, output, features, run, read, engine).summary())
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("features", metavar="FEATURES", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "npy"]),
+    default="parquet",
+    show_default=True,
+    help="parquet: one row per item, a list column per layer, the spec in the metadata; npy: a folder.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Parquet file or NumPy folder. [default: FEATURES with .parquet, or FEATURES-npy/]",
+)
+@force_option
+def export(features: Path, fmt: str, output, force: bool) -> None:
+    """Write a feature file as Parquet or NumPy, for pandas, polars, Spark or a vector database.
+
+    \b
+    Example:
+      xfer export cache/photos.h5 --format parquet -o photos.parquet
+    """
+    from pipelines._export import export as write
+
+    output = output or (
+        features.with_suffix(".parquet") if fmt == "parquet" else features.with_name(f"{features.stem}-npy")
+    )
+    click.echo(f"wrote {write(features, output, fmt, force=force)}")
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("features", metavar="FEATURES", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@output_option("Index folder.", folder=True, required=True)
+@click.option("-l", "--layer", help="Layer to index. [default: the file's first]")
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "flat", "hnsw"]),
+    default="auto",
+    show_default=True,
+    help="flat: exact; hnsw: approximate, for very large files; auto: flat up to 1,000,000 items.",
+)
+@force_option
+def index(features: Path, output: Path, layer, kind: str, force: bool) -> None:
+    """Build a similarity index (FAISS, cosine) of a feature file's vectors, for xfer search."""
+    from pipelines._index import build_index
+
+    meta = build_index(features, output, layer, kind, force=force)
+    click.echo(f"indexed {meta['items']} items ({meta['layer']}, {meta['dim']}-d, {meta['kind']}) in {output}")
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("index_dir", metavar="INDEX", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("queries", metavar="QUERY...", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--text", "texts", multiple=True, help="A text to search for (text indexes); repeat.")
+@click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours per query.")
+@run_options
+@read_options
+def search(index_dir: Path, queries, texts, k: int, run, read) -> None:
+    """The nearest indexed items of images, texts, tables or feature files, made with the index's spec.
+
+    \b
+    Examples:
+      xfer search index/ query.jpg
+      xfer search index/ --text "Who invented the telephone ?"
+    """
+    from pipelines._index import search as nearest
+
+    for query, rank, item, source, score in nearest(index_dir, queries, texts, k, run, read):
+        click.echo(f"{str(query)[:40]:<40} {rank:>3}  {score:.4f}  {item}  {str(source)[:60]}")
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)

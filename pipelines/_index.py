@@ -1,0 +1,136 @@
+"""A similarity index over a feature file, and search in it with images or texts.
+
+``build_index`` puts one layer's vectors, scaled to unit length, in a FAISS index of inner
+products (cosine similarity): exact (flat) up to ``FLAT_UP_TO`` items, HNSW above (approximate,
+far faster to query at that size). The folder holds ``index.faiss``, ``items.json`` (ids and
+sources, in index order) and ``spec.json``, the feature spec of the indexed layer. ``search``
+featurizes the queries with exactly that spec, through the cache, so a query is compared only
+with vectors made the same way; a feature file of queries must match it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from featurizer import FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, RunOptions
+from pipelines._linalg import unit_rows
+
+FLAT_UP_TO = 1_000_000  # items; exact search stays fast to here, HNSW loses recall (BENCHMARKS.md, Index)
+KINDS = ("auto", "flat", "hnsw")
+HNSW_M, HNSW_EF_SEARCH = 32, 128
+
+
+def build_index(
+    features: str | os.PathLike, output: str | os.PathLike, layer=None, kind: str = "auto", force: bool = False
+) -> dict:
+    """Index the vectors of ``layer`` (default: the file's first) of ``features`` into the folder ``output``."""
+    import faiss
+
+    from pipelines._fit import choose_layers, read_xy
+
+    if kind not in KINDS:
+        raise FeaturizerError(f"--kind is one of {', '.join(KINDS)}, not {kind!r}")
+    output = Path(output)
+    if output.exists() and not force:
+        raise FeaturizerError(f"{output} exists; choose another -o (or --force to replace it)")
+    with FeatureFile(features) as f:
+        layers = choose_layers(f.layers, layer)
+        if layers == "auto" or len(layers) != 1:
+            raise FeaturizerError("an index holds one layer: name it with --layer")
+        X = unit_rows(read_xy(f, layers)[0]).astype(np.float32)
+        ids, sources, spec = f.ids, f.sources, f.spec.select(layers)
+    kind = ("flat" if len(X) <= FLAT_UP_TO else "hnsw") if kind == "auto" else kind
+    if kind == "flat":
+        index = faiss.IndexFlatIP(X.shape[1])
+    else:
+        index = faiss.IndexHNSWFlat(X.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    index.add(np.ascontiguousarray(X))
+    tmp = output.with_name(output.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    faiss.write_index(index, str(tmp / "index.faiss"))
+    (tmp / "items.json").write_text(json.dumps({"ids": ids, "sources": sources}))
+    (tmp / "spec.json").write_text(spec.to_json())
+    meta = {"kind": kind, "items": len(X), "dim": int(X.shape[1]), "layer": layers[0]}
+    (tmp / "index.json").write_text(json.dumps(meta))
+    if output.exists():
+        shutil.rmtree(output)
+    tmp.rename(output)
+    return meta
+
+
+def load_index(folder: str | os.PathLike):
+    """(FAISS index, ids, sources, spec) of an index folder."""
+    import faiss
+
+    folder = Path(folder)
+    if not (folder / "index.faiss").is_file():
+        raise FeaturizerError(f"{folder} is not an index folder (made by xfer index)")
+    items = json.loads((folder / "items.json").read_text())
+    spec = FeatureSpec.from_json((folder / "spec.json").read_text())
+    index = faiss.read_index(str(folder / "index.faiss"))
+    if hasattr(index, "hnsw"):
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    return index, items["ids"], items["sources"], spec
+
+
+def query_vectors(spec: FeatureSpec, queries, texts: list[str], run: RunOptions | None, read: ReadOptions | None):
+    """(query ids, unit vectors) of ``queries`` (paths: images, folders, tables, or feature files)
+    and literal ``texts``, all made with ``spec``."""
+    from featurizer import Extractor
+    from featurizer._extract import inputs_for
+    from featurizer._featurefile import is_feature_file
+    from featurizer._inputs import texts_as_inputs
+    from pipelines._evaluate import check_compatible
+
+    names, parts = [], []
+    extractor = None
+    try:
+        for query in queries:
+            if is_feature_file(query):
+                with FeatureFile(query) as f:
+                    check_compatible(spec, f.spec, str(query), "the index's features")
+                    names += f.ids
+                    parts.append(f.read(spec.layers[0]))
+                continue
+            extractor = extractor or Extractor(spec, run or RunOptions(progress=False))
+            inputs = inputs_for(extractor, Path(query), read)
+            keys, _ = extractor.keys(inputs)
+            extractor.ensure(inputs, keys, "fail")
+            names += inputs.ids
+            parts.append(extractor.vectors(spec.layers[0], keys))
+        if texts:
+            if spec.modality != "text":
+                raise FeaturizerError("--text queries need an index of a text model's features")
+            extractor = extractor or Extractor(spec, run or RunOptions(progress=False))
+            inputs = texts_as_inputs(list(texts))
+            keys, _ = extractor.keys(inputs)
+            extractor.ensure(inputs, keys, "fail")
+            names += list(texts)
+            parts.append(extractor.vectors(spec.layers[0], keys))
+    finally:
+        if extractor is not None:
+            extractor.compact()
+    if not parts:
+        raise FeaturizerError("no queries: give image or text files, folders, tables, feature files, or --text")
+    return names, unit_rows(np.vstack(parts)).astype(np.float32)
+
+
+def search(folder, queries=(), texts=(), k: int = 10, run=None, read=None) -> list[tuple[str, int, str, str, float]]:
+    """(query, rank, id, source, similarity) of the ``k`` nearest indexed items of each query."""
+    index, ids, sources, spec = load_index(folder)
+    names, Q = query_vectors(spec, list(queries), list(texts), run, read)
+    scores, rows = index.search(np.ascontiguousarray(Q), min(k, index.ntotal))
+    sources = sources or [""] * len(ids)
+    return [
+        (name, rank + 1, ids[r], sources[r], float(s))
+        for name, row, score in zip(names, rows, scores)
+        for rank, (r, s) in enumerate(zip(row, score))
+        if r >= 0
+    ]
