@@ -55,8 +55,13 @@ def export(
 
 
 def _write_parquet(path: Path, columns: dict, layers: dict[str, np.ndarray], spec: str) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        from featurizer._errors import MissingPackageError
+
+        raise MissingPackageError("Parquet needs pyarrow: pip install 'featurizer[parquet]'") from None
 
     arrays = {name: pa.array(values, pa.string()) for name, values in columns.items()}
     for name, vectors in layers.items():
