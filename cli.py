@@ -456,15 +456,15 @@ map_option = click.option(
 @click.option(
     "--threshold",
     type=click.FloatRange(0, 1, min_open=True),
-    default=0.95,
-    show_default=True,
-    help="Cosine similarity from which two items count as near-duplicates (or a test item as leaked).",
+    help="Cosine similarity from which two items count as near-duplicates (or a test item as leaked). "
+    "[default: read from the data: 3/4 of the way from items' usual similarity to their nearest neighbour "
+    "up to 1, within 0.90-0.995]",
 )
 @output_option("Folder of the CSVs, one per finding. [default: <train>-audit/ beside it]", folder=True)
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report here too.")
 @map_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and of the map.")
-def audit(train: Path, test, layers, threshold: float, output, report, map_method: str, seed: int) -> None:
+def audit(train: Path, test, layers, threshold, output, report, map_method: str, seed: int) -> None:
     """Audit a feature file: near-duplicates, leaks into TEST, likely label errors, outliers, classes.
 
     Writes one CSV per finding (ids, sources, scores) and, with --report, one self-contained HTML
@@ -493,7 +493,8 @@ def audit(train: Path, test, layers, threshold: float, output, report, map_metho
         click.echo(f"note: {note}")
     for e in (found.label_issues or [])[:5]:
         click.echo(f"  label? {found.ids[e['row']][:50]:<50} {e['given']} -> {e['suggested']} ({e['quality']:.2f})")
-    click.echo(f"threshold {threshold:.2f} (cosine); wrote " + ", ".join(str(p) for p in written))
+    how = "given" if threshold is not None else "read from the data"
+    click.echo(f"threshold {found.threshold:.3f} (cosine, {how}); wrote " + ", ".join(str(p) for p in written))
 
 
 def _print_cv_table(rows, baseline=None) -> None:

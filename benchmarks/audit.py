@@ -130,11 +130,12 @@ def run(name: str, model: str, layer: str, train_in: Path, test_in: Path, copy_i
     leak_rows = []
     copies = set(copy_ids)
     texts = (found.sources, found.test["sources"]) if found.modality == "text" else (None, None)
-    for threshold in THRESHOLDS:
+    for threshold in (*THRESHOLDS, found.threshold):
         from pipelines._audit import leaks
 
         flagged = {found.test["ids"][t["test_row"]] for t in leaks(found.X, found.test["X"], threshold, *texts)}
-        leak_rows.append(f"| {name} | {threshold:.2f} | {len(flagged & copies)} / {COPIES} | {len(flagged - copies)} |")
+        shown = f"{threshold:.3f} (auto, the default)" if threshold == found.threshold else f"{threshold:.2f}"
+        leak_rows.append(f"| {name} | {shown} | {len(flagged & copies)} / {COPIES} | {len(flagged - copies)} |")
     test_row = {i: r for r, i in enumerate(found.test["ids"])}
     nearest = (found.test["X"] @ found.X.T).max(axis=1)
     altered = [round(float(nearest[test_row[i]]), 4) for i in copy_ids[:2]]

@@ -3,9 +3,10 @@
 Everything works on the cached vectors (every layer of the file, or those ``--layer`` names, each
 scaled to unit length, then joined), so an audit of thousands of items takes seconds:
 
-- **near-duplicates**: pairs whose cosine similarity reaches ``threshold`` (FAISS range search on unit
-  vectors), grouped into star clusters around a reference item; texts that are the same after
-  normalising case, spaces and punctuation count whatever their similarity;
+- **near-duplicates**: pairs whose cosine similarity reaches ``threshold`` (FAISS range search on
+  unit vectors; by default a threshold read from the data, ``auto_threshold``), grouped into star
+  clusters around a reference item; texts that are the same after normalising case, spaces and
+  punctuation count whatever their similarity;
 - **leaks**: test items whose nearest training item reaches ``threshold`` (or the same normalised text);
 - **label issues**: confident learning (cleanlab's ``find_label_issues``, ``filter_by="both"``: an
   item is a suspect when both of cleanlab's pruning rules name it) on out-of-fold class
@@ -30,7 +31,8 @@ import numpy as np
 from featurizer import FeatureFile, FeaturizerError
 from pipelines._linalg import unit_rows
 
-DUPLICATE_THRESHOLD = 0.95  # cosine similarity; benchmarks/audit.py measures what it finds
+AUTO_THRESHOLD_RANGE = (0.90, 0.995)  # cosine similarity; benchmarks/audit.py measures what fixed ones find
+AUTO_THRESHOLD_SHARE = 0.75
 NEIGHBOURS = 5
 OOF_FOLDS = 10
 OUTLIER_Z = 3.5  # robust z-score (Iglewicz and Hoaglin's cut-off for modified z-scores)
@@ -83,12 +85,13 @@ def audit(
     test: str | os.PathLike | None = None,
     *,
     layer=None,
-    threshold: float = DUPLICATE_THRESHOLD,
+    threshold: float | None = None,
     neighbours: int = NEIGHBOURS,
     seed: int = 0,
 ) -> Audit:
-    """Audit the feature file ``train`` (and leakage into ``test``, a feature file of the same spec)."""
-    if not 0 < threshold <= 1:
+    """Audit the feature file ``train`` (and leakage into ``test``, a feature file of the same spec);
+    ``threshold`` None reads it from the data (``auto_threshold``)."""
+    if threshold is not None and not 0 < threshold <= 1:
         raise FeaturizerError(f"--threshold is a cosine similarity in (0, 1], not {threshold}")
     with FeatureFile(train) as features:
         X, layers = audit_vectors(features, layer)
@@ -98,6 +101,7 @@ def audit(
     if not len(ids):
         raise FeaturizerError(f"{train} holds no items to audit")
     y = None if labels is None else np.asarray(labels, dtype=object).astype(str)
+    threshold = auto_threshold(X) if threshold is None else threshold
     found = Audit(ids, sources, y, X, threshold, modality=modality)
     texts = sources if modality == "text" else None
     found.duplicates = duplicate_clusters(X, threshold, texts)
@@ -120,6 +124,20 @@ def audit(
     found.label_issues = label_issues(found, y)
     found.classes = class_table(y, found.oof_proba, found.class_names)
     return found
+
+
+def auto_threshold(X: np.ndarray) -> float:
+    """The similarity from which two items count as near-duplicates in this data: three quarters of
+    the way from the median similarity of items to their nearest neighbour up to identity (1.0),
+    within ``AUTO_THRESHOLD_RANGE``. A fixed cut does not fit every space: the demo's upscaled 8x8
+    digits sit far closer to their neighbours than photos of flowers or questions do, so a cut
+    that finds re-encoded photos would call every digit a duplicate."""
+    nearest = 1.0 - knn_distance(X, 1)
+    nearest = nearest[np.isfinite(nearest)]
+    if not len(nearest):
+        return AUTO_THRESHOLD_RANGE[1]
+    median = float(np.median(nearest))
+    return float(np.clip(median + AUTO_THRESHOLD_SHARE * (1.0 - median), *AUTO_THRESHOLD_RANGE))
 
 
 def _range_pairs(queries: np.ndarray, base: np.ndarray, threshold: float) -> tuple[np.ndarray, ...]:
@@ -494,7 +512,7 @@ def audit_files(
     out: str | os.PathLike | None = None,
     report: str | os.PathLike | None = None,
     layer=None,
-    threshold: float = DUPLICATE_THRESHOLD,
+    threshold: float | None = None,
     map_method: str = "auto",
     seed: int = 0,
 ) -> tuple[Audit, list[Path]]:
