@@ -134,6 +134,13 @@ def publish(tmp: Path, out: Path) -> None:
     tmp.rename(out)
 
 
+def training_device(run: RunOptions):
+    """The torch device to train on: ``--device``, or with ``auto`` a GPU when there is one."""
+    import torch
+
+    return torch.device(run.device if run.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def seed_everything(seed: int) -> None:
     """Seed every generator training draws from: torch's, and Python's (timm's random crops use it)."""
     import random
@@ -366,7 +373,7 @@ def finetune_images(
     seed_everything(schedule.seed)
     head = probe_head(X, y[train_rows], classes, schedule.seed)
     network = load_backbone(config, weights).model  # unfolded batch norms, fp32, CPU
-    device = torch.device(run.device if run.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = training_device(run)
     network.to(device)
     head.to(device)
     stages = stage_groups(network)[: max(schedule.stages, 1)]
@@ -554,7 +561,7 @@ def finetune_texts(
     tokenizer = transformers.AutoTokenizer.from_pretrained(weights.location)
     seed_everything(schedule.seed)
     encoder = transformers.AutoModel.from_pretrained(weights.location)
-    device = torch.device(run.device if run.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = training_device(run)
     encoder.to(device).train()
     pairs, same = sample_pairs(y, schedule.pairs, schedule.seed)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=schedule.text_lr)
