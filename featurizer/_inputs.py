@@ -44,6 +44,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 TEXT_EXTENSIONS = (".txt", ".md")
 TABLE_EXTENSIONS = (".csv", ".tsv")
 JSONL_EXTENSIONS = (".jsonl", ".ndjson")
+PARQUET_EXTENSIONS = (".parquet", ".pq")
 PATH_COLUMNS = ("path", "image", "image_path", "file", "filepath", "filename")
 TEXT_COLUMNS = ("text", "sentence", "question", "content", "document")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
@@ -168,6 +169,10 @@ def _read_path(path: str | os.PathLike, modality: str, o: ReadOptions) -> Inputs
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"input not found: {path}")
+    if path.is_dir() and _parquet_folder(path):
+        return _read_parquet(
+            sorted(p for p in path.iterdir() if p.suffix.lower() in PARQUET_EXTENSIONS), path, modality, o
+        )
     if path.is_dir():
         exts = (
             tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in o.extensions) if o.extensions else None
@@ -180,6 +185,8 @@ def _read_path(path: str | os.PathLike, modality: str, o: ReadOptions) -> Inputs
         return _read_table(path, modality, o)
     if suffix in JSONL_EXTENSIONS:
         return _read_jsonl(path, modality, o)
+    if suffix in PARQUET_EXTENSIONS:
+        return _read_parquet([path], path, modality, o)
     if modality == TEXT:
         return _read_lines(path, o.encoding)
     if suffix in IMAGE_EXTENSIONS:
@@ -488,6 +495,38 @@ def _read_jsonl(path: Path, modality: str, options: ReadOptions) -> Inputs:
     return _records_to_inputs(records, list(columns), path, modality, options, True, replaced)
 
 
+def _parquet_folder(path: Path) -> bool:
+    """Whether a folder holds Parquet files and nothing else readable (a partitioned table)."""
+    files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_"))]
+    return bool(files) and all(p.suffix.lower() in PARQUET_EXTENSIONS for p in files)
+
+
+def _read_parquet(files: list[Path], path: Path, modality: str, options: ReadOptions) -> Inputs:
+    """A Parquet file, or a folder of them read in name order as one table: a text or image-path
+    column, an optional label column and an id column, as for CSV (image paths relative to the file)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError("reading Parquet needs pyarrow: pip install 'featurizer[parquet]'") from None
+    records, columns = [], {}
+    for file in files:
+        try:
+            table = pq.read_table(file)
+        except Exception as err:  # a damaged or cut-short file: one line naming it
+            raise InputError(f"{file}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+        binary = [f.name for f in table.schema if str(f.type) in ("binary", "large_binary")]
+        if modality == IMAGE and binary and (options.column in binary or not options.column):
+            raise InputError(
+                f"{file}: column {binary[0]!r} holds bytes; image bytes in Parquet are not supported yet, "
+                "give a column of image paths"
+            )
+        columns.update(dict.fromkeys(table.column_names))
+        records += table.to_pylist()
+    return _records_to_inputs(
+        records, list(columns), path if path.is_file() else path / "_", modality, options, True, 0
+    )
+
+
 def _read_lines(path: Path, encoding: str) -> Inputs:
     """One text a line; blank lines are skipped, ids are 0-based line numbers so they stay stable."""
     text, replaced = decode_file(path, encoding)
@@ -504,6 +543,16 @@ def _read_lines(path: Path, encoding: str) -> Inputs:
 def guess_modality(path: str | os.PathLike) -> str:
     """Whether a path holds images or texts, to pick a default model when none is named."""
     path = Path(path).expanduser()
+    parquet = path.is_file() and path.suffix.lower() in PARQUET_EXTENSIONS
+    if parquet or (path.is_dir() and _parquet_folder(path)):
+        try:
+            import pyarrow.parquet as pq
+
+            first = path if parquet else sorted(p for p in path.iterdir() if p.suffix.lower() in PARQUET_EXTENSIONS)[0]
+            names = {n.lower() for n in pq.read_schema(first).names}
+        except Exception:  # unreadable: reading it later says why
+            return TEXT
+        return IMAGE if names & set(PATH_COLUMNS) else TEXT
     if path.is_dir():
         suffixes = [p.suffix.lower() for p in path.rglob("*") if not p.name.startswith(".")]
         images = sum(s in IMAGE_EXTENSIONS for s in suffixes)
