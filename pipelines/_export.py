@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from featurizer import FeatureFile, FeaturizerError
+from featurizer._atomic import atomic_output, check_new_output
 
 FORMATS = ("parquet", "npy")
 SPEC_KEY = b"featurizer.spec"
@@ -28,11 +28,7 @@ def export(
     """Write the feature file ``features`` as Parquet (a file) or NumPy (a folder); returns the output."""
     if format not in FORMATS:
         raise FeaturizerError(f"--format is one of {', '.join(FORMATS)}, not {format!r}")
-    output = Path(output)
-    if output.exists() and not force:
-        raise FeaturizerError(f"{output} exists; choose another -o (or --force to replace it)")
-    if not output.parent.is_dir():
-        raise FeaturizerError(f"cannot write {output}: the folder {output.parent} does not exist")
+    output = check_new_output(output, force)
     with FeatureFile(features) as f:
         columns = {"id": f.ids}
         if f.labels is not None:
@@ -41,16 +37,8 @@ def export(
             columns["source"] = f.sources
         layers = {name: f.read(name) for name in f.layers}
         spec = f.spec.to_json()
-    tmp = output.with_name(output.name + ".tmp")
-    if tmp.is_dir():
-        shutil.rmtree(tmp)
-    if format == "parquet":
-        _write_parquet(tmp, columns, layers, spec)
-    else:
-        _write_npy(tmp, columns, layers, spec)
-    if output.is_dir():
-        shutil.rmtree(output)
-    os.replace(tmp, output)
+    with atomic_output(output) as tmp:
+        (_write_parquet if format == "parquet" else _write_npy)(tmp, columns, layers, spec)
     return output
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from featurizer import FeaturizerError, ReadOptions, RunOptions
+from featurizer._atomic import atomic_output, check_new_output
 from featurizer._registry import IMAGE, TEXT, TUNED_FILE
 
 FORMAT = "featurizer-tuned/1"
@@ -115,23 +116,6 @@ def data_sha256(ids: Sequence[str], labels: Sequence[str], sources: Sequence[str
         content = file_sha256_memo(source) if files else hashlib.sha256(source.encode("utf-8", "replace")).hexdigest()
         h.update(json.dumps([i, label, content]).encode())
     return h.hexdigest()
-
-
-def prepare_output(out: str | os.PathLike, force: bool) -> Path:
-    """The output folder, new; an existing one is refused unless ``force`` (then replaced at the end)."""
-    out = Path(out)
-    if out.exists() and not force:
-        raise FeaturizerError(f"output folder {out} exists; choose another -o (or --force to replace it)")
-    if not out.parent.is_dir():
-        raise FeaturizerError(f"cannot write {out}: the folder {out.parent} does not exist")
-    return out
-
-
-def publish(tmp: Path, out: Path) -> None:
-    """Move the finished folder into place (the old one, with --force, goes only now)."""
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
 
 
 def training_device(run: RunOptions):
@@ -347,7 +331,7 @@ def finetune_images(
 
     schedule = schedule or Schedule()
     run = run or RunOptions()
-    out = prepare_output(out, force)
+    out = check_new_output(out, force)
     resolved = resolve(FeatureOptions(model=model, layers=("pre_logits",), runtime="torch"), IMAGE, "cpu")
     config, weights = resolved.config, resolved.weights
     if config.library != "timm":
@@ -457,43 +441,41 @@ def finetune_images(
     curve, best, interrupted = train_epochs(
         step, validate if len(val_rows) else None, plan, snapshot, restore, schedule.patience, show
     )
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    network.to("cpu")
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, tmp / "model.safetensors")
-    save_file({"weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu()}, tmp / "head.safetensors")
-    base_config = resolve(FeatureOptions(model=model, runtime="torch"), IMAGE, "cpu").config
-    info = {
-        "format": FORMAT,
-        "base": config.name,
-        "modality": IMAGE,
-        "weights": "model.safetensors",
-        "preprocessing": config.preprocessing,
-        "layers": [[layer.name, layer.dim] for layer in base_config.layers],
-        "classes": classes,
-        "head": "head.safetensors",
-    }
-    (tmp / TUNED_FILE).write_text(json.dumps(info, indent=2))
-    accuracies = [r["val_accuracy"] for r in curve if r["val_accuracy"] is not None]
-    result = TuneReport(
-        base=config.name,
-        modality=IMAGE,
-        output=str(out.resolve()),
-        items=len(inputs),
-        data_sha256=data_sha256(inputs.ids, inputs.labels, inputs.sources, files=True),
-        schedule=asdict(schedule),
-        classes=classes,
-        curve=curve,
-        best_epoch=best,
-        best_val_accuracy=max(accuracies) if accuracies else None,
-        seconds=round(time.perf_counter() - started, 1),
-        device=str(device),
-        notes=notes + (["interrupted (Ctrl-C): the best weights so far were kept"] if interrupted else []),
-        interrupted=interrupted,
-    )
-    (tmp / "report.json").write_text(json.dumps(asdict(result), indent=2))
-    publish(tmp, out)
+    with atomic_output(out) as tmp:
+        tmp.mkdir()
+        network.to("cpu")
+        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, tmp / "model.safetensors")
+        save_file({"weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu()}, tmp / "head.safetensors")
+        base_config = resolve(FeatureOptions(model=model, runtime="torch"), IMAGE, "cpu").config
+        info = {
+            "format": FORMAT,
+            "base": config.name,
+            "modality": IMAGE,
+            "weights": "model.safetensors",
+            "preprocessing": config.preprocessing,
+            "layers": [[layer.name, layer.dim] for layer in base_config.layers],
+            "classes": classes,
+            "head": "head.safetensors",
+        }
+        (tmp / TUNED_FILE).write_text(json.dumps(info, indent=2))
+        accuracies = [r["val_accuracy"] for r in curve if r["val_accuracy"] is not None]
+        result = TuneReport(
+            base=config.name,
+            modality=IMAGE,
+            output=str(out.resolve()),
+            items=len(inputs),
+            data_sha256=data_sha256(inputs.ids, inputs.labels, inputs.sources, files=True),
+            schedule=asdict(schedule),
+            classes=classes,
+            curve=curve,
+            best_epoch=best,
+            best_val_accuracy=max(accuracies) if accuracies else None,
+            seconds=round(time.perf_counter() - started, 1),
+            device=str(device),
+            notes=notes + (["interrupted (Ctrl-C): the best weights so far were kept"] if interrupted else []),
+            interrupted=interrupted,
+        )
+        (tmp / "report.json").write_text(json.dumps(asdict(result), indent=2))
     return result
 
 
@@ -545,7 +527,7 @@ def finetune_texts(
 
     schedule = schedule or Schedule()
     run = run or RunOptions()
-    out = prepare_output(out, force)
+    out = check_new_output(out, force)
     resolved = resolve(FeatureOptions(model=model, runtime="torch"), TEXT, "cpu")
     config, weights = resolved.config, resolved.weights
     if config.library != "hf" or weights.kind != "folder" or config.image_text:
@@ -591,41 +573,39 @@ def finetune_texts(
             bar.set_postfix(loss=f"{total / seen:.4f}")
     except KeyboardInterrupt:
         interrupted = True  # the weights as they are: contrastive tuning has no validation to pick an epoch
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    encoder.to("cpu").eval()
-    encoder.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    for name in ("sentence_bert_config.json", "modules.json", "config_sentence_transformers.json"):
-        if (Path(weights.location) / name).is_file():
-            shutil.copy(Path(weights.location) / name, tmp / name)
-    layers = [[layer.name, layer.dim] for layer in config.layers]
-    info = {
-        "format": FORMAT,
-        "base": config.name,
-        "modality": TEXT,
-        "weights": "model.safetensors",
-        "preprocessing": text_preprocessing(tmp),
-        "layers": layers,
-        "classes": sorted(set(inputs.labels)),
-    }
-    (tmp / TUNED_FILE).write_text(json.dumps(info, indent=2))
-    result = TuneReport(
-        base=config.name,
-        modality=TEXT,
-        output=str(out.resolve()),
-        items=len(inputs),
-        data_sha256=data_sha256(inputs.ids, inputs.labels, texts, files=False),
-        schedule=asdict(schedule),
-        classes=info["classes"],
-        curve=[{"pairs": int(seen), "loss": round(total / max(seen, 1), 5)}],
-        seconds=round(time.perf_counter() - started, 1),
-        device=str(device),
-        notes=["interrupted (Ctrl-C): the weights as they were were kept"] if interrupted else [],
-        interrupted=interrupted,
-    )
-    (tmp / "report.json").write_text(json.dumps(asdict(result), indent=2))
-    publish(tmp, out)
+    with atomic_output(out) as tmp:
+        encoder.to("cpu").eval()
+        encoder.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name in ("sentence_bert_config.json", "modules.json", "config_sentence_transformers.json"):
+            if (Path(weights.location) / name).is_file():
+                shutil.copy(Path(weights.location) / name, tmp / name)
+        layers = [[layer.name, layer.dim] for layer in config.layers]
+        info = {
+            "format": FORMAT,
+            "base": config.name,
+            "modality": TEXT,
+            "weights": "model.safetensors",
+            "preprocessing": text_preprocessing(tmp),
+            "layers": layers,
+            "classes": sorted(set(inputs.labels)),
+        }
+        (tmp / TUNED_FILE).write_text(json.dumps(info, indent=2))
+        result = TuneReport(
+            base=config.name,
+            modality=TEXT,
+            output=str(out.resolve()),
+            items=len(inputs),
+            data_sha256=data_sha256(inputs.ids, inputs.labels, texts, files=False),
+            schedule=asdict(schedule),
+            classes=info["classes"],
+            curve=[{"pairs": int(seen), "loss": round(total / max(seen, 1), 5)}],
+            seconds=round(time.perf_counter() - started, 1),
+            device=str(device),
+            notes=["interrupted (Ctrl-C): the weights as they were were kept"] if interrupted else [],
+            interrupted=interrupted,
+        )
+        (tmp / "report.json").write_text(json.dumps(asdict(result), indent=2))
     return result
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from featurizer import FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, RunOptions
+from featurizer._atomic import atomic_output, check_new_output
 from pipelines._linalg import unit_rows
 
 FLAT_UP_TO = 1_000_000  # items; exact search stays fast to here, HNSW loses recall (BENCHMARKS.md, Index)
@@ -35,9 +35,7 @@ def build_index(
 
     if kind not in KINDS:
         raise FeaturizerError(f"--kind is one of {', '.join(KINDS)}, not {kind!r}")
-    output = Path(output)
-    if output.exists() and not force:
-        raise FeaturizerError(f"{output} exists; choose another -o (or --force to replace it)")
+    output = check_new_output(output, force)
     with FeatureFile(features) as f:
         layers = choose_layers(f.layers, layer)
         if layers == "auto" or len(layers) != 1:
@@ -51,17 +49,13 @@ def build_index(
         index = faiss.IndexHNSWFlat(X.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = HNSW_EF_SEARCH
     index.add(np.ascontiguousarray(X))
-    tmp = output.with_name(output.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    faiss.write_index(index, str(tmp / "index.faiss"))
-    (tmp / "items.json").write_text(json.dumps({"ids": ids, "sources": sources}))
-    (tmp / "spec.json").write_text(spec.to_json())
     meta = {"kind": kind, "items": len(X), "dim": int(X.shape[1]), "layer": layers[0]}
-    (tmp / "index.json").write_text(json.dumps(meta))
-    if output.exists():
-        shutil.rmtree(output)
-    tmp.rename(output)
+    with atomic_output(output) as tmp:
+        tmp.mkdir()
+        faiss.write_index(index, str(tmp / "index.faiss"))
+        (tmp / "items.json").write_text(json.dumps({"ids": ids, "sources": sources}))
+        (tmp / "spec.json").write_text(spec.to_json())
+        (tmp / "index.json").write_text(json.dumps(meta))
     return meta
 
 
