@@ -30,8 +30,17 @@ def vectors(n: int, d: int = 384, seed: int = 0) -> np.ndarray:
 
 
 def main() -> None:
+    from speed import join_results
+
+    write_index_section()
+    join_results()
+
+
+def write_index_section() -> None:
+    """Flat and HNSW at 10k and 100k vectors into benchmarks/results/14-index.md (also run by
+    ``speed.py --sections storage``)."""
     import faiss
-    from speed import join_results, write_section
+    from speed import write_section
 
     from pipelines._index import HNSW_EF_SEARCH, HNSW_M
 
@@ -65,7 +74,6 @@ def main() -> None:
         f"M={HNSW_M}, efSearch={HNSW_EF_SEARCH}; recall at 10 against the exact (flat) search."
     )
     write_section(ROOT / "benchmarks" / "results" / "14-index.md", "Index", stamp, rows)
-    join_results()
 
 
 if __name__ == "__main__":

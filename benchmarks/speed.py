@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py [--sections images,text,cache,scale] [--repeat 3] [--data ../shared/datasets]
     python benchmarks/speed.py --sections gpu    # on a machine with an NVIDIA GPU
+    python benchmarks/speed.py --sections storage    # local disk against a local S3 server; the index
 
 Every comparison times whole commands (interpreter start, model load, decoding, forward passes,
 writing) as subprocesses on the same machine, taking turns for ``--repeat`` rounds, and prints
@@ -277,6 +278,62 @@ def cache_section(work: Path, n: int, args: list[str]) -> list[str]:
     return [row]
 
 
+def storage_section(work: Path, repeat: int, n: int = 1000) -> list[str]:
+    """``xfer featurize`` of the same ``n`` JPEGs from local disk and from moto's S3 server (in this
+    process, on this machine), each with a cold cache, taking turns; then each again with the cache
+    warm (every object is still read, to key it by content)."""
+    import logging
+    import socket
+
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    folder = synthetic_images(work / f"storage_images_{n}", n)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    try:
+        fs = s3fs.S3FileSystem()
+        fs.mkdir("bench")
+        started = time.perf_counter()
+        fs.put(str(folder), "bench/images", recursive=True)
+        upload = time.perf_counter() - started
+        cache = work / "cache_storage"
+        exporting_runs(synthetic_images(work / "storage_export", 10), cache, [[]])
+        sources = {"local disk": folder, "S3 (moto server, localhost)": "s3://bench/images"}
+        cold = interleaved(
+            {k: lambda src=v: featurize(src, work / "st.h5", cache)[0] for k, v in sources.items()}, repeat
+        )
+        rows = []
+        base = statistics.median(cold["local disk"])
+        for name, src in sources.items():
+            warm, _ = run([*XFER, "featurize", src, "-o", work / "st.h5", "--cache-dir", cache, "-q", "--force"])
+            median = statistics.median(cold[name])
+            rows.append(f"| {name} | {timing(cold[name])} | {n / median:.0f} | {median / base:.2f} | {warm:.1f} |")
+            print(rows[-1], flush=True)
+    finally:
+        server.stop()
+    return [
+        *rows,
+        "",
+        f"Uploading the {n:,} JPEGs ({folder_size(folder) / 2**20:.1f} MiB) to the server: {upload:.1f} s.",
+    ]
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 IMAGE_SCALE = ["--runtime", "onnx"]  # exported once before the timed runs
 
 
@@ -414,6 +471,24 @@ def main() -> None:
             stamp.format("scale"),
             ["| items | n | seconds | items/s | peak RSS MiB |", "|---|---|---|---|---|", *rows],
         )
+    if "storage" in sections:
+        from index import write_index_section
+
+        rows = storage_section(args.work, args.repeat)
+        write_section(
+            results / "15-storage.md",
+            "Object storage",
+            stamp.format("storage")
+            + " The same 1,000 synthetic 224 px JPEGs featurized (efficientnet_lite0, ONNX Runtime) from a local "
+            "folder and from moto's S3 server on this machine, cold cache; 'cached re-run' keeps the cache warm. "
+            "Index build and query times are in the Index section, measured in the same run.",
+            [
+                "| source | cold cache s | images/s | time vs local | cached re-run s |",
+                "|---|---|---|---|---|",
+                *rows,
+            ],
+        )
+        write_index_section()
     if "gpu" in sections:
         name = gpu_name() if args.gpu_device == "cuda" else "(code check on the CPU)"
         if name is None:

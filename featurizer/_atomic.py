@@ -7,6 +7,7 @@ at any moment leaves either the old file or the new one, never a half-written on
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -23,8 +24,16 @@ def temp_name(path: Path, prefix: str = ".") -> Path:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike, prefix: str = ".") -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path``, on any exception it is removed."""
+    """Yield a temporary path to write; on success it replaces ``path``, on any exception it is removed.
+    For a URL the temporary path is local and the file is uploaded once written."""
+    from featurizer._storage import is_url
+
+    if is_url(path):
+        with _remote_output(str(path)) as tmp:
+            yield tmp
+        return
     path = Path(path)
+    refuse_mangled_url(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path, prefix)
     try:
@@ -35,17 +44,34 @@ def atomic_path(path: str | os.PathLike, prefix: str = ".") -> Iterator[Path]:
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
-
-
-def check_new_output(path: str | os.PathLike, force: bool) -> Path:
-    """``path`` for a new output (file or folder): one that exists is refused unless ``force``."""
+def refuse_mangled_url(path: Path) -> None:
+    """A URL that went through ``Path`` (``s3://b/k`` became ``s3:/b/k``) is refused rather than
+    written as a local folder named ``s3:``."""
     from featurizer._errors import FeaturizerError
 
-    path = Path(path)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/(?!/)", str(path)):
+        raise FeaturizerError(f"{path} looks like a URL that lost a slash; this output cannot take a URL yet")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path | str:
+    """Write a text file whole or not at all (a URL: uploaded once written)."""
+    from featurizer._storage import is_url
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return str(path) if is_url(path) else Path(path)
+
+
+def check_new_output(path: str | os.PathLike, force: bool) -> Path | str:
+    """``path`` for a new output (file or folder, local or a URL): one that exists is refused unless ``force``."""
+    from featurizer._errors import FeaturizerError
+    from featurizer._storage import exists, is_url, local_path
+
+    if is_url(path):
+        if exists(str(path)) and not force:
+            raise FeaturizerError(f"{path} exists; choose another -o (or --force to replace it)")
+        return str(path)
+    path = Path(local_path(path))
     if path.exists() and not force:
         raise FeaturizerError(f"{path} exists; choose another -o (or --force to replace it)")
     return path
@@ -55,8 +81,16 @@ def check_new_output(path: str | os.PathLike, force: bool) -> Path:
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """``atomic_path`` for an output that may be a folder: yield a temporary path beside ``path``
     (not created) to write a file or fill a folder; on success it replaces ``path`` (an old folder
-    goes only then), on any exception it is removed."""
-    path = Path(path)
+    goes only then), on any exception it is removed. For a URL the temporary path is local and
+    the finished file or folder is uploaded (``featurizer._storage.upload``)."""
+    from featurizer._storage import is_url, local_path
+
+    if is_url(path):
+        with _remote_output(str(path)) as tmp:
+            yield tmp
+        return
+    path = Path(local_path(path))
+    refuse_mangled_url(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
@@ -70,6 +104,35 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def _remote_output(url: str) -> Iterator[Path]:
+    """A local path named as ``url``'s last part; what is written there is uploaded to ``url``, and
+    any file the writer left beside it (an errors CSV) beside ``url``."""
+    import posixpath
+    import tempfile
+
+    from featurizer._storage import filesystem, join, staging_dir, upload, upload_folder
+
+    folder = Path(tempfile.mkdtemp(dir=staging_dir()))
+    tmp = folder / (posixpath.basename(url.rstrip("/")) or "output")
+    try:
+        yield tmp
+        for other in sorted(folder.iterdir()):
+            if other != tmp and other.is_file():
+                upload(other, join(posixpath.dirname(url.rstrip("/")), other.name))
+        if tmp.is_dir():
+            fs, root = filesystem(url)
+            old = set(fs.find(root)) if fs.isdir(root) else set()
+            upload_folder(tmp, url)
+            new = {f"{root.rstrip('/')}/{p.relative_to(tmp).as_posix()}" for p in tmp.rglob("*") if p.is_file()}
+            for stale in sorted(old - new):  # an old folder's other files go only now
+                fs.rm_file(stale)
+        else:
+            upload(tmp, url)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def stale_temp_files(path: Path) -> list[Path]:

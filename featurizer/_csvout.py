@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from featurizer._atomic import atomic_path
+from featurizer._storage import is_url
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -24,9 +25,9 @@ def spreadsheet_safe(cell):
     return cell
 
 
-def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> Path:
-    """Write a CSV atomically, every text cell made spreadsheet-safe."""
-    path = Path(path)
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> Path | str:
+    """Write a CSV atomically (a local path or a URL), every text cell made spreadsheet-safe."""
+    path = path if is_url(path) else Path(path)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow([spreadsheet_safe(h) for h in header])

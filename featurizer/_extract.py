@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featurizer._atomic import atomic_output
 from featurizer._csvout import write_csv
 from featurizer._errors import InputError, ItemError
 from featurizer._featurefile import FeatureFileWriter, check_output
@@ -27,8 +28,10 @@ from featurizer._keys import FileKeyMemo, array_key, text_key
 from featurizer._memory import keep_freed_memory
 from featurizer._modes import ComputeMode, auto_device_type, check_device_name, validate
 from featurizer._registry import IMAGE, BackboneConfig, default_model, get_config
+from featurizer._remote_cache import RemoteCache
 from featurizer._resolve import FeatureOptions, RunOptions, layer_dims, resolve, weights_for_spec, with_default_layers
 from featurizer._spec import FeatureSpec
+from featurizer._storage import is_url
 from featurizer._store import CacheDamaged, EmbeddingStore, lock_output, release_output
 from featurizer._weights import WeightsRef
 
@@ -51,7 +54,7 @@ class FeaturizeReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     truncated: int = 0
     seconds: float = 0.0
-    output: Path | None = None
+    output: Path | str | None = None  # a URL for a file in object storage
     replaced: int = 0  # undecodable bytes that became U+FFFD
     unlabelled: int = 0  # items of a labelled input without a label
     notes: list[str] = field(default_factory=list)
@@ -116,6 +119,10 @@ class Extractor:
         self.forward_calls = 0
         self.truncated = 0  # texts longer than the model's maximum length in the last run
         self.stores = {name: EmbeddingStore(self.cache_dir, spec, name) for name in spec.layers}
+        self.remote_cache = None  # a cache in object storage: mirrored in cache_dir, pulled now, pushed by compact
+        if self.run.remote_cache():
+            self.remote_cache = RemoteCache(self.run.remote_cache(), self.cache_dir)
+            self.remote_cache.pull(store.dir for store in self.stores.values())
 
     @classmethod
     def from_spec(cls, spec: FeatureSpec, **run) -> Extractor:
@@ -344,6 +351,8 @@ class Extractor:
         for store in self.stores.values():
             store.compact()
             store.release()
+        if self.remote_cache is not None:
+            self.remote_cache.push(store.dir for store in self.stores.values())
 
 
 def _slice(batch, start: int, stop: int):
@@ -486,6 +495,13 @@ def featurize_with(
         raise InputError("--augment makes views of images; texts have none")
     if augment < 0:
         raise InputError(f"augment must be 0 or more views, not {augment}")
+    if is_url(output):  # object storage: written locally, then uploaded whole (no lock there to take)
+        check_output(str(output), inputs.origin, force)
+        with atomic_output(str(output)) as local:
+            report = _featurize(extractor, inputs, local, store_dtype, on_error, attrs, started, augment)
+        extractor.compact()
+        report.output = str(output)
+        return report
     lock = lock_output(Path(output)) if output is not None else None
     try:
         if output is not None:

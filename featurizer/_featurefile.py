@@ -28,6 +28,7 @@ import numpy as np
 from featurizer._errors import InputError
 from featurizer._h5 import H5Output, as_os_error
 from featurizer._spec import FeatureSpec
+from featurizer._storage import exists, is_url, local_path, open_source
 
 FORMAT = "featurizer-features/1"
 CHUNK_ROWS = 1024
@@ -172,16 +173,17 @@ def is_feature_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def check_output(path: Path, origin: str, force: bool = False) -> None:
-    """Refuse to replace a file that is not a feature file, or one made from other inputs, unless ``force``."""
-    if force or not path.exists():
+def check_output(path: Path | str, origin: str, force: bool = False) -> None:
+    """Refuse to replace a file that is not a feature file, or one made from other inputs, unless
+    ``force`` (``path`` local or a URL)."""
+    if force or not (exists(path) if is_url(path) else path.exists()):
         return
-    if path.is_dir():
+    if not is_url(path) and path.is_dir():
         raise InputError(f"output {path} is a folder; give a file name")
     try:
-        with h5py.File(path, "r") as f:
-            made_from = f.attrs.get("origin", "") if f.attrs.get("format") == FORMAT else None
-    except OSError:
+        with FeatureFile(path) as f:
+            made_from = f.attrs.get("origin", "")
+    except (OSError, InputError):
         made_from = None
     if made_from is None:
         raise InputError(
@@ -197,7 +199,11 @@ class FeatureFile:
     """Read a feature file: ``ids``, ``labels``, ``spec``, ``layers`` and ``read(layer)``."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self._handle = None
+        if is_url(path):  # in object storage: HDF5 read through a file object, in the backend's blocks
+            self._open_url(str(path))
+            return
+        self.path = Path(local_path(path))
         if self.path.is_dir() or (self.path.is_file() and not is_feature_file(self.path)):
             raise InputError(
                 f"{self.path} is not a feature file; if it holds inputs (images, texts, a CSV), "
@@ -215,6 +221,24 @@ class FeatureFile:
         except InputError:
             self._file.close()
             raise
+
+    def _open_url(self, url: str) -> None:
+        self.path = url
+        self._handle = open_source(url)
+        if self._handle.read(len(HDF5_SIGNATURE)) != HDF5_SIGNATURE:
+            self._handle.close()
+            raise InputError(f"{url} is not a feature file")
+        self._handle.seek(0)
+        self._file = h5py.File(self._handle, "r")
+        virtual = any(d.is_virtual for d in self._file["features"].values()) if "features" in self._file else False
+        if self._file.attrs.get("format") != FORMAT or virtual:
+            self.close()
+            raise InputError(
+                f"{url} is not a featurizer feature file"
+                if not virtual
+                else f"{url} reads its vectors from shard files beside it, which object storage cannot serve; "
+                "merge the shards with a target in object storage (vectors copied)"
+            )
 
     def _check_virtual_sources(self) -> None:
         """Refuse a merged file whose shard files are missing, moved or damaged (HDF5 would read zeros)."""
@@ -336,6 +360,8 @@ class FeatureFile:
 
     def close(self) -> None:
         self._file.close()
+        if self._handle is not None:
+            self._handle.close()
 
     def __enter__(self) -> FeatureFile:
         return self

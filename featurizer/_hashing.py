@@ -18,9 +18,11 @@ _BUFFER = 1 << 20
 
 
 def sha256_file(path: str | os.PathLike, prefix: bytes = b"") -> hashlib._Hash:
-    """A SHA-256 object over ``prefix`` and a file's bytes, read in 1 MiB chunks."""
+    """A SHA-256 object over ``prefix`` and a file's bytes (a local path or a URL), read in 1 MiB chunks."""
+    from featurizer._storage import open_source
+
     digest = hashlib.sha256(prefix)
-    with open(path, "rb") as f:
+    with open_source(path) as f:
         while chunk := f.read(_BUFFER):
             digest.update(chunk)
     return digest

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import json
 import math
 import os
+import posixpath
 import re
 import stat
 import sys
@@ -36,8 +38,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from featurizer._errors import InputError
+from featurizer._errors import FeaturizerError, InputError
 from featurizer._registry import IMAGE, TEXT
+from featurizer._storage import (
+    PARQUET_SOURCE,
+    filesystem,
+    is_url,
+    join,
+    list_files,
+    local_path,
+    open_source,
+    read_bytes,
+    storage_errors,
+    tar_index,
+)
 
 # The extensions torchvision's ImageFolder reads: a folder scan skips (and reports) other files.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -166,18 +180,20 @@ def id_value_columns(rows: list[list[str]], value: str, ids: set[str], path) -> 
 
 
 def _read_path(path: str | os.PathLike, modality: str, o: ReadOptions) -> Inputs:
-    path = Path(path).expanduser()
+    if is_url(path):
+        return _read_url(str(path), modality, o)
+    path = Path(local_path(path)).expanduser()
     if not path.exists():
         raise InputError(f"input not found: {path}")
-    if path.is_dir() and _parquet_folder(path):
-        return _read_parquet(
-            sorted(p for p in path.iterdir() if p.suffix.lower() in PARQUET_EXTENSIONS), path, modality, o
+    if path.is_dir() and (kind := _table_folder([p.name for p in path.iterdir() if p.is_file()])):
+        files = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in kind)
+        return (
+            _read_parquet(files, str(path), modality, o)
+            if kind == PARQUET_EXTENSIONS
+            else _read_tars(files, str(path.resolve()), modality)
         )
     if path.is_dir():
-        exts = (
-            tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in o.extensions) if o.extensions else None
-        )
-        return _read_folder(path, modality, exts or (IMAGE_EXTENSIONS if modality == IMAGE else TEXT_EXTENSIONS), o)
+        return _read_folder(path, modality, _extensions(o, modality), o)
     if not _is_regular(path):
         raise InputError(f"{path} is not a regular file (a FIFO, device or socket); give a file or a folder")
     suffix = path.suffix.lower()
@@ -186,7 +202,9 @@ def _read_path(path: str | os.PathLike, modality: str, o: ReadOptions) -> Inputs
     if suffix in JSONL_EXTENSIONS:
         return _read_jsonl(path, modality, o)
     if suffix in PARQUET_EXTENSIONS:
-        return _read_parquet([path], path, modality, o)
+        return _read_parquet([str(path)], str(path), modality, o)
+    if suffix in TAR_EXTENSIONS:
+        return _read_tars([str(path)], str(path.resolve()), modality)
     if modality == TEXT:
         return _read_lines(path, o.encoding)
     if suffix in IMAGE_EXTENSIONS:
@@ -194,6 +212,82 @@ def _read_path(path: str | os.PathLike, modality: str, o: ReadOptions) -> Inputs
     raise InputError(
         f"cannot read {path}: give a folder of images, a CSV/TSV/JSONL file with a path column, or an image"
     )
+
+
+def _read_url(url: str, modality: str, o: ReadOptions) -> Inputs:
+    """The same inputs as ``_read_path``, from object storage: a folder is every object under a
+    prefix; files are read whole (tables) or as they are decoded (images, tar members)."""
+    _, root = filesystem(url)
+    info = _url_info(url)
+    url = url.rstrip("/")
+    if info["type"] == "directory":
+        names = [rel for rel, _ in list_files(url) if not any(part.startswith(".") for part in rel.split("/"))]
+        top = [n for n in names if "/" not in n]
+        if kind := _table_folder(top):
+            files = [join(url, n) for n in top if Path(n).suffix.lower() in kind]
+            return (
+                _read_parquet(files, url, modality, o)
+                if kind == PARQUET_EXTENSIONS
+                else _read_tars(files, url, modality)
+            )
+        exts = _extensions(o, modality)
+        skipped = [
+            (n, f"extension {Path(n).suffix or '(none)'} not read") for n in names if Path(n).suffix.lower() not in exts
+        ]
+        kept = [n for n in names if Path(n).suffix.lower() in exts]
+        if not kept:
+            raise InputError(f"no {modality} files ({' '.join(exts)}) found in {url}")
+        labels = [n.split("/", 1)[0] for n in kept] if all(n.count("/") == 1 for n in kept) else None
+        if modality == TEXT:
+            texts = [decode_data(read_bytes(join(url, n)), join(url, n), o.encoding) for n in kept]
+            return Inputs(kept, [t for t, _ in texts], TEXT, labels, False, skipped, url, sum(r for _, r in texts))
+        return Inputs(kept, [join(url, n) for n in kept], IMAGE, labels, skipped=skipped, origin=url)
+    suffix = Path(root).suffix.lower()
+    if suffix in TABLE_EXTENSIONS:
+        return _read_table(url, modality, o)
+    if suffix in JSONL_EXTENSIONS:
+        return _read_jsonl(url, modality, o)
+    if suffix in PARQUET_EXTENSIONS:
+        return _read_parquet([url], url, modality, o)
+    if suffix in TAR_EXTENSIONS:
+        return _read_tars([url], url, modality)
+    if modality == TEXT:
+        return _read_lines(url, o.encoding)
+    if suffix in IMAGE_EXTENSIONS:
+        return Inputs([posixpath.basename(root)], [url], IMAGE, origin=url)
+    raise InputError(f"cannot read {url}: give a folder of images, a CSV/TSV/JSONL/Parquet file or tar shards")
+
+
+def _url_info(url: str) -> dict:
+    """fsspec's info on ``url``; a missing bucket, missing credentials or a missing key said in one line."""
+    fs, root = filesystem(url)
+    with storage_errors(url):
+        try:
+            return fs.info(root)
+        except FileNotFoundError:
+            fs.ls(root.split("/", 1)[0])  # a missing bucket says so; a missing key is not found
+            raise InputError(f"input not found: {url}") from None
+
+
+def _extensions(o: ReadOptions, modality: str) -> tuple[str, ...]:
+    if o.extensions:
+        return tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in o.extensions)
+    return IMAGE_EXTENSIONS if modality == IMAGE else TEXT_EXTENSIONS
+
+
+def _origin(path: str | Path) -> str:
+    """How an input is named in feature files (``origin``): a URL as given, a local path resolved."""
+    return str(path) if is_url(path) else str(Path(path).resolve())
+
+
+def _beside(table: str | Path, value: str) -> str:
+    """A path read from a table, relative to the table's folder unless absolute or a URL."""
+    if is_url(value) or os.path.isabs(value):
+        return value
+    if is_url(table):
+        scheme, rest = str(table).split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(rest), value))}"
+    return str((Path(table).parent / value).resolve())
 
 
 def texts_as_inputs(texts: Sequence[str]) -> Inputs:
@@ -215,12 +309,16 @@ class _Replacements:
         return "\ufffd", err.end
 
 
-def decode_file(path: Path, encoding: str = "utf-8") -> tuple[str, int]:
-    """A text file's contents and how many bytes could not be decoded (they become U+FFFD).
+def decode_file(path: Path | str, encoding: str = "utf-8") -> tuple[str, int]:
+    """A text file's contents (a local path or a URL) and how many bytes could not be decoded."""
+    return decode_data(read_bytes(str(path)) if is_url(path) else Path(path).read_bytes(), path, encoding)
+
+
+def decode_data(data: bytes, path, encoding: str = "utf-8") -> tuple[str, int]:
+    """Bytes of the text file ``path`` as text, and how many bytes could not be decoded (they become U+FFFD).
 
     A UTF-8 byte-order mark is dropped; a file with NUL bytes in its first 8 KB is binary and refused.
     """
-    data = path.read_bytes()
     if b"\x00" in data[:BINARY_PROBE] and not encoding.lower().startswith(("utf-16", "utf-32", "utf16", "utf32")):
         raise InputError(f"{path} is a binary file, not text (it holds NUL bytes); give a text, CSV or JSONL file")
     try:
@@ -269,6 +367,7 @@ def _file_kind(path: Path) -> str | None:
 
 
 def _read_folder(root: Path, modality: str, exts: tuple[str, ...], options: ReadOptions) -> Inputs:
+    """Every file with one of ``exts`` under ``root``, in name order; class subfolders give labels."""
     files, skipped, seen_dirs = [], [], set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = os.stat(dirpath)
@@ -378,7 +477,7 @@ def _guess_headerless(records: list[dict], columns: list[str], modality: str, op
 def _records_to_inputs(
     records: list[dict],
     columns: list[str],
-    path: Path,
+    path: str | Path,
     modality: str,
     options: ReadOptions,
     header: bool,
@@ -394,7 +493,7 @@ def _records_to_inputs(
     else:
         col, lab = _guess_headerless(records, columns, modality, options)
         notes.append(
-            f"{path.name} has no header: read column {col} as {'paths' if modality == IMAGE else 'texts'}"
+            f"{_basename(path)} has no header: read column {col} as {'paths' if modality == IMAGE else 'texts'}"
             + (f" and column {lab} as labels" if lab is not None else ", no labels")
             + " (name them with --column / --label-column)"
         )
@@ -405,12 +504,12 @@ def _records_to_inputs(
         raise InputError(f"the id column of {path} has repeated values ({', '.join(repeated)})")
     values = ["" if r.get(col) is None else str(r[col]) for r in records]
     if modality == IMAGE:
-        values = [str((path.parent / v).resolve()) if v.strip() else "" for v in values]
+        values = [_beside(path, v) if v.strip() else "" for v in values]
     labels = [label_text(r.get(lab)) for r in records] if lab else None
     if labels is not None and all(label == "" for label in labels):
         notes.append(f"the label column {lab!r} is empty in every row: no labels")
         labels = None
-    origin = str(path.resolve())
+    origin = _origin(path)
     others = {c: [label_text(r.get(c)) for r in records] for c in columns if c not in (col, idc)}
     return Inputs(ids, values, modality, labels, modality == IMAGE, [], origin, replaced, notes, others)
 
@@ -438,9 +537,9 @@ def _header_under_another_sep(first: list[str], sep: str) -> bool:
     return False
 
 
-def _read_table(path: Path, modality: str, options: ReadOptions) -> Inputs:
+def _read_table(path: Path | str, modality: str, options: ReadOptions) -> Inputs:
     text, replaced = decode_file(path, options.encoding)
-    sep = options.sep or ("\t" if path.suffix.lower() == ".tsv" else ",")
+    sep = options.sep or ("\t" if str(path).lower().endswith(".tsv") else ",")
     if sep in ("\\t", "tab"):
         sep = "\t"
     csv.field_size_limit(sys.maxsize if sys.maxsize < 2**63 else 2**31 - 1)
@@ -478,7 +577,7 @@ def _read_table(path: Path, modality: str, options: ReadOptions) -> Inputs:
     return _records_to_inputs(records, columns, path, modality, options, header, replaced)
 
 
-def _read_jsonl(path: Path, modality: str, options: ReadOptions) -> Inputs:
+def _read_jsonl(path: Path | str, modality: str, options: ReadOptions) -> Inputs:
     text, replaced = decode_file(path, options.encoding)
     records, columns = [], {}
     for number, line in enumerate(text.split("\n"), 1):  # JSON escapes every other line break
@@ -495,39 +594,158 @@ def _read_jsonl(path: Path, modality: str, options: ReadOptions) -> Inputs:
     return _records_to_inputs(records, list(columns), path, modality, options, True, replaced)
 
 
-def _parquet_folder(path: Path) -> bool:
-    """Whether a folder holds Parquet files and nothing else readable (a partitioned table)."""
-    files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_"))]
-    return bool(files) and all(p.suffix.lower() in PARQUET_EXTENSIONS for p in files)
+def _table_folder(names: Sequence[str]) -> tuple[str, ...] | None:
+    """The extensions of a folder that is one table or one archive: Parquet files only (a
+    partitioned table) or tar shards only (WebDataset); None for any other folder."""
+    files = [n for n in names if not n.startswith((".", "_"))]
+    for kind in (PARQUET_EXTENSIONS, TAR_EXTENSIONS):
+        if files and all(Path(n).suffix.lower() in kind for n in files):
+            return kind
+    return None
 
 
-def _read_parquet(files: list[Path], path: Path, modality: str, options: ReadOptions) -> Inputs:
-    """A Parquet file, or a folder of them read in name order as one table: a text or image-path
-    column, an optional label column and an id column, as for CSV (image paths relative to the file)."""
+def _basename(path: str | Path) -> str:
+    return posixpath.basename(str(path).rstrip("/")) if is_url(path) else Path(path).name
+
+
+def _read_parquet(files: list[str], path: str, modality: str, options: ReadOptions) -> Inputs:
+    """A Parquet file, or a folder of them read in name order as one table: a text column or an
+    image column (paths, relative to the file, or the images' bytes), an optional label column and
+    an id column, as for CSV. Image bytes stay in the file: an item's source names its row
+    (``parquet_source``) and is read when it is decoded."""
+    pq = _pyarrow_parquet()
+    records, columns, byte_columns = [], {}, set()
+    sources: list[str] = []
+    for file in files:
+        table = _parquet_table(file, pq)
+        binary = {f.name for f in table.schema if str(f.type) in ("binary", "large_binary")}
+        byte_columns |= binary
+        columns.update(dict.fromkeys(table.column_names))
+        rows = table.drop_columns(list(binary)).to_pylist()
+        for n, row in enumerate(rows):
+            row.update({b: parquet_source(file, b, n) for b in binary})
+        records += rows
+    # a folder's relative paths resolve against the folder, a file's against the file's folder
+    base = path if path in files else join(path, "_")
+    if modality == IMAGE:
+        candidates = [c for c in columns if c in byte_columns]
+        col = _pick(list(columns), options.column, (*PATH_COLUMNS, *candidates), "image", True)
+        if col in byte_columns:
+            inputs = _records_to_inputs(records, list(columns), base, modality, replace(options, column=col), True, 0)
+            sources = [r[col] for r in records]
+            return replace(inputs, sources=sources, notes=[*inputs.notes, f"images decoded from column {col!r}"])
+    elif options.column in byte_columns:
+        raise InputError(f"column {options.column!r} holds bytes, not texts")
+    records = [{k: v for k, v in r.items() if k not in byte_columns} for r in records]
+    kept = [c for c in columns if c not in byte_columns]
+    return _records_to_inputs(records, kept, base, modality, options, True, 0)
+
+
+def _pyarrow_parquet():
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise InputError("reading Parquet needs pyarrow: pip install 'featurizer[parquet]'") from None
-    records, columns = [], {}
-    for file in files:
-        try:
-            table = pq.read_table(file)
-        except Exception as err:  # a damaged or cut-short file: one line naming it
-            raise InputError(f"{file}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
-        binary = [f.name for f in table.schema if str(f.type) in ("binary", "large_binary")]
-        if modality == IMAGE and binary and (options.column in binary or not options.column):
-            raise InputError(
-                f"{file}: column {binary[0]!r} holds bytes; image bytes in Parquet are not supported yet, "
-                "give a column of image paths"
-            )
-        columns.update(dict.fromkeys(table.column_names))
-        records += table.to_pylist()
-    return _records_to_inputs(
-        records, list(columns), path if path.is_file() else path / "_", modality, options, True, 0
+    return pq
+
+
+def _parquet_table(file: str, pq, columns: list[str] | None = None):
+    """One Parquet file, local or a URL; a damaged or cut-short one is refused in one line naming it."""
+    try:
+        if is_url(file):
+            fs, inner = filesystem(file)
+            with storage_errors(file):
+                return pq.read_table(inner, filesystem=fs, columns=columns)
+        return pq.read_table(file, columns=columns)
+    except FeaturizerError:
+        raise
+    except Exception as err:
+        raise InputError(f"{file}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+
+
+def parquet_source(file: str, column: str, row: int) -> str:
+    """The source of an image held as bytes in a Parquet file: the file, the column and the row."""
+    return f"{PARQUET_SOURCE}{row}/{column}::{file}"
+
+
+@functools.lru_cache(maxsize=4)
+def _parquet_column(file: str, column: str) -> list:
+    return _parquet_table(file, _pyarrow_parquet(), [column]).column(column).to_pylist()
+
+
+def parquet_cell(source: str) -> bytes:
+    """The bytes a ``parquet_source`` names (a file's column is read once per process and kept)."""
+    where, file = source[len(PARQUET_SOURCE) :].split("::", 1)
+    row, column = where.split("/", 1)
+    value = _parquet_column(file, column)[int(row)]
+    if value is None:
+        raise InputError(f"row {row} of {file} has no image in column {column!r}")
+    return value
+
+
+# --- Tar shards (WebDataset) ------------------------------------------------------------------
+
+TAR_EXTENSIONS = (".tar",)
+
+
+def _tar_members(shard: str) -> list[tuple[str, int]]:
+    """(name, size) of the regular files of a tar shard, in order (a shard cut short is refused)."""
+    return [(name, size) for name, (_, size) in tar_index(shard).items()]
+
+
+def _read_tars(shards: list[str], origin: str, modality: str) -> Inputs:
+    """WebDataset shards: members grouped into samples by key (a name up to its first dot), in
+    order; ``jpg``/``png``/... is the image, ``txt`` the text (a column for images), ``cls`` the
+    label. A sample's id is its key (with its shard's name when keys repeat across shards)."""
+    samples: dict[tuple[str, str], dict[str, str]] = {}
+    for shard in shards:
+        for name, _ in _tar_members(shard):
+            folder, base = posixpath.split(name)
+            key, _, ext = base.partition(".")
+            samples.setdefault((shard, posixpath.join(folder, key)), {})[ext.lower()] = name
+    keys = [key for _, key in samples]
+    unique = len(set(keys)) == len(keys)
+    ids, sources, labels, captions, skipped = [], [], [], [], []
+    image_exts = [e.lstrip(".") for e in IMAGE_EXTENSIONS]
+
+    def member_text(shard: str, name: str) -> str:
+        with open_source(f"tar://{name}::{shard}") as f:
+            return f.read().decode("utf-8", "replace").strip()
+
+    for (shard, key), parts in samples.items():
+        item = key if unique else f"{_basename(shard)}/{key}"
+        if modality == IMAGE:
+            ext = next((e for e in image_exts if e in parts), None)
+            if ext is None:
+                skipped.append((item, f"no image in the sample (it has {', '.join(sorted(parts))})"))
+                continue
+            sources.append(f"tar://{parts[ext]}::{shard}")
+            captions.append(member_text(shard, parts["txt"]) if "txt" in parts else "")
+        else:
+            if "txt" not in parts:
+                skipped.append((item, f"no txt in the sample (it has {', '.join(sorted(parts))})"))
+                continue
+            sources.append(member_text(shard, parts["txt"]))
+        ids.append(item)
+        labels.append(label_text(member_text(shard, parts["cls"])) if "cls" in parts else "")
+    if not ids:
+        raise InputError(f"no {modality} samples found in the tar shards of {origin}")
+    columns = {"txt": captions} if modality == IMAGE and any(captions) else {}
+    if any(labels):
+        columns["cls"] = labels
+    return Inputs(
+        ids,
+        sources,
+        modality,
+        labels if any(labels) else None,
+        modality == IMAGE,
+        skipped,
+        origin,
+        columns=columns,
     )
 
 
-def _read_lines(path: Path, encoding: str) -> Inputs:
+def _read_lines(path: Path | str, encoding: str) -> Inputs:
     """One text a line; blank lines are skipped, ids are 0-based line numbers so they stay stable."""
     text, replaced = decode_file(path, encoding)
     ids, texts = [], []
@@ -537,40 +755,60 @@ def _read_lines(path: Path, encoding: str) -> Inputs:
             texts.append(line)
     if not texts:
         raise InputError(f"{path} holds no text")
-    return Inputs(ids, texts, TEXT, from_files=False, origin=str(path.resolve()), replaced=replaced)
+    return Inputs(ids, texts, TEXT, from_files=False, origin=_origin(path), replaced=replaced)
 
 
 def guess_modality(path: str | os.PathLike) -> str:
-    """Whether a path holds images or texts, to pick a default model when none is named."""
-    path = Path(path).expanduser()
-    parquet = path.is_file() and path.suffix.lower() in PARQUET_EXTENSIONS
-    if parquet or (path.is_dir() and _parquet_folder(path)):
-        try:
-            import pyarrow.parquet as pq
-
-            first = path if parquet else sorted(p for p in path.iterdir() if p.suffix.lower() in PARQUET_EXTENSIONS)[0]
-            names = {n.lower() for n in pq.read_schema(first).names}
-        except Exception:  # unreadable: reading it later says why
-            return TEXT
-        return IMAGE if names & set(PATH_COLUMNS) else TEXT
-    if path.is_dir():
-        suffixes = [p.suffix.lower() for p in path.rglob("*") if not p.name.startswith(".")]
+    """Whether a path (local or a URL) holds images or texts, to pick a default model when none is named."""
+    try:
+        if is_url(path):
+            url = str(path).rstrip("/")
+            folder = _url_info(url)["type"] == "directory"  # storage errors are said here, not guessed past
+            names = [rel for rel, _ in list_files(url)] if folder else []
+        else:
+            url = str(Path(local_path(path)).expanduser())
+            folder = os.path.isdir(url)
+            names = [p.relative_to(url).as_posix() for p in Path(url).rglob("*")] if folder else []
+    except OSError:
+        return TEXT  # unreadable: reading it later says why
+    names = [n for n in names if not posixpath.basename(n).startswith(".")]
+    if folder:
+        top = [n for n in names if "/" not in n]
+        if _table_folder(top):
+            return guess_modality(join(url, sorted(top)[0]))
+        suffixes = [Path(n).suffix.lower() for n in names]
         images = sum(s in IMAGE_EXTENSIONS for s in suffixes)
         return TEXT if sum(s in TEXT_EXTENSIONS for s in suffixes) > images else IMAGE
-    suffix = path.suffix.lower()
+    suffix = Path(url).suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
         return IMAGE
-    if suffix in (*TABLE_EXTENSIONS, *JSONL_EXTENSIONS) and _is_regular(path):
-        with open(path, encoding="utf-8-sig", errors="replace") as f:
-            head = f.readline()
-        try:
+    try:
+        if suffix in PARQUET_EXTENSIONS:
+            schema = _parquet_table_schema(url)
+            binary = any(str(f.type) in ("binary", "large_binary") for f in schema)
+            return IMAGE if binary or {n.lower() for n in schema.names} & set(PATH_COLUMNS) else TEXT
+        if suffix in TAR_EXTENSIONS:
+            exts = {Path(n).suffix.lower() for n, _ in _tar_members(url)}
+            return IMAGE if exts & set(IMAGE_EXTENSIONS) else TEXT
+        if suffix in (*TABLE_EXTENSIONS, *JSONL_EXTENSIONS):
+            with open_source(url) as f:
+                head = f.readline().decode("utf-8-sig", "replace")
             fields = (
                 json.loads(head).keys()
                 if suffix in JSONL_EXTENSIONS and head.strip()
                 else head.replace("\t", ",").split(",")
             )
-        except (ValueError, AttributeError):
-            return TEXT
-        names = {str(c).strip().strip('"').lower() for c in fields}
-        return IMAGE if names & set(PATH_COLUMNS) else TEXT
+            names = {str(c).strip().strip('"').lower() for c in fields}
+            return IMAGE if names & set(PATH_COLUMNS) else TEXT
+    except (OSError, ValueError, AttributeError, FeaturizerError):
+        return TEXT
     return TEXT
+
+
+def _parquet_table_schema(file: str):
+    pq = _pyarrow_parquet()
+    if is_url(file):
+        fs, inner = filesystem(file)
+        with storage_errors(file):
+            return pq.read_schema(inner, filesystem=fs)
+    return pq.read_schema(file)

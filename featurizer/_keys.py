@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from featurizer._errors import FeaturizerError
 from featurizer._hashing import sha256_file
+from featurizer._storage import is_url
 
 
 def file_key(path: str) -> bytes:
@@ -48,7 +50,17 @@ class FileKeyMemo:
         self.path = Path(cache_dir) / "file-keys.sqlite"
 
     def keys(self, paths: Sequence[str]) -> list[bytes | OSError]:
-        """The key of each file, or the ``OSError`` that stopped reading it."""
+        """The key of each file, or the ``OSError`` that stopped reading it. Files in object
+        storage, archives or tables (URLs) are read every time: the memo knows local files only."""
+        remote = [n for n, p in enumerate(paths) if is_url(p)]
+        if remote:
+            out = self.keys([p for p in paths if not is_url(p)]) if len(remote) < len(paths) else []
+            for n in remote:
+                try:
+                    out.insert(n, file_key(paths[n]))
+                except (OSError, FeaturizerError) as err:
+                    out.insert(n, err if isinstance(err, OSError) else OSError(str(err)))
+            return out
         paths = [os.path.abspath(p) for p in paths]
         names = [_memo_name(p) for p in paths]  # file names need not be UTF-8; the memo's keys must be
         stats: list[tuple | OSError] = []

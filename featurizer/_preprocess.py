@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from featurizer._hashing import file_sha256_memo
+from featurizer._storage import open_source
 
 _PIL_INTERPOLATION = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -47,7 +48,7 @@ def load_image(path: str | os.PathLike, draft_short_side: int | None = None) -> 
     with warnings.catch_warnings():
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as im:
+        with open_source(path) as f, Image.open(f) as im:
             if draft_short_side and im.format == "JPEG":
                 w, h = im.size
                 scale = draft_short_side / min(w, h)

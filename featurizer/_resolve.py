@@ -47,13 +47,23 @@ class RunOptions:
     device: str = "auto"
     batch_size: int | None = None
     workers: int | None = None  # image decoding processes; None: one per core up to four
-    cache_dir: Path | None = None  # None: $FEATURIZER_CACHE or ./cache
+    cache_dir: Path | str | None = None  # None: $FEATURIZER_CACHE or ./cache; a URL: a cache in object storage
     progress: bool = True
 
     def cache(self) -> Path:
+        """The local cache folder (for a cache in object storage, its local mirror)."""
+        from featurizer._remote_cache import mirror_dir
         from featurizer._store import default_cache_dir
 
+        if self.remote_cache():
+            return mirror_dir(self.remote_cache(), default_cache_dir())
         return Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
+
+    def remote_cache(self) -> str | None:
+        """The cache's URL when it is in object storage, else None."""
+        from featurizer._storage import is_url
+
+        return str(self.cache_dir) if is_url(self.cache_dir) else None
 
 
 @dataclass(frozen=True)

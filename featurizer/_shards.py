@@ -14,27 +14,36 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
-from featurizer._atomic import atomic_write_text
+from featurizer._atomic import atomic_output, atomic_write_text
 from featurizer._errors import FeaturizerError, InputError, MissingPackageError
 from featurizer._featurefile import FeatureFile, FeatureFileWriter
 from featurizer._hashing import file_sha256, ids_sha256
 from featurizer._inputs import Inputs, ReadOptions
+from featurizer._parquet import feature_file_as_parquet, parquet_metadata
 from featurizer._resolve import FeatureOptions, RunOptions
 from featurizer._spec import FeatureSpec
+from featurizer._storage import exists, is_url, join, list_files, local_path, read_bytes, remove, staging_dir
 
 MANIFEST = "manifest.json"
+# Parquet shards: the manifest and checksums start with "_", which Parquet readers (pyarrow,
+# Spark, polars) skip, so the folder reads as one table
+PARQUET_MANIFEST = "_manifest.json"
 MANIFEST_FORMAT = "featurizer-shards/2"
 ENGINES = ("local", "ray")
 SHARD_INPUTS = "shard_inputs"  # attribute of a shard file: the digest of the ids it was planned to hold
-_SHARD_NAME = re.compile(r"shard-(\d{5,})\.h5")
+_SHARD_NAME = re.compile(r"shard-(\d{5,})(\.h5|\.parquet)")
+FORMATS = {"h5": ".h5", "parquet": ".parquet"}  # embed --format: a feature file or a Parquet file per shard
 
 
 @dataclass
@@ -59,32 +68,53 @@ class ShardPlan:
     index: int
     start: int
     stop: int
+    suffix: str = ".h5"
 
-    def path(self, out: Path) -> Path:
-        return shard_path(out, self.index)
-
-
-def shard_path(out: Path, index: int) -> Path:
-    return out / f"shard-{index:05d}.h5"
+    def path(self, out: Path | str) -> Path | str:
+        return shard_path(out, self.index, self.suffix)
 
 
-def sidecar(path: Path) -> Path:
-    return path.with_suffix(".h5.sha256")
+def shard_path(out: Path | str, index: int, suffix: str = ".h5") -> Path | str:
+    """The shard's file: a path in a local ``out``, a URL in one in object storage."""
+    name = f"shard-{index:05d}{suffix}"
+    return join(out, name) if is_url(out) else Path(out) / name
 
 
-def plan_shards(n_items: int, shard_size: int) -> list[ShardPlan]:
+def sidecar(path: Path | str) -> Path | str:
+    """The checksum file of a shard (hidden from Parquet readers for a Parquet shard)."""
+    head, name = posixpath.split(str(path)) if is_url(path) else os.path.split(path)
+    name = f"_{name}.sha256" if name.endswith(".parquet") else f"{name}.sha256"
+    return join(head, name) if is_url(path) else Path(head) / name
+
+
+def manifest_name(suffix: str) -> str:
+    return PARQUET_MANIFEST if suffix == ".parquet" else MANIFEST
+
+
+def _name(path: Path | str) -> str:
+    return posixpath.basename(str(path))
+
+
+def plan_shards(n_items: int, shard_size: int, suffix: str = ".h5") -> list[ShardPlan]:
     if shard_size < 1:
         raise InputError("shard size must be at least 1")
     n_shards = max(1, -(-n_items // shard_size))
-    return [ShardPlan(i, i * shard_size, min(n_items, (i + 1) * shard_size)) for i in range(n_shards)]
+    return [ShardPlan(i, i * shard_size, min(n_items, (i + 1) * shard_size), suffix) for i in range(n_shards)]
 
 
-def shard_is_complete(path: Path, spec: FeatureSpec, ids: Sequence[str]) -> bool:
+def shard_is_complete(path: Path | str, spec: FeatureSpec, ids: Sequence[str]) -> bool:
     """A shard counts only if its file matches its checksum, and holds ``spec``'s vectors of exactly ``ids``."""
-    if not (path.is_file() and sidecar(path).is_file()):
+    if not (_is_file(path) and _is_file(sidecar(path))):
         return False
-    if sidecar(path).read_text().strip() != file_sha256(path):
+    if read_text(sidecar(path)).strip() != file_sha256(path):
         return False
+    if str(path).endswith(".parquet"):
+        try:
+            meta = parquet_metadata(path)
+        except (FeaturizerError, OSError, ValueError):
+            return False
+        same_spec = not spec.differences(FeatureSpec.from_json(meta.get("spec", "{}")))
+        return same_spec and meta.get(SHARD_INPUTS) == ids_sha256(ids)
     try:
         with FeatureFile(path) as f:
             return not spec.differences(f.spec) and f.attrs.get(SHARD_INPUTS) == ids_sha256(ids)
@@ -96,24 +126,42 @@ def subset(inputs: Inputs, start: int, stop: int) -> Inputs:
     return replace(inputs.take(range(start, stop)), skipped=[], notes=[], replaced=0)
 
 
-def compute_shard(featurize_fn: Callable, inputs: Inputs, out: Path, shard: ShardPlan) -> None:
-    """Featurize one shard into its file, then write its checksum beside it."""
+def _is_file(path: Path | str) -> bool:
+    return exists(path) if is_url(path) else Path(path).is_file()
+
+
+def read_text(path: Path | str) -> str:
+    return read_bytes(path).decode() if is_url(path) else Path(path).read_text()
+
+
+def compute_shard(featurize_fn: Callable, inputs: Inputs, out: Path | str, shard: ShardPlan) -> None:
+    """Featurize one shard into its file, then write its checksum beside it (in object storage:
+    featurized to a local file, uploaded, then its checksum: a shard without one does not count)."""
     part = subset(inputs, shard.start, shard.stop)
     path = shard.path(out)
-    featurize_fn(part, path, {SHARD_INPUTS: ids_sha256(part.ids)})
-    atomic_write_text(sidecar(path), file_sha256(path))
+    attrs = {SHARD_INPUTS: ids_sha256(part.ids)}
+    if shard.suffix == ".parquet":  # featurized to a feature file aside, then written as Parquet
+        with atomic_output(path) as local, tempfile.TemporaryDirectory(dir=staging_dir()) as aside:
+            featurize_fn(part, Path(aside) / "shard.h5", attrs)
+            feature_file_as_parquet(Path(aside) / "shard.h5", local, attrs)
+            digest = file_sha256(local)
+    else:
+        with atomic_output(path) if is_url(path) else nullcontext(path) as local:
+            featurize_fn(part, local, attrs)
+            digest = file_sha256(local)
+    atomic_write_text(sidecar(path), digest)
 
 
-def write_manifest(out: Path, shards: Sequence[ShardPlan], spec: FeatureSpec, inputs: Inputs) -> Path:
+def write_manifest(out: Path | str, shards: Sequence[ShardPlan], spec: FeatureSpec, inputs: Inputs) -> Path:
     entries = [
         {
             "index": s.index,
-            "file": s.path(out).name,
+            "file": _name(s.path(out)),
             "first_id": inputs.ids[s.start] if s.stop > s.start else None,
             "last_id": inputs.ids[s.stop - 1] if s.stop > s.start else None,
             "n": s.stop - s.start,
             "ids_sha256": ids_sha256(inputs.ids[s.start : s.stop]),
-            "sha256": sidecar(s.path(out)).read_text().strip(),
+            "sha256": read_text(sidecar(s.path(out))).strip(),
         }
         for s in shards
     ]
@@ -121,30 +169,41 @@ def write_manifest(out: Path, shards: Sequence[ShardPlan], spec: FeatureSpec, in
         "format": MANIFEST_FORMAT,
         "spec": json.loads(spec.to_json()),
         "origin": inputs.origin,
+        "shard_format": shards[0].suffix.lstrip("."),
         "shard_size": shards[0].stop - shards[0].start if len(shards) > 1 else None,
         "n_items": len(inputs),
         "shards": entries,
     }
-    return atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
+    return atomic_write_text(join(out, manifest_name(shards[0].suffix)), json.dumps(manifest, indent=1))
 
 
-def remove_stale_shards(out: Path, n_shards: int) -> None:
-    """Shard files of an earlier plan with more shards than this one (their items are in this plan's shards)."""
-    for path in out.glob("shard-*.h5"):
-        match = _SHARD_NAME.fullmatch(path.name)
-        if match and int(match.group(1)) >= n_shards:
+def remove_stale_shards(out: Path | str, n_shards: int, suffix: str = ".h5") -> None:
+    """Shard files of an earlier plan with more shards than this one, or in the other format (their
+    items are in this plan's shards)."""
+
+    def stale(match) -> bool:
+        return bool(match) and (int(match.group(1)) >= n_shards or match.group(2) != suffix)
+
+    if is_url(out):
+        for name, _ in list_files(str(out)) if exists(str(out)) else []:
+            if stale(_SHARD_NAME.fullmatch(name)):
+                remove(join(out, name))
+                remove(sidecar(join(out, name)))
+        return
+    for path in out.glob("shard-*"):
+        if stale(_SHARD_NAME.fullmatch(path.name)):
             path.unlink(missing_ok=True)
             sidecar(path).unlink(missing_ok=True)
 
 
-def embed_local(inputs: Inputs, out: Path, todo: Sequence[ShardPlan], featurize_fn: Callable) -> None:
+def embed_local(inputs: Inputs, out: Path | str, todo: Sequence[ShardPlan], featurize_fn: Callable) -> None:
     for shard in todo:
         compute_shard(featurize_fn, inputs, out, shard)
 
 
 def embed_ray(
     inputs: Inputs,
-    out: Path,
+    out: Path | str,
     todo: Sequence[ShardPlan],
     spec: FeatureSpec,
     run: RunOptions,
@@ -161,7 +220,7 @@ def embed_ray(
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     worker = _ray_worker_class()
-    rows = [{"index": s.index, "start": s.start, "stop": s.stop} for s in todo]
+    rows = [{"index": s.index, "start": s.start, "stop": s.stop, "suffix": s.suffix} for s in todo]
     dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(todo)))
     results = dataset.map_batches(
         worker,
@@ -187,7 +246,7 @@ def _ray_worker_class():
         def __init__(self, inputs, out, spec_json, run):
             from featurizer._extract import Extractor
 
-            self.inputs, self.out = inputs, Path(out)
+            self.inputs, self.out = inputs, out if is_url(out) else Path(out)
             self.extractor = Extractor(FeatureSpec.from_json(spec_json), RunOptions(**run))
 
         def __call__(self, batch):
@@ -196,25 +255,32 @@ def _ray_worker_class():
             def featurize_fn(part, path, attrs):
                 return featurize_with(self.extractor, part, path, attrs=attrs, force=True)
 
-            for index, start, stop in zip(batch["index"], batch["start"], batch["stop"]):
-                compute_shard(featurize_fn, self.inputs, self.out, ShardPlan(int(index), int(start), int(stop)))
+            for index, start, stop, suffix in zip(batch["index"], batch["start"], batch["stop"], batch["suffix"]):
+                plan = ShardPlan(int(index), int(start), int(stop), str(suffix))
+                compute_shard(featurize_fn, self.inputs, self.out, plan)
             return {"index": np.asarray(batch["index"])}
 
     return ShardWorker
 
 
-def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Path:
+def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Path | str:
     """Join the shards of ``out`` into one feature file; vectors are virtual datasets over the shards.
 
-    Refused: a manifest entry that points outside ``out``, a shard that is missing or does not match
-    its checksum, and shards whose specs differ from the manifest's.
+    Shards in object storage (or a target there) are copied instead: a virtual dataset can only
+    point at local files. Refused: a manifest entry that points outside ``out``, a shard that is
+    missing or does not match its checksum, and shards whose specs differ from the manifest's.
     """
-    out = Path(out)
-    manifest_path = out / MANIFEST
-    if not manifest_path.is_file():
+    out = str(out) if is_url(out) else Path(out)
+    if _is_file(join(out, PARQUET_MANIFEST) if is_url(out) else out / PARQUET_MANIFEST):
+        raise InputError(
+            f"the shards of {out} are Parquet files: together they are one table already "
+            "(pyarrow.dataset, pandas, polars and Spark read the folder); merge joins feature files"
+        )
+    manifest_path = join(out, MANIFEST) if is_url(out) else out / MANIFEST
+    if not _is_file(manifest_path):
         raise InputError(f"{out} has no {MANIFEST}: run 'xfer embed' first (or let it finish)")
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(read_text(manifest_path))
         spec = FeatureSpec.from_json(json.dumps(manifest["spec"]))
         entries = manifest["shards"]
     except (ValueError, KeyError, TypeError) as err:
@@ -223,13 +289,13 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     ids, labels, sources, errors, sizes, columns = [], [], [], [], [], []
     dims, dtype = {}, "float32"
     for entry, path in zip(entries, shards):
-        if not path.is_file() or file_sha256(path) != entry.get("sha256"):
-            raise FeaturizerError(f"shard {path.name} is missing or damaged: re-run 'xfer embed' to recompute it")
+        if not _is_file(path) or file_sha256(path) != entry.get("sha256"):
+            raise FeaturizerError(f"shard {_name(path)} is missing or damaged: re-run 'xfer embed' to recompute it")
         with FeatureFile(path) as f:
             diffs = spec.differences(f.spec)
             if diffs:
                 raise FeaturizerError(
-                    f"shard {path.name} was made with another spec than {MANIFEST} names ({'; '.join(diffs)}): "
+                    f"shard {_name(path)} was made with another spec than {MANIFEST} names ({'; '.join(diffs)}): "
                     "re-run 'xfer embed' to recompute it"
                 )
             ids += f.ids
@@ -244,31 +310,46 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     sources = None if any(part is None for part in sources) else [x for part in sources for x in part]
     names = list(columns[0]) if columns and all(list(part) == list(columns[0]) for part in columns) else []
     columns = {name: [x for part in columns for x in part[name]] for name in names}
-    target = Path(target) if target else out / "merged.h5"
-    attrs = {"merged_from": json.dumps([p.name for p in shards])}
-    with FeatureFileWriter(
-        target,
-        spec,
-        ids,
-        labels,
-        sources=sources,
-        columns=columns,
-        dtype=dtype,
-        origin=manifest.get("origin", ""),
-        attrs=attrs,
-    ) as writer:
+    target = target or join(out, "merged.h5")
+    target = str(target) if is_url(target) else Path(local_path(target))
+    copy = is_url(out) or is_url(target)
+    attrs = {"merged_from": json.dumps([_name(p) for p in shards])}
+    with (
+        atomic_output(target) if is_url(target) else nullcontext(target) as local,
+        FeatureFileWriter(
+            local,
+            spec,
+            ids,
+            labels,
+            sources=sources,
+            columns=columns,
+            dtype=dtype,
+            origin=manifest.get("origin", ""),
+            attrs=attrs,
+        ) as writer,
+    ):
         for layer in spec.layers:
-            writer.link_layer(layer, list(zip(shards, sizes)), dims.get(layer, 0))
+            if not copy:
+                writer.link_layer(layer, list(zip(shards, sizes)), dims.get(layer, 0))
+                continue
+            start = 0
+            writer.write_layer(layer, 0, np.zeros((0, dims.get(layer, 0)), np.float32))
+            for path in shards:
+                with FeatureFile(path) as f:
+                    if len(f):
+                        writer.write_layer(layer, start, f.read(layer))
+                    start += len(f)
         writer.write_errors(errors)
     return target
 
 
-def _shard_in(out: Path, entry: dict) -> Path:
+def _shard_in(out: Path | str, entry: dict) -> Path | str:
     """The shard file of a manifest entry, refusing names that lead outside the output folder."""
     name = str(entry.get("file", ""))
     if not _SHARD_NAME.fullmatch(name):
         raise FeaturizerError(f"{MANIFEST} names {name!r}, which is not a shard file inside {out}; refusing to merge")
-    return out / name
+    match = _SHARD_NAME.fullmatch(name)
+    return shard_path(out, int(match.group(1)), match.group(2))
 
 
 @dataclass(frozen=True)
@@ -280,6 +361,7 @@ class EmbedOptions:
     address: str | None = None  # a Ray cluster; None: start a local Ray
     actors: int = 1  # Ray actors, each loading the model once
     gpus_per_actor: float = 0
+    format: str = "h5"  # each shard a feature file (h5) or a Parquet file (parquet)
 
 
 def embed(
@@ -316,6 +398,8 @@ def embed_options(
     engine, shard_size, address, actors, gpus_per_actor = o.engine, o.shard_size, o.address, o.actors, o.gpus_per_actor
     if engine not in ENGINES:
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if o.format not in FORMATS:
+        raise InputError(f"--format is one of {', '.join(FORMATS)}, not {o.format!r}")
     started = time.perf_counter()
     run = run or RunOptions()
     if engine == "ray" and str(run.device).startswith("cuda") and not gpus_per_actor:
@@ -328,12 +412,13 @@ def embed_options(
     # With Ray the actors featurize; the driver only plans, so it keeps any model it loads off the GPU.
     local = Extractor(spec, replace(run, device="cpu") if engine == "ray" else run)
     inputs = inputs_for(local, inputs, read)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    shards = plan_shards(len(inputs), shard_size)
+    out = str(out) if is_url(out) else Path(local_path(out))
+    if not is_url(out):
+        out.mkdir(parents=True, exist_ok=True)
+    shards = plan_shards(len(inputs), shard_size, FORMATS[o.format])
     done = [s for s in shards if shard_is_complete(s.path(out), spec, inputs.ids[s.start : s.stop])]
     todo = [s for s in shards if s not in done]
-    remove_stale_shards(out, len(shards))
+    remove_stale_shards(out, len(shards), FORMATS[o.format])
     if engine == "local":
 
         def featurize_fn(part, path, attrs):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from featurizer import FeatureSpec, FeaturizerError
 from featurizer._atomic import atomic_path, atomic_write_text
 from featurizer._featurefile import library_versions
 from featurizer._hashing import file_sha256
+from featurizer._storage import download, exists, is_url, read_bytes, staging_dir, upload
 
 FORMAT = "featurizer-model/2"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -106,12 +109,27 @@ def sidecar_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = False) -> Path:
-    """Write ``model`` with skops and its card, each under a temporary name then renamed.
+def _sidecar_url(url: str) -> str:
+    return posixpath.splitext(url)[0] + ".json"
+
+
+def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = False) -> Path | str:
+    """Write ``model`` with skops and its card, each under a temporary name then renamed (in
+    object storage: written locally, then uploaded, the card last).
 
     A model fitted on another training file is not replaced without ``force``, and a card that
     would overwrite the model itself or a JSON file that is not a card is refused.
     """
+    if is_url(path):
+        url = str(path)
+        with tempfile.TemporaryDirectory(dir=staging_dir()) as folder:
+            local = Path(folder) / posixpath.basename(url)
+            if exists(_sidecar_url(url)):  # the same checks against the card already there
+                download(_sidecar_url(url), sidecar_path(local))
+            save_model(model, card, local, force)
+            upload(local, url)
+            upload(sidecar_path(local), _sidecar_url(url))
+        return url
     sio = _skops_io()
 
     path = Path(path)
@@ -136,6 +154,13 @@ def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = Fa
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:
+    if is_url(path):
+        if not exists(_sidecar_url(str(path))):
+            raise UntrustedModelError(f"{path} has no card beside it: its feature spec is unknown; not used")
+        try:
+            return ModelCard.from_json(read_bytes(_sidecar_url(str(path))).decode())
+        except (ValueError, KeyError, TypeError) as err:
+            raise UntrustedModelError(f"{_sidecar_url(str(path))} is not a featurizer model card: {err}") from None
     side = sidecar_path(path)
     if not side.is_file():
         raise UntrustedModelError(f"{path} has no card {side.name}: its feature spec is unknown, so it cannot be used")
@@ -152,6 +177,14 @@ def load_model(path: str | os.PathLike, trust: bool = False):
     card; ``trust=True`` also accepts a changed file, other types, and old joblib pickles (which run
     code when loaded: only for files you made yourself).
     """
+    if is_url(path):
+        url = str(path)
+        with tempfile.TemporaryDirectory(dir=staging_dir()) as folder:
+            local = Path(folder) / posixpath.basename(url)
+            download(url, local)
+            if exists(_sidecar_url(url)):
+                download(_sidecar_url(url), sidecar_path(local))
+            return load_model(local, trust)
     sio = _skops_io()
 
     path = Path(path)

@@ -61,27 +61,36 @@ def test_merge_refuses_a_damaged_shard(digits_dir, tmp_path):
     assert result.exit_code == 1 and "shard-00000.h5 is missing or damaged" in result.output
 
 
-def test_ray_engine_equals_local_and_survives_a_killed_driver(digits_dir, reference, tmp_path):
+def test_ray_engine_to_s3_equals_local_and_survives_a_killed_driver(digits_dir, reference, s3, tmp_path):
+    """The Ray actors write their shards to object storage (the local S3 server), not a shared disk."""
     pytest.importorskip("ray")
-    out, cache = tmp_path / "emb", tmp_path / "c"
-    args = ["embed", str(digits_dir / "train"), "-o", str(out), "--engine", "ray", "--workers", "2",
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    out, cache = f"{s3}/emb", tmp_path / "c"
+    args = ["embed", str(digits_dir / "train"), "-o", out, "--engine", "ray", "--workers", "2",
             "--shard-size", "10", "--cache-dir", str(cache), "-q"]  # fmt: skip
     cmd = [sys.executable, str(ROOT / "cli.py"), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 240
-    while proc.poll() is None and len(list(out.glob("*.sha256"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling a condition: two shards finished
+
+    def finished() -> set[str]:
+        fs.invalidate_cache()
+        return {p.rsplit("/", 1)[1].split(".")[0] for p in fs.glob(f"{out}/*.sha256")}
+
+    while proc.poll() is None and len(finished()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a condition: two shards published
     import os
 
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
     proc.wait()
     subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, timeout=60)
-    finished = {p.name.split(".")[0] for p in out.glob("*.sha256")}
-    assert 2 <= len(finished) < 8
+    done = finished()
+    assert 2 <= len(done) < 8
     result = CliRunner().invoke(main, args)  # the same command again: resume
     assert result.exit_code == 0, result.output
-    assert f"{8 - len(finished)} computed, {len(finished)} already complete" in result.output
-    check_merged(merge(out), reference)
+    assert f"{8 - len(done)} computed, {len(done)} already complete" in result.output
+    check_merged(merge(out, tmp_path / "merged.h5"), reference)  # merged from the bucket: vectors copied
     import ray
 
     ray.shutdown()

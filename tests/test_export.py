@@ -92,6 +92,11 @@ def test_bad_parquet_inputs_get_one_line(tmp_path):
         "featurize", tmp_path / "t.parquet", "-m", "minilm", "--column", "body", "-o", tmp_path / "o.h5", ok=False
     )
     assert "column 'body' not found" in result.output
-    pq.write_table(pa.table({"image": [b"\x89PNG"], "label": ["x"]}), tmp_path / "img.parquet")
+    pq.write_table(pa.table({"text": ["a"], "image": [b"\x89PNG"], "label": ["x"]}), tmp_path / "img.parquet")
+    result = xfer(
+        "featurize", tmp_path / "img.parquet", "-m", "minilm", "--column", "image", "-o", tmp_path / "i.h5", ok=False
+    )
+    assert "holds bytes, not texts" in result.output and "Traceback" not in result.output
+    # bytes that are no image are one bad item, reported with the others, not a crash
     result = xfer("featurize", tmp_path / "img.parquet", "-m", "efficientnet_lite0", "-o", tmp_path / "i.h5", ok=False)
-    assert "holds bytes" in result.output and "Traceback" not in result.output
+    assert "Traceback" not in result.output and (tmp_path / "i.errors.csv").read_text().count("\n") == 2

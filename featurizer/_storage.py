@@ -1,0 +1,266 @@
+"""Where paths may be URLs: local paths and ``file://``, or any fsspec protocol (``s3://``, ``gs://``).
+
+The one place that talks to object storage. Everything else asks ``is_url`` and calls these
+functions, which turn the backends' exceptions into one-line messages: a bucket that does not
+exist, missing credentials (named by where they are looked for, never printed), a missing
+package. Credentials come from the backends' own environment and configuration files.
+
+Object stores have no rename, so a file is published by uploading it to a temporary key,
+checking its size there, then copying it to its key (one server-side copy, which readers see
+whole or not at all) and deleting the temporary key.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO
+
+from featurizer._errors import FeaturizerError, InputError, MissingPackageError
+
+# the package each protocol needs, for the message when it is missing
+BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
+CREDENTIALS = {
+    "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials or an instance role",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS or gcloud's default credentials",
+}
+
+
+# an image held as bytes in a Parquet file: parquet-cell://ROW/COLUMN::FILE (featurizer._inputs)
+PARQUET_SOURCE = "parquet-cell://"
+
+
+# a member of a tar shard: tar://MEMBER::SHARD (as fsspec writes it; read here by offset)
+TAR_SOURCE = "tar://"
+TAR_BLOCK = 512
+
+
+class StorageError(FeaturizerError):
+    """Object storage refused or failed a request (missing bucket, credentials, permission)."""
+
+
+def is_url(path: str | os.PathLike | None) -> bool:
+    """Whether ``path`` names something fsspec must reach (``s3://``, ``tar://m::s3://``); ``file://`` is local."""
+    if path is None or isinstance(path, Path):
+        return False
+    text = os.fspath(path)
+    return "://" in text and not text.startswith("file://")
+
+
+def local_path(path: str | os.PathLike) -> str | os.PathLike:
+    """``file://`` stripped; other paths unchanged."""
+    text = os.fspath(path)
+    return text[len("file://") :] if text.startswith("file://") else path
+
+
+def protocol(url: str) -> str:
+    return url.split("://", 1)[0].rsplit("::", 1)[-1]
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Turn a backend's exception about ``url`` into a one-line ``FeaturizerError``."""
+    proto = protocol(url)
+    try:
+        yield
+    except FeaturizerError:
+        raise
+    except ImportError as err:
+        package = BACKENDS.get(proto, f"an fsspec backend for {proto}://")
+        raise MissingPackageError(
+            f"{url}: reading {proto}:// needs {package} (pip install 'featurizer[cloud]'): {err}"
+        ) from None
+    except FileNotFoundError as err:
+        text = str(err)
+        if "bucket" in text.lower():
+            bucket = url.split("://", 1)[1].split("/", 1)[0]
+            raise InputError(f"{url}: the bucket {bucket!r} does not exist (or is not visible to you)") from None
+        raise InputError(f"not found: {url}") from None
+    except PermissionError:
+        raise StorageError(f"{url}: access denied (check the credentials' permissions on it)") from None
+    except Exception as err:
+        name = type(err).__name__
+        if name in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"):
+            where = CREDENTIALS.get(proto, "the backend's usual configuration")
+            raise StorageError(f"{url}: no credentials for {proto}:// found (looked in {where})") from None
+        if name in ("ClientError", "EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError"):
+            # the backend's own one-line reason, which names no secret
+            raise StorageError(f"{url}: {name}: {str(err).splitlines()[0][:200]}") from None
+        raise
+
+
+def filesystem(url: str):
+    """(fsspec filesystem, path within it) for ``url``."""
+    with storage_errors(url):
+        import fsspec.core
+
+        return fsspec.core.url_to_fs(url)
+
+
+def open_source(source: str | os.PathLike) -> IO[bytes]:
+    """A binary file object for an item's source: a local path, a URL, or a chained URL such as
+    ``tar://member::s3://bucket/shard.tar`` (a member of an archive)."""
+    if not is_url(source):
+        return open(local_path(source), "rb")
+    if str(source).startswith(PARQUET_SOURCE):
+        from featurizer._inputs import parquet_cell
+
+        return io.BytesIO(parquet_cell(str(source)))
+    if str(source).startswith(TAR_SOURCE):
+        member, shard = str(source)[len(TAR_SOURCE) :].split("::", 1)
+        offset, size = tar_index(shard)[member]
+        return io.BytesIO(read_range(shard, offset, size))
+    with storage_errors(str(source)):
+        import fsspec
+
+        return fsspec.open(str(source), "rb").open()
+
+
+def read_range(source: str, offset: int, size: int) -> bytes:
+    """``size`` bytes of a file (local or a URL) from ``offset``: one ranged request for a URL."""
+    if not is_url(source):
+        with open(local_path(source), "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+    fs, path = filesystem(source)
+    with storage_errors(source):
+        return fs.cat_file(path, start=offset, end=offset + size)
+
+
+def tar_index(shard: str) -> dict[str, tuple[int, int]]:
+    """Name -> (offset of its data, size) of every regular file of a tar shard, in order, read from
+    the headers alone (once per process while a local shard keeps its size and time). A shard cut
+    short is refused: its last member's data, or the two zero blocks every tar writer ends with,
+    are missing."""
+    stamp = None
+    if not is_url(shard):
+        st = os.stat(local_path(shard))
+        stamp = (st.st_size, st.st_mtime_ns)
+    return _tar_index(shard, stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _tar_index(shard: str, stamp) -> dict[str, tuple[int, int]]:
+    import tarfile
+
+    cut = f"{shard}: the tar shard is cut short (its end is missing); write it again"
+
+    with open_source(shard) as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(0)
+        try:
+            with tarfile.open(fileobj=f, mode="r:") as tar:
+                members = tar.getmembers()
+                end = tar.offset
+        except (tarfile.TarError, EOFError) as err:
+            if "end of data" in str(err) or "truncated" in str(err) or isinstance(err, EOFError):
+                raise InputError(cut) from None
+            raise InputError(f"{shard}: not a readable tar shard ({err})") from None
+    last = max((m.offset_data + m.size for m in members), default=0)
+    if last > size or end + 2 * TAR_BLOCK > size:
+        raise InputError(cut)
+    return {m.name: (m.offset_data, m.size) for m in members if m.isfile()}
+
+
+def _fresh(url: str):
+    """(filesystem, path) with the backend's cached listings of the path dropped: other processes
+    (Ray actors, an earlier run) write the same prefixes, and a stale listing would hide their files."""
+    fs, path = filesystem(url)
+    fs.invalidate_cache(path)
+    return fs, path
+
+
+def read_bytes(url: str) -> bytes:
+    fs, path = _fresh(url)
+    with storage_errors(url):
+        return fs.cat_file(path)
+
+
+def exists(url: str) -> bool:
+    fs, path = _fresh(url)
+    with storage_errors(url):
+        return fs.exists(path)
+
+
+def join(base: str, *parts: str) -> str:
+    """``base`` and relative parts joined with ``/`` (URLs) or the OS's separator (local paths)."""
+    return posixpath.join(base, *parts) if is_url(base) else os.path.join(base, *parts)
+
+
+def list_files(url: str) -> list[tuple[str, int]]:
+    """(path relative to ``url``, size) of every object under the folder ``url``, in name order."""
+    fs, root = _fresh(url)
+    with storage_errors(url):
+        if not fs.exists(root):
+            fs.ls(root)  # the backend says why: a missing bucket, no credentials
+            raise InputError(f"input not found: {url}")
+        found = fs.find(root, detail=True)
+    root = root.rstrip("/")
+    out = [(name[len(root) + 1 :], info.get("size") or 0) for name, info in found.items() if info["type"] == "file"]
+    return sorted((rel, size) for rel, size in out if rel)
+
+
+def staging_dir() -> Path:
+    """A local folder for files on their way to or from object storage."""
+    path = Path(tempfile.gettempdir()) / "featurizer-staging"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def upload(local: str | os.PathLike, url: str) -> None:
+    """Publish the local file ``local`` at ``url``: to a temporary key, size checked, then copied to
+    its key, so a reader never sees part of it."""
+    fs, path = filesystem(url)
+    size = os.path.getsize(local)
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with storage_errors(url):
+        try:
+            fs.put_file(os.fspath(local), tmp)
+            if fs.info(tmp).get("size") != size:
+                raise StorageError(f"{url}: the upload arrived incomplete; try again")
+            fs.copy(tmp, path)
+        finally:
+            with suppress(FileNotFoundError):
+                fs.rm_file(tmp)
+
+
+def upload_folder(local: Path, url: str, last: str | None = None) -> None:
+    """Publish every file of the local folder at ``url``/..., the file named ``last`` after all others."""
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.name == last)
+    for file in files:
+        upload(file, join(url, file.relative_to(local).as_posix()))
+
+
+def download(url: str, local: str | os.PathLike) -> None:
+    fs, path = filesystem(url)
+    with storage_errors(url):
+        fs.get_file(path, os.fspath(local))
+
+
+def remove(url: str) -> None:
+    fs, path = filesystem(url)
+    with storage_errors(url):
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
+@contextmanager
+def staged_download(url: str, suffix: str = "") -> Iterator[Path]:
+    """A local copy of the object ``url``, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(dir=staging_dir()))
+    local = folder / (posixpath.basename(url.rstrip("/")) or f"object{suffix}")
+    try:
+        download(url, local)
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,305 @@
+"""Inputs and outputs beyond one disk: object storage (a local S3 server), Parquet image bytes and
+WebDataset tar shards give the same vectors as the same items in a folder."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from featurizer import FeatureFile, featurize
+from featurizer._shards import embed, merge
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def upload_tree(local: Path, url: str) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            fs.put_file(str(path), f"{url}/{path.relative_to(local).as_posix()}")
+
+
+def same_features(a, b) -> None:
+    with FeatureFile(a) as fa, FeatureFile(b) as fb:
+        assert fb.ids == fa.ids and fb.labels == fa.labels
+        assert fb.layers == fa.layers
+        for layer in fa.layers:
+            np.testing.assert_array_equal(fb.read(layer), fa.read(layer))
+
+
+# --- Object storage -----------------------------------------------------------------------------
+
+
+def test_a_folder_in_s3_featurizes_to_the_same_vectors_as_on_disk(photo_dir, s3, tmp_path):
+    upload_tree(photo_dir, f"{s3}/photos")
+    disk = featurize(photo_dir, output=tmp_path / "disk.h5", cache_dir=tmp_path / "c1", progress=False).output
+    # from the bucket, to the bucket, with a cold cache: every image read over the S3 API
+    report = featurize(f"{s3}/photos", output=f"{s3}/out/photos.h5", cache_dir=tmp_path / "c2", progress=False)
+    assert report.output == f"{s3}/out/photos.h5" and report.n_computed == 12
+    same_features(disk, f"{s3}/out/photos.h5")
+    with FeatureFile(f"{s3}/out/photos.h5") as f:
+        assert f.sources[0].startswith(f"{s3}/photos/china/") and f.attrs["origin"] == f"{s3}/photos"
+    # a CSV in the bucket naming images beside it: the same items
+    rows = ["path,label"] + [
+        f"{p.relative_to(photo_dir).as_posix()},{p.parent.name}" for p in sorted(photo_dir.rglob("*.jpg"))
+    ]
+    import s3fs
+
+    s3fs.S3FileSystem().pipe(f"{s3}/photos/list.csv", "\n".join(rows).encode())
+    table = featurize(f"{s3}/photos/list.csv", output=tmp_path / "csv.h5", cache_dir=tmp_path / "c2", progress=False)
+    assert table.n_computed == 0  # the same bytes: cached by content
+    with FeatureFile(disk) as fa, FeatureFile(table.output) as fb:
+        np.testing.assert_array_equal(fb.read(), fa.read())
+    # the file in the bucket is one a second run refuses to overwrite with another input's features
+    result = CliRunner().invoke(main, ["featurize", str(photo_dir), "-o", f"{s3}/out/photos.h5", "-q"])
+    assert result.exit_code == 1 and "holds features of" in result.output
+
+
+def test_outputs_to_s3_appear_whole_and_fit_reads_them(digit_features, s3, tmp_path):
+    train, test = digit_features[:2]
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", str(train), "-o", f"{s3}/exports/train.parquet"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["export", str(train), "-o", f"{s3}/exports/train.parquet"])
+    assert result.exit_code == 1 and "exists" in result.output
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.put_file(str(train), f"{s3}/features/train.h5")
+    result = runner.invoke(main, ["fit", f"{s3}/features/train.h5", "-o", f"{s3}/models/digits.skops"])
+    assert result.exit_code == 0, result.output
+    with FeatureFile(test) as f:
+        n_test = len(f)
+    result = runner.invoke(main, ["predict", f"{s3}/models/digits.skops", str(test), "-o", f"{s3}/out/pred.csv"])
+    assert result.exit_code == 0, result.output
+    assert fs.cat_file(f"{s3}/out/pred.csv").decode().count("\n") == n_test + 1
+    fs.invalidate_cache()
+    names = [p.rsplit("/", 1)[1] for p in fs.find(s3)]
+    assert "digits.skops" in names and not [n for n in names if n.endswith(".tmp")]  # no temporary keys left
+
+
+def test_a_killed_embed_to_s3_resumes_and_equals_a_clean_run(digits_dir, s3, tmp_path):
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    clean = embed(digits_dir / "train", tmp_path / "clean", shard_size=4, cache_dir=tmp_path / "c0", progress=False)
+    reference = merge(clean.out)
+    out = f"{s3}/emb"
+    args = [
+        "embed",
+        str(digits_dir / "train"),
+        "-o",
+        out,
+        "--shard-size",
+        "4",
+        "--batch-size",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "-q",
+    ]  # 20 shards of small batches: the run is still going when two are published
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+
+    def finished() -> set[str]:
+        fs.invalidate_cache()
+        return {p.rsplit("/", 1)[1].split(".")[0] for p in fs.glob(f"{out}/*.sha256")}
+
+    while proc.poll() is None and len(finished()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a condition: two shards published
+    assert proc.poll() is None, f"embed ended (exit code {proc.returncode}) before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = finished()
+    assert 2 <= len(done) < 20 and not fs.exists(f"{out}/manifest.json")
+    result = CliRunner().invoke(main, args)  # the same command again: resume
+    assert result.exit_code == 0, result.output
+    assert f"{20 - len(done)} computed, {len(done)} already complete" in result.output
+    merged = merge(out, f"{s3}/merged.h5")  # from the bucket, to the bucket: vectors copied
+    same_features(reference, merged)
+
+
+def test_storage_errors_are_one_line_and_print_no_secret(s3, monkeypatch, tmp_path):
+    import s3fs
+
+    bucket = s3.split("://")[1]
+    result = CliRunner().invoke(main, ["featurize", "s3://no-such-bucket-here/photos", "-o", str(tmp_path / "a.h5")])
+    assert result.exit_code == 1 and "bucket 'no-such-bucket-here' does not exist" in result.output
+    result = CliRunner().invoke(main, ["featurize", f"{s3}/nothing/here", "-o", str(tmp_path / "a.h5")])
+    assert result.exit_code == 1 and "not found" in result.output and "Traceback" not in result.output
+    secret = "AKIAVERYSECRETKEY123"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", secret)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    s3fs.S3FileSystem.clear_instance_cache()
+    result = CliRunner().invoke(main, ["featurize", f"s3://{bucket}/photos", "-o", str(tmp_path / "a.h5")])
+    assert result.exit_code == 1 and "credentials" in result.output and "Traceback" not in result.output
+    assert secret not in result.output
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    s3fs.S3FileSystem.clear_instance_cache()
+    result = CliRunner().invoke(main, ["featurize", f"s3://{bucket}/photos", "-o", str(tmp_path / "a.h5")])
+    assert result.exit_code == 1 and "no credentials for s3:// found" in result.output
+
+
+# --- Parquet image bytes and WebDataset shards ----------------------------------------------------
+
+
+def test_image_bytes_in_parquet_give_the_folders_vectors(photo_dir, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    paths = sorted(photo_dir.rglob("*.jpg"))
+    rows = [{"id": f"{p.parent.name}/{p.name}", "image": p.read_bytes(), "label": p.parent.name} for p in paths]
+    (tmp_path / "parts").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows[:5]), tmp_path / "parts" / "a.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[5:]), tmp_path / "parts" / "b.parquet")
+    folder = featurize(photo_dir, output=tmp_path / "folder.h5", progress=False).output
+    table = featurize(tmp_path / "parts", output=tmp_path / "table.h5", progress=False)
+    assert table.n_computed == 0  # the same bytes as the files: the same cache keys
+    same_features(folder, table.output)
+
+
+def write_shards(items: list[tuple[str, dict[str, bytes]]], folder: Path, per_shard: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for n in range(0, len(items), per_shard):
+        shards.append(folder / f"shard-{n // per_shard:04d}.tar")
+        with tarfile.open(shards[-1], "w") as tar:
+            for key, parts in items[n : n + per_shard]:
+                for ext, data in parts.items():
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return shards
+
+
+def test_webdataset_shards_give_the_folders_vectors(photo_dir, questions, tmp_path):
+    paths = sorted(photo_dir.rglob("*.jpg"))
+    items = [
+        (f"{p.parent.name}/{p.stem}", {"jpg": p.read_bytes(), "cls": p.parent.name.encode(), "txt": b"a photo"})
+        for p in paths
+    ]
+    shards = write_shards(items, tmp_path / "images", per_shard=5)
+    folder = featurize(photo_dir, output=tmp_path / "folder.h5", progress=False).output
+    report = featurize(tmp_path / "images", output=tmp_path / "tars.h5", progress=False)
+    assert report.n_computed == 0
+    with FeatureFile(folder) as fa, FeatureFile(report.output) as fb:
+        assert fb.ids == [i.rsplit(".", 1)[0] for i in fa.ids] and fb.labels == fa.labels
+        np.testing.assert_array_equal(fb.read(), fa.read())
+        assert fb.column("txt") == ["a photo"] * len(paths)
+    # texts: txt members, cls labels, one shard file named directly
+    texts = [(f"q{i:03d}", {"txt": q.encode(), "cls": str(i % 2).encode()}) for i, q in enumerate(questions)]
+    (tmp_path / "questions.txt").write_text("\n".join(questions))
+    [shard] = write_shards(texts, tmp_path / "texts", per_shard=100)
+    a = featurize(tmp_path / "questions.txt", "minilm", output=tmp_path / "lines.h5", progress=False).output
+    b = featurize(shard, "minilm", output=tmp_path / "tar.h5", progress=False).output
+    with FeatureFile(a) as fa, FeatureFile(b) as fb:
+        assert fb.labels == [str(i % 2) for i in range(len(questions))]
+        np.testing.assert_array_equal(fb.read(), fa.read())
+    assert shards[0].stat().st_size > 0
+
+
+def test_a_tar_shard_cut_short_is_refused_in_one_line(photo_dir, tmp_path):
+    paths = sorted(photo_dir.rglob("*.jpg"))
+    [shard] = write_shards([(p.stem, {"jpg": p.read_bytes()}) for p in paths], tmp_path / "whole", per_shard=100)
+    data = shard.read_bytes()
+    with tarfile.open(shard) as tar:
+        last = tar.getmembers()[-1]
+    after_last = last.offset_data + -(-last.size // 512) * 512
+    for size in (len(data) // 2, after_last, 700):  # mid-member, only the end-of-archive blocks lost, mid-header
+        (tmp_path / "cut").mkdir(exist_ok=True)
+        (tmp_path / "cut" / "shard.tar").write_bytes(data[:size])
+        result = CliRunner().invoke(
+            main, ["featurize", str(tmp_path / "cut" / "shard.tar"), "-o", str(tmp_path / "o.h5")]
+        )
+        assert result.exit_code == 1 and "cut short" in result.output and "Traceback" not in result.output
+
+
+def test_a_cache_in_s3_is_shared_by_machines_that_do_not_share_a_disk(digits_dir, s3, tmp_path, monkeypatch):
+    import s3fs
+
+    cache = f"{s3}/cache"
+    first = featurize(digits_dir / "test", output=tmp_path / "a.h5", cache_dir=cache, progress=False)
+    assert first.n_computed == first.n_items  # all computed, then pushed
+    assert s3fs.S3FileSystem().glob(f"{cache}/store-v1/*/shard-*.h5")
+    # another machine: its own local folders, the same cache URL
+    monkeypatch.setenv("FEATURIZER_CACHE", str(tmp_path / "elsewhere"))
+    second = featurize(digits_dir / "test", output=tmp_path / "b.h5", cache_dir=cache, progress=False)
+    assert second.n_computed == 0 and second.n_cached == first.n_items
+    same_features(first.output, second.output)
+
+
+def test_remote_cache_sync_adds_whole_shards_and_drops_only_merged_ones(s3, tmp_path):
+    from featurizer._remote_cache import RemoteCache
+
+    mirror = tmp_path / "mirror"
+    store = mirror / "store-v1" / "layer-key"
+    store.mkdir(parents=True)
+    for name in ("shard-1.h5", "shard-2.h5", "spec.json"):
+        (store / name).write_bytes(name.encode())
+    cache = RemoteCache(f"{s3}/cache", mirror)
+    assert cache.pull([store]) == 0 and cache.push([store]) == 3
+    # another machine adds a shard; this one pulls it, then compacts 1, 2 and 3 into 4
+    other = RemoteCache(f"{s3}/cache", tmp_path / "other")
+    other_store = tmp_path / "other" / "store-v1" / "layer-key"
+    assert other.pull([other_store]) == 3
+    (other_store / "shard-3.h5").write_bytes(b"3")
+    other.push([other_store])
+    assert cache.pull([store]) == 1 and (store / "shard-3.h5").read_bytes() == b"3"
+    for name in ("shard-1.h5", "shard-2.h5", "shard-3.h5"):
+        (store / name).unlink()
+    (store / "shard-4.h5").write_bytes(b"1+2+3")
+    cache.push([store])
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.find(f"{s3}/cache")) == ["shard-4.h5", "spec.json"]
+
+
+def test_embed_writes_parquet_shards_that_resume_and_read_as_one_table(digits_dir, s3, tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow.dataset as ds
+    import s3fs
+
+    from featurizer._parquet import read_parquet_features
+
+    reference = featurize(digits_dir / "train", output=tmp_path / "ref.h5", progress=False).output
+    out = f"{s3}/emb"
+    first = embed(digits_dir / "train", out, shard_size=30, format="parquet", progress=False)
+    assert first.computed == [0, 1, 2]
+    fs = s3fs.S3FileSystem()
+    fs.rm(f"{out}/shard-00001.parquet")
+    again = embed(digits_dir / "train", out, shard_size=30, format="parquet", progress=False)
+    assert again.computed == [1] and again.skipped == [0, 2]
+    table = ds.dataset(f"{out.split('://')[1]}/", filesystem=fs, format="parquet").to_table()
+    local = tmp_path / "shard.parquet"
+    fs.get_file(f"{out}/shard-00000.parquet", str(local))
+    _, _, spec = read_parquet_features(local)
+    with FeatureFile(reference) as f:
+        assert table.column("id").to_pylist() == f.ids and table.column("label").to_pylist() == f.labels
+        vectors = np.stack(table.column(f.layers[0]).to_pylist())
+        np.testing.assert_array_equal(vectors, f.read())
+        made = type(f.spec).from_json(spec)  # the spec rides in each file's metadata
+        assert made.weights_sha256 == f.spec.weights_sha256 and made.layers == (f.layers[0],)
+    result = CliRunner().invoke(main, ["merge", out])
+    assert result.exit_code == 1 and "one table already" in result.output
