@@ -38,6 +38,18 @@ class _Group(click.Group):
             sys.exit(130)
 
 
+class Location(click.Path):
+    """A path option or argument that may also be a URL (``s3://``, ``gs://``): URLs are passed on as
+    text, checked where they are read or written; local paths get click's checks."""
+
+    def convert(self, value, param, ctx):
+        from featurizer._storage import is_url
+
+        if isinstance(value, str) and is_url(value):
+            return value
+        return super().convert(value, param, ctx)
+
+
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="featurizer", message="%(prog)s %(version)s")
 def main() -> None:
@@ -100,7 +112,7 @@ def feature_options(fn):
         ),
         click.option(
             "--weights",
-            type=click.Path(exists=True, path_type=Path),
+            type=Location(exists=True, path_type=Path),
             help="Local checkpoint (.pth/.safetensors, loaded without running code) or model folder.",
         ),
         click.option(
@@ -161,7 +173,7 @@ def run_options(fn):
         ),
         click.option(
             "--cache-dir",
-            type=click.Path(file_okay=False, path_type=Path),
+            type=Location(file_okay=False, path_type=Path),
             envvar="FEATURIZER_CACHE",
             show_envvar=True,
             help="Embedding cache folder shared by all commands [default: ./cache].",
@@ -200,21 +212,22 @@ def read_options(fn):
         ),
         click.option(
             "--labels",
-            type=click.Path(exists=True, dir_okay=False),
+            type=Location(exists=True, dir_okay=False),
             help="A CSV of id,label whose labels replace the input's (e.g. xfer suggest's CSV, labelled).",
         ),
     )(fn)
 
 
-def _engine_options(engine, address, actors, gpus_per_actor, shard_size):
+def _engine_options(engine, address, actors, gpus_per_actor, shard_size, shard_format):
     from featurizer._shards import EmbedOptions
 
-    return EmbedOptions(engine, shard_size, address, actors, gpus_per_actor)
+    return EmbedOptions(engine, shard_size, address, actors, gpus_per_actor, shard_format)
 
 
 def engine_options(fn):
     """How ``embed`` cuts and distributes the work, as ``engine: EmbedOptions``."""
-    fn = _gathered(fn, _engine_options, ("engine", "address", "actors", "gpus_per_actor", "shard_size"), "engine")
+    names = ("engine", "address", "actors", "gpus_per_actor", "shard_size", "shard_format")
+    fn = _gathered(fn, _engine_options, names, "engine")
     return options(
         click.option(
             "--engine",
@@ -237,6 +250,14 @@ def engine_options(fn):
         click.option(
             "--shard-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Items per shard."
         ),
+        click.option(
+            "--format",
+            "shard_format",
+            type=click.Choice(["h5", "parquet"]),
+            default="h5",
+            show_default=True,
+            help="Each shard a feature file (h5; xfer merge joins them) or a Parquet file (the folder is one table).",
+        ),
     )(fn)
 
 
@@ -247,7 +268,7 @@ def choice_option(flag: str, choices: list[str], help: str):
 
 def output_option(help: str, folder: bool = False, required: bool = False):
     """``-o/--output``: the same flag in every command; a file unless ``folder``."""
-    kind = click.Path(file_okay=not folder, dir_okay=folder, path_type=Path)
+    kind = Location(file_okay=not folder, dir_okay=folder, path_type=Path)
     return click.option("-o", "--output", type=kind, required=required, help=help)
 
 
@@ -273,7 +294,7 @@ head_layer_option = click.option(
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=Location(exists=True, path_type=Path))
 @output_option("Feature file to write. [default: CACHE_DIR/<input>-<model>-<digest>.h5]")
 @feature_options
 @run_options
@@ -335,7 +356,7 @@ def models() -> None:
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("model")
-@click.option("--weights", type=click.Path(exists=True, path_type=Path), help="Local checkpoint or model folder.")
+@click.option("--weights", type=Location(exists=True, path_type=Path), help="Local checkpoint or model folder.")
 def layers(model: str, weights) -> None:
     """List the layers of MODEL that can be tapped, with their output shapes.
 
@@ -353,7 +374,7 @@ def layers(model: str, weights) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def info(path: Path, as_json: bool) -> None:
     """Describe a feature file: items, labels, layers, feature spec and versions."""
@@ -389,14 +410,14 @@ def info(path: Path, as_json: bool) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("target", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("source", type=Location(exists=True, dir_okay=False, path_type=Path))
+@click.argument("target", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "-l", "--layer", "layers", multiple=True, help="Layer(s) to compare. [default: every layer both files hold]"
 )
 @click.option(
     "--png",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=Location(dir_okay=False, path_type=Path),
     help="Both domains in two dimensions (PCA). [default: beside TARGET, TARGET.shift.png]",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the measures as JSON.")
@@ -448,8 +469,8 @@ map_option = click.option(
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("train", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("test", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("train", type=Location(exists=True, dir_okay=False, path_type=Path))
+@click.argument("test", required=False, type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "-l", "--layer", "layers", multiple=True, help="Layer to compare items on; repeat. [default: every layer]"
 )
@@ -461,7 +482,7 @@ map_option = click.option(
     "up to 1, within 0.90-0.995]",
 )
 @output_option("Folder of the CSVs, one per finding. [default: <train>-audit/ beside it]", folder=True)
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report here too.")
+@click.option("--report", type=Location(dir_okay=False, path_type=Path), help="Write an HTML report here too.")
 @map_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and of the map.")
 def audit(train: Path, test, layers, threshold, output, report, map_method: str, seed: int) -> None:
@@ -511,7 +532,7 @@ def _print_cv_table(rows, baseline=None) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("train", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("train", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--head",
     type=click.Choice(HEAD_CHOICES),
@@ -538,13 +559,13 @@ def _print_cv_table(rows, baseline=None) -> None:
 )
 @click.option(
     "--target",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=Location(exists=True, dir_okay=False, path_type=Path),
     help="Unlabelled feature file of the domain the model will predict on (with --adapt).",
 )
 @click.option(
     "--zero-shot",
     "zero_shot",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=Location(exists=True, dir_okay=False, path_type=Path),
     help="A file of class names, one a line ('name: description'): prototypes from their text embeddings, "
     "used alone, or as a prior for the labelled items (its weight chosen by CV). Text models only.",
 )
@@ -712,8 +733,8 @@ def _model_run_options(fn):
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("data", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.argument("model_path", metavar="MODEL", type=Location(exists=True, dir_okay=False, path_type=Path))
+@click.argument("data", metavar="INPUT", type=Location(exists=True, path_type=Path))
 @output_option("CSV of id, predicted label and class probabilities. [default: <input>-predictions.csv]")
 @_model_run_options
 def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, read) -> None:
@@ -739,8 +760,8 @@ def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, re
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("data", metavar="UNLABELLED", type=click.Path(exists=True, path_type=Path))
+@click.argument("model_path", metavar="MODEL", type=Location(exists=True, dir_okay=False, path_type=Path))
+@click.argument("data", metavar="UNLABELLED", type=Location(exists=True, path_type=Path))
 @click.option("-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="Items to suggest.")
 @click.option(
     "--strategy",
@@ -776,12 +797,12 @@ def suggest(model_path: Path, data: Path, count: int, strategy: str, output, see
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("data", metavar="TEST", type=click.Path(exists=True, path_type=Path))
+@click.argument("model_path", metavar="MODEL", type=Location(exists=True, dir_okay=False, path_type=Path))
+@click.argument("data", metavar="TEST", type=Location(exists=True, path_type=Path))
 @output_option("JSON report. [default: beside the model, MODEL.eval-<test>.json]")
 @click.option(
     "--png",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=Location(dir_okay=False, path_type=Path),
     help="Confusion-matrix picture. [default: beside the model, MODEL.confusion-<test>.png]",
 )
 @click.option(
@@ -789,7 +810,7 @@ def suggest(model_path: Path, data: Path, count: int, strategy: str, output, see
     help="Report per group: a column of the input table, or a CSV of id,group (for folders and feature files).",
 )
 @click.option(
-    "--report", "report_html", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML report here too."
+    "--report", "report_html", type=Location(dir_okay=False, path_type=Path), help="Write an HTML report here too."
 )
 @map_option
 @_model_run_options
@@ -848,7 +869,7 @@ def evaluate(
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("data", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.argument("data", metavar="INPUT", type=Location(exists=True, path_type=Path))
 @click.option("-m", "--model", "models", multiple=True, help="Backbone to score; repeat. [default: the default model]")
 @click.option(
     "-l",
@@ -899,8 +920,8 @@ def rank(data: Path, models, layers, per_class: int, seed: int, run, read) -> No
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("train", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("test", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("train", type=Location(exists=True, dir_okay=False, path_type=Path))
+@click.argument("test", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option("--shots", default="1,2,4,8,16", show_default=True, help="Labelled examples per class, comma-separated.")
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="Seeded draws per N.")
 @click.option(
@@ -917,7 +938,7 @@ def rank(data: Path, models, layers, per_class: int, seed: int, run, read) -> No
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first draw; run i uses seed + i.")
 @click.option(
     "--png",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=Location(dir_okay=False, path_type=Path),
     default=Path("fewshot.png"),
     show_default=True,
     help="Learning-curve picture.",
@@ -962,29 +983,39 @@ def fewshot(
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("data", metavar="DATA", type=click.Path(exists=True, path_type=Path))
+@click.argument("data", metavar="DATA", type=Location(exists=True, path_type=Path))
 @click.option("-m", "--model", help="Backbone to fine-tune. [default: the default model of the data's kind]")
 @output_option("Folder of the tuned backbone (use it with featurize -m FOLDER).", folder=True, required=True)
-@click.option("--head-epochs", type=click.IntRange(min=0), default=2, show_default=True, help="Images: head alone.")
-@click.option("--stages", type=click.IntRange(min=0), default=3, show_default=True, help="Images: stages unfrozen.")
 @click.option(
-    "--epochs-per-stage", type=click.IntRange(min=0), default=2, show_default=True, help="Images: epochs per stage."
-)
-@click.option(
-    "--lr",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1e-3,
+    "--schedule",
+    "schedule_name",
+    type=click.Choice(["gentle", "deep"]),
+    default="gentle",
     show_default=True,
-    help="Images: the head's learning rate.",
+    help="Images: gentle (photos: top 3 stages, small rates, early stopping) or deep (data far from photos, "
+    "such as scans: every stage, 15x the rates, the best epoch of the whole run). The options below override it.",
 )
+@click.option(
+    "--head-epochs", type=click.IntRange(min=0), help="Images: epochs of the head alone [gentle: 2, deep: 1]."
+)
+@click.option("--stages", type=click.IntRange(min=0), help="Images: stages unfrozen [gentle: 3, deep: all].")
+@click.option("--epochs-per-stage", type=click.IntRange(min=0), help="Images: epochs per stage [2].")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Images: the head's learning rate [0.001].")
 @click.option(
     "--backbone-lr",
     type=click.FloatRange(min=0, min_open=True),
-    default=2e-5,
-    show_default=True,
-    help="Images: the top stage's learning rate; each stage below it 2.6x less.",
+    help="Images: the top stage's learning rate; each stage below --stage-decay times less [gentle: 2e-5, deep: 3e-4].",
 )
-@click.option("--patience", type=click.IntRange(min=1), default=3, show_default=True, help="Early stopping epochs.")
+@click.option(
+    "--stage-decay",
+    type=click.FloatRange(min=1),
+    help="Images: learning rate ratio between stages [gentle: 2.6, deep: 1.3].",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    help="Images: early stopping epochs [gentle: 3; deep: none, the best epoch kept].",
+)
 @click.option(
     "--val-share",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -1006,8 +1037,8 @@ def fewshot(
 @force_option
 @run_options
 @read_options
-def finetune(data: Path, model, output: Path, head_epochs, stages, epochs_per_stage, lr, backbone_lr, patience,
-             val_share, augment, pairs, seed, force, run, read) -> None:  # fmt: skip
+def finetune(data: Path, model, output: Path, schedule_name, head_epochs, stages, epochs_per_stage, lr, backbone_lr,
+             stage_decay, patience, val_share, augment, pairs, seed, force, run, read) -> None:  # fmt: skip
     """Fine-tune a backbone on labelled DATA when frozen features are not enough.
 
     Images: the head (started from the linear probe on cached features) trains alone, then the
@@ -1018,18 +1049,21 @@ def finetune(data: Path, model, output: Path, head_epochs, stages, epochs_per_st
     \b
     Example:
       xfer finetune photos/ -m efficientnet_lite0 -o tuned/
+      xfer finetune scans/ --schedule deep -o tuned-scans/      # far from photos: tune every stage
       xfer featurize photos/ -m tuned/ -o cache/photos-tuned.h5 && xfer fit cache/photos-tuned.h5
     """
     from pipelines._finetune import Schedule
     from pipelines._finetune import finetune as tune
 
-    schedule = Schedule(
+    schedule = Schedule.preset(
+        schedule_name,
         head_epochs=head_epochs,
         stages=stages,
         epochs_per_stage=epochs_per_stage,
         lr=lr,
         backbone_lr=backbone_lr,
-        batch_size=run.batch_size or Schedule.batch_size,
+        stage_decay=stage_decay,
+        batch_size=run.batch_size,
         patience=patience,
         val_share=val_share,
         augment=augment,
@@ -1047,7 +1081,7 @@ def finetune(data: Path, model, output: Path, head_epochs, stages, epochs_per_st
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=Location(exists=True, path_type=Path))
 @output_option("Folder for the shard files and manifest.json.", folder=True, required=True)
 @feature_options
 @run_options
@@ -1058,11 +1092,12 @@ def embed(input_path, output, features, run, read, engine) -> None:
 
     A shard is reused only when its file matches its checksum and holds the same spec and items;
     another --layer, --shard-size or a grown input recomputes exactly what changed. Join the
-    shards with 'xfer merge OUTPUT'.
+    shards with 'xfer merge OUTPUT'. Inputs and OUTPUT may be in object storage (s3://, gs://).
 
     \b
     Examples:
       xfer embed photos/ -o embeddings/
+      xfer embed s3://bucket/photos/ -o s3://bucket/embeddings/ --format parquet
       xfer embed photos/ -o embeddings/ --engine ray --actors 2
       xfer embed photos/ -o embeddings/ --engine ray --address auto --gpus-per-actor 1 --device cuda
     """
@@ -1072,7 +1107,7 @@ def embed(input_path, output, features, run, read, engine) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("features", metavar="FEATURES", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("features", metavar="FEATURES", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--format",
     "fmt",
@@ -1084,7 +1119,7 @@ def embed(input_path, output, features, run, read, engine) -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    type=Location(path_type=Path),
     help="Parquet file or NumPy folder. [default: FEATURES with .parquet, or FEATURES-npy/]",
 )
 @force_option
@@ -1104,7 +1139,7 @@ def export(features: Path, fmt: str, output, force: bool) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("features", metavar="FEATURES", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("features", metavar="FEATURES", type=Location(exists=True, dir_okay=False, path_type=Path))
 @output_option("Index folder.", folder=True, required=True)
 @click.option("-l", "--layer", help="Layer to index. [default: the file's first]")
 @click.option(
@@ -1124,8 +1159,8 @@ def index(features: Path, output: Path, layer, kind: str, force: bool) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("index_dir", metavar="INDEX", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("queries", metavar="QUERY...", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("index_dir", metavar="INDEX", type=Location(exists=True, file_okay=False, path_type=Path))
+@click.argument("queries", metavar="QUERY...", nargs=-1, type=Location(exists=True, path_type=Path))
 @click.option("--text", "texts", multiple=True, help="A text to search for (text indexes); repeat.")
 @click.option("-k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours per query.")
 @run_options
@@ -1145,7 +1180,7 @@ def search(index_dir: Path, queries, texts, k: int, run, read) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("out", metavar="FOLDER", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", metavar="FOLDER", type=Location(exists=True, file_okay=False, path_type=Path))
 @output_option("Merged feature file. [default: FOLDER/merged.h5]")
 def merge(out: Path, output) -> None:
     """Join the shards of an 'xfer embed' folder into one feature file.

@@ -8,7 +8,8 @@ learning rate ``stage_decay`` times smaller than the stage above it (discriminat
 training photos get the backbone's own augmentation (timm's training transform), batch norm
 statistics stay frozen (a few hundred photos cannot estimate them), and a stratified validation
 split held out from the training data picks the best epoch (early stopping). Ctrl-C keeps the
-best weights so far.
+best weights so far. Each stage's learning rate ramps up over its first epoch. Two named schedules
+(``SCHEDULES``): ``gentle`` for photos, ``deep`` (every stage, higher rates) for data far from them.
 
 Texts (Hugging Face encoders, MiniLM among them): SetFit-style contrastive tuning. Pairs of
 labelled texts are sampled (same class: similarity 1, different classes: 0; at most ``pairs`` of
@@ -30,7 +31,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,14 +63,17 @@ class Schedule:
     backbone_lr: float = 2e-5  # the top stage's; each stage below it stage_decay times less
     stage_decay: float = 2.6  # ULMFiT's factor
     batch_size: int = 32
-    patience: int = 3  # epochs without a better validation accuracy before stopping
+    patience: int | None = 3  # epochs without a better validation accuracy before stopping; None: never stop
     val_share: float = 0.2
     augment: str = "light"  # images: none, light or strong (AUGMENTATIONS)
     pairs: int = 4000  # texts: contrastive pairs sampled
     text_lr: float = 2e-5
     seed: int = 0
+    warmup: bool = True  # each stage's learning rate ramps up over its first epoch
 
     def __post_init__(self) -> None:
+        if self.patience is not None and self.patience < 1:
+            raise FeaturizerError(f"--patience is at least 1 epoch, not {self.patience}")
         if min(self.head_epochs, self.stages, self.epochs_per_stage, self.pairs) < 0 or self.batch_size < 1:
             raise FeaturizerError("epochs, stages, pairs and the batch size cannot be negative")
         if not 0 < self.val_share < 1:
@@ -79,9 +83,29 @@ class Schedule:
         if min(self.lr, self.backbone_lr, self.text_lr) <= 0 or self.stage_decay < 1:
             raise FeaturizerError("learning rates must be positive and the stage decay at least 1")
 
-    def unfrozen_per_epoch(self) -> list[int]:
-        """How many network stages are trainable in each epoch: 0 for the head epochs, then 1, 2, ..."""
-        return [0] * self.head_epochs + [k for k in range(1, self.stages + 1) for _ in range(self.epochs_per_stage)]
+    def unfrozen_per_epoch(self, available: int | None = None) -> list[int]:
+        """How many network stages are trainable in each epoch: 0 for the head epochs, then 1, 2, ...
+        up to ``stages`` (or the ``available`` stages of the network, if fewer)."""
+        top = self.stages if available is None else min(self.stages, available)
+        return [0] * self.head_epochs + [k for k in range(1, top + 1) for _ in range(self.epochs_per_stage)]
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> Schedule:
+        """A named schedule (``SCHEDULES``) with the options given (not None) in place of its own."""
+        if name not in SCHEDULES:
+            raise FeaturizerError(f"--schedule is one of {', '.join(SCHEDULES)}, not {name!r}")
+        return replace(SCHEDULES[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+# gentle: photos near ImageNet's; the top three stages at small rates, early stopping.
+# deep: data far from photos (scans, digits, documents), where `fit --baseline` finds raw pixels
+# beating the features: every stage, rates 15x higher and falling slowly down the network, the
+# whole schedule run (the validation accuracy dips each time a stage thaws) and its best epoch
+# kept. Measured on the digits in benchmarks/finetune.py.
+SCHEDULES = {
+    "gentle": Schedule(),
+    "deep": Schedule(head_epochs=1, stages=99, epochs_per_stage=2, backbone_lr=3e-4, stage_decay=1.3, patience=None),
+}
 
 
 @dataclass
@@ -274,7 +298,7 @@ def train_epochs(
     plan: list[int],
     snapshot: Callable[[], object],
     restore: Callable[[object], None],
-    patience: int,
+    patience: int | None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[list[dict], int | None, bool]:
     """The schedule's loop, apart from any network: ``step(epoch, unfrozen)`` trains one epoch and
@@ -299,7 +323,7 @@ def train_epochs(
                 best, best_state, waited = (epoch + 1, accuracy), snapshot(), 0
             else:
                 waited += 1
-                if waited >= patience:
+                if patience is not None and waited >= patience:
                     break
     except KeyboardInterrupt:
         interrupted = True
@@ -390,15 +414,25 @@ def finetune_images(
         groups.append({"params": [named[n] for n in stage], "lr": schedule.backbone_lr / schedule.stage_decay**depth})
     optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
 
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    warmed = {0}  # param groups past their warm-up: the head's needs none
+
     def step(epoch: int, unfrozen: int) -> float:
         freeze_all_but(network, stages, unfrozen)
         batch_norms_frozen(network)
         head.train()
+        # a stage's first epoch ramps its learning rate up from zero: Adam's first steps move every
+        # weight by about the full rate, whatever its gradient, which knocks a pretrained stage off
+        # course (the training loss jumped on unfreezing before this)
+        warming = [g for g in range(1, unfrozen + 1) if g not in warmed and schedule.warmup]
+        warmed.update(range(unfrozen + 1))
         total, seen = 0.0, 0
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1} ({unfrozen} stages)", unit="batch", leave=False, disable=not progress
         )
-        for x, t in bar:
+        for n, (x, t) in enumerate(bar):
+            for g in warming:
+                optimizer.param_groups[g]["lr"] = base_lrs[g] * (n + 1) / len(loader)
             x, t = x.to(device), t.to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 loss = torch.nn.functional.cross_entropy(head(features(x).float()), t)
@@ -437,7 +471,7 @@ def finetune_images(
         if on_epoch:
             on_epoch(row)
 
-    plan = schedule.unfrozen_per_epoch()
+    plan = schedule.unfrozen_per_epoch(len(stages))
     curve, best, interrupted = train_epochs(
         step, validate if len(val_rows) else None, plan, snapshot, restore, schedule.patience, show
     )

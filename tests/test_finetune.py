@@ -91,6 +91,23 @@ def test_early_stopping_keeps_the_best_validation_epoch_and_ctrl_c_keeps_it_too(
         interrupting, lambda: next(scores), [0] * 5, lambda: dict(state), state.update, 3
     )
     assert interrupted and best == 2 and state["w"] == 2
+    # without patience (the deep schedule) every epoch runs and the best one is kept
+    scores = iter([0.5, 0.8, 0.6, 0.7, 0.65, 0.75])
+    curve, best, _ = train_epochs(step, lambda: next(scores), [0] * 6, lambda: dict(state), state.update, None)
+    assert len(curve) == 6 and best == 2 and state["w"] == 2
+
+
+def test_schedules_are_presets_that_options_override(network):
+    deep = Schedule.preset("deep")
+    assert deep.patience is None and deep.backbone_lr > Schedule().backbone_lr
+    # "every stage" is as many as the network has: no epoch repeats the last stage
+    available = len(stage_groups(network))
+    plan = deep.unfrozen_per_epoch(available)
+    assert plan == [0] + [k for k in range(1, available + 1) for _ in range(2)]
+    assert Schedule.preset("deep", stages=2, patience=None).unfrozen_per_epoch(available) == [0, 1, 1, 2, 2]
+    assert Schedule.preset("gentle", backbone_lr=None) == Schedule()
+    result = xfer("finetune", ".", "--schedule", "wild", "-o", "x", ok=False)
+    assert result.exit_code == 2 and "wild" in result.output
 
 
 def test_a_class_with_one_example_trains_without_a_validation_split_and_says_so():
