@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featurizer._errors import InputError
+from featurizer._errors import FeaturizerError, InputError
 from featurizer._h5 import H5Output, as_os_error
 from featurizer._spec import FeatureSpec
 from featurizer._storage import exists, is_url, local_path, open_source
@@ -167,9 +167,9 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 def is_feature_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is an HDF5 file (by its signature, not its name); ``FeatureFile`` checks the rest."""
     try:
-        with open(path, "rb") as f:
+        with open_source(path) as f:
             return f.read(8) == HDF5_SIGNATURE
-    except OSError:
+    except (OSError, FeaturizerError):
         return False
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from featurizer import FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, RunOptions
 from featurizer._atomic import atomic_output, check_new_output
+from featurizer._storage import download, exists, is_url, join, staging_dir
 from pipelines._linalg import unit_rows
 
 FLAT_UP_TO = 1_000_000  # items; exact search stays fast to here, HNSW loses recall (BENCHMARKS.md, Index)
@@ -63,6 +65,13 @@ def load_index(folder: str | os.PathLike):
     """(FAISS index, ids, sources, spec) of an index folder."""
     import faiss
 
+    if is_url(folder):  # in object storage: its three files fetched to a local folder first
+        with tempfile.TemporaryDirectory(dir=staging_dir()) as local:
+            for name in ("index.faiss", "items.json", "spec.json"):
+                if not exists(join(str(folder), name)):
+                    raise FeaturizerError(f"{folder} is not an index folder (made by xfer index)")
+                download(join(str(folder), name), Path(local) / name)
+            return load_index(local)
     folder = Path(folder)
     if not (folder / "index.faiss").is_file():
         raise FeaturizerError(f"{folder} is not an index folder (made by xfer index)")
@@ -94,7 +103,7 @@ def query_vectors(spec: FeatureSpec, queries, texts: list[str], run: RunOptions 
                     parts.append(f.read(spec.layers[0]))
                 continue
             extractor = extractor or Extractor(spec, run or RunOptions(progress=False))
-            inputs = inputs_for(extractor, Path(query), read)
+            inputs = inputs_for(extractor, query if is_url(query) else Path(query), read)
             keys, _ = extractor.keys(inputs)
             extractor.ensure(inputs, keys, "fail")
             names += inputs.ids

@@ -303,3 +303,16 @@ def test_embed_writes_parquet_shards_that_resume_and_read_as_one_table(digits_di
         assert made.weights_sha256 == f.spec.weights_sha256 and made.layers == (f.layers[0],)
     result = CliRunner().invoke(main, ["merge", out])
     assert result.exit_code == 1 and "one table already" in result.output
+
+
+def test_an_index_in_s3_answers_queries_in_s3(digit_features, digits_dir, s3):
+    train = digit_features[0]
+    result = CliRunner().invoke(main, ["index", str(train), "-l", "pre_logits", "-o", f"{s3}/index"])
+    assert result.exit_code == 0, result.output
+    upload_tree(digits_dir / "train" / "3", f"{s3}/queries")
+    result = CliRunner().invoke(main, ["search", f"{s3}/index", f"{s3}/queries", "-k", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (digits_dir / "train" / "3").glob("*.png"))
+    for name in names:  # each query finds its own copy in the index first, at similarity 1
+        best = next(line for line in result.output.splitlines() if line.startswith(name))
+        assert f"3/{name}" in best and "1.0000" in best
