@@ -69,7 +69,7 @@ def write_index_section() -> None:
             rows.append(f"| {n:,} | {kind} | {build:.2f} | {query:.3f} | {recall:.3f} |")
             print(rows[-1], flush=True)
     stamp = (
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `python benchmarks/index.py` on {platform.machine()}, "
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} with `python benchmarks/index.py` (also run by `speed.py --sections storage`) on {platform.machine()}, "
         f"{os.cpu_count()} CPUs: FAISS inner product on 384-d unit vectors clustered around 100 centres; HNSW with "
         f"M={HNSW_M}, efSearch={HNSW_EF_SEARCH}; recall at 10 against the exact (flat) search."
     )
