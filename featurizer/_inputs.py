@@ -617,11 +617,13 @@ def _read_parquet(files: list[str], path: str, modality: str, options: ReadOptio
     records, columns, byte_columns = [], {}, set()
     sources: list[str] = []
     for file in files:
-        table = _parquet_table(file, pq)
-        binary = {f.name for f in table.schema if str(f.type) in ("binary", "large_binary")}
+        schema = _parquet_table_schema(file)
+        binary = {f.name for f in schema if str(f.type) in ("binary", "large_binary")}
         byte_columns |= binary
-        columns.update(dict.fromkeys(table.column_names))
-        rows = table.drop_columns(list(binary)).to_pylist()
+        columns.update(dict.fromkeys(schema.names))
+        # the bytes stay where they are: only the other columns are read now
+        table = _parquet_table(file, pq, [n for n in schema.names if n not in binary])
+        rows = table.to_pylist() if table.num_columns else [{} for _ in range(table.num_rows)]
         for n, row in enumerate(rows):
             row.update({b: parquet_source(file, b, n) for b in binary})
         records += rows
@@ -668,16 +670,45 @@ def parquet_source(file: str, column: str, row: int) -> str:
     return f"{PARQUET_SOURCE}{row}/{column}::{file}"
 
 
+@functools.lru_cache(maxsize=16)
+def _row_group_starts(file: str) -> tuple[int, ...]:
+    """The first row of each row group of a Parquet file, and its row count last."""
+    meta = _parquet_file(file).metadata
+    starts = [0]
+    for g in range(meta.num_row_groups):
+        starts.append(starts[-1] + meta.row_group(g).num_rows)
+    return tuple(starts)
+
+
 @functools.lru_cache(maxsize=4)
-def _parquet_column(file: str, column: str) -> list:
-    return _parquet_table(file, _pyarrow_parquet(), [column]).column(column).to_pylist()
+def _row_group_cells(file: str, column: str, group: int) -> list:
+    """One row group's cells of ``column``: a decoding process holds a few row groups, not whole files."""
+    return _parquet_file(file).read_row_group(group, columns=[column]).column(column).to_pylist()
+
+
+def _parquet_file(file: str):
+    pq = _pyarrow_parquet()
+    try:
+        if is_url(file):
+            fs, inner = filesystem(file)
+            with storage_errors(file):
+                return pq.ParquetFile(fs.open(inner, "rb"))
+        return pq.ParquetFile(file)
+    except FeaturizerError:
+        raise
+    except Exception as err:
+        raise InputError(f"{file}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
 
 
 def parquet_cell(source: str) -> bytes:
-    """The bytes a ``parquet_source`` names (a file's column is read once per process and kept)."""
+    """The bytes a ``parquet_source`` names, read with the rest of its row group."""
+    import bisect
+
     where, file = source[len(PARQUET_SOURCE) :].split("::", 1)
     row, column = where.split("/", 1)
-    value = _parquet_column(file, column)[int(row)]
+    starts = _row_group_starts(file)
+    group = bisect.bisect_right(starts, int(row)) - 1
+    value = _row_group_cells(file, column, group)[int(row) - starts[group]]
     if value is None:
         raise InputError(f"row {row} of {file} has no image in column {column!r}")
     return value
@@ -806,9 +837,15 @@ def guess_modality(path: str | os.PathLike) -> str:
 
 
 def _parquet_table_schema(file: str):
+    """A Parquet file's schema (arrow types, column names); a damaged file is refused in one line."""
     pq = _pyarrow_parquet()
-    if is_url(file):
-        fs, inner = filesystem(file)
-        with storage_errors(file):
-            return pq.read_schema(inner, filesystem=fs)
-    return pq.read_schema(file)
+    try:
+        if is_url(file):
+            fs, inner = filesystem(file)
+            with storage_errors(file):
+                return pq.read_schema(inner, filesystem=fs)
+        return pq.read_schema(file)
+    except FeaturizerError:
+        raise
+    except Exception as err:
+        raise InputError(f"{file}: not a readable Parquet file ({str(err).splitlines()[0]})") from None

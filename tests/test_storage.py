@@ -170,8 +170,9 @@ def test_image_bytes_in_parquet_give_the_folders_vectors(photo_dir, tmp_path):
     paths = sorted(photo_dir.rglob("*.jpg"))
     rows = [{"id": f"{p.parent.name}/{p.name}", "image": p.read_bytes(), "label": p.parent.name} for p in paths]
     (tmp_path / "parts").mkdir()
-    pq.write_table(pa.Table.from_pylist(rows[:5]), tmp_path / "parts" / "a.parquet")
-    pq.write_table(pa.Table.from_pylist(rows[5:]), tmp_path / "parts" / "b.parquet")
+    # row groups of 2: each image is read with its row group, not the whole file
+    pq.write_table(pa.Table.from_pylist(rows[:5]), tmp_path / "parts" / "a.parquet", row_group_size=2)
+    pq.write_table(pa.Table.from_pylist(rows[5:]), tmp_path / "parts" / "b.parquet", row_group_size=2)
     folder = featurize(photo_dir, output=tmp_path / "folder.h5", progress=False).output
     table = featurize(tmp_path / "parts", output=tmp_path / "table.h5", progress=False)
     assert table.n_computed == 0  # the same bytes as the files: the same cache keys
