@@ -14,7 +14,7 @@ from PIL import Image
 
 from featurizer._errors import FeaturizerError
 from featurizer._hashing import sha256_file
-from featurizer._storage import is_url
+from featurizer._storage import is_url, object_stamps
 
 
 def file_key(path: str) -> bytes:
@@ -50,21 +50,17 @@ class FileKeyMemo:
         self.path = Path(cache_dir) / "file-keys.sqlite"
 
     def keys(self, paths: Sequence[str]) -> list[bytes | OSError]:
-        """The key of each file, or the ``OSError`` that stopped reading it. Files in object
-        storage, archives or tables (URLs) are read every time: the memo knows local files only."""
-        remote = [n for n, p in enumerate(paths) if is_url(p)]
-        if remote:
-            out = self.keys([p for p in paths if not is_url(p)]) if len(remote) < len(paths) else []
-            for n in remote:
-                try:
-                    out.insert(n, file_key(paths[n]))
-                except (OSError, FeaturizerError) as err:
-                    out.insert(n, err if isinstance(err, OSError) else OSError(str(err)))
-            return out
-        paths = [os.path.abspath(p) for p in paths]
-        names = [_memo_name(p) for p in paths]  # file names need not be UTF-8; the memo's keys must be
-        stats: list[tuple | OSError] = []
+        """The key of each file, or the ``OSError`` that stopped reading it. Objects in storage are
+        stamped by size and ETag from one listing per folder (``object_stamps``); members of
+        archives and cells of tables have no stamp and are read every time."""
+        paths = [p if is_url(p) else os.path.abspath(p) for p in paths]
+        names = [p if is_url(p) else _memo_name(p) for p in paths]  # the memo's keys must be UTF-8
+        stamps = object_stamps([p for p in paths if is_url(p)])
+        stats: list[tuple | OSError | None] = []  # None: no stamp, not remembered
         for path in paths:
+            if is_url(path):
+                stats.append(stamps.get(path))
+                continue
             try:
                 st = os.stat(path)
                 stats.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
@@ -83,11 +79,12 @@ class FileKeyMemo:
                 continue
             try:
                 key = file_key(path)
-            except OSError as err:
-                out.append(err)
+            except (OSError, FeaturizerError) as err:
+                out.append(err if isinstance(err, OSError) else OSError(str(err)))
                 continue
             out.append(key)
-            fresh.append((name, *stat, key))
+            if stat is not None:
+                fresh.append((name, *stat, key))
         self._store(fresh)
         return out
 

@@ -196,6 +196,33 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base, *parts) if is_url(base) else os.path.join(base, *parts)
 
 
+def object_stamps(urls: list[str]) -> dict[str, tuple[int, int, int, int]]:
+    """``(size, digest of the ETag, 0, 0)`` of plain objects, from one listing per folder: what the
+    file-key memo compares instead of a local file's size and times. Members of archives and cells
+    of tables are left out (they are read every time), as are objects the listing does not show."""
+    import hashlib
+
+    by_folder: dict[str, list[str]] = {}
+    for url in urls:
+        if "::" not in url and not url.startswith(PARQUET_SOURCE):
+            by_folder.setdefault(posixpath.dirname(url), []).append(url)
+    stamps = {}
+    for folder in by_folder:
+        try:
+            fs, path = _fresh(folder)
+            with storage_errors(folder):
+                listing = fs.ls(path, detail=True)
+        except (FeaturizerError, OSError):
+            continue
+        scheme = folder.split("://", 1)[0]
+        for info in listing:
+            tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("LastModified")
+            if info.get("type") == "file" and tag is not None:
+                digest = int.from_bytes(hashlib.sha256(str(tag).encode()).digest()[:7], "big")
+                stamps[f"{scheme}://{info['name']}"] = (int(info.get("size") or 0), digest, 0, 0)
+    return {url: stamps[url] for url in urls if url in stamps}
+
+
 def list_files(url: str) -> list[tuple[str, int]]:
     """(path relative to ``url``, size) of every object under the folder ``url``, in name order."""
     fs, root = _fresh(url)

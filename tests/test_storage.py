@@ -317,3 +317,25 @@ def test_an_index_in_s3_answers_queries_in_s3(digit_features, digits_dir, s3):
     for name in names:  # each query finds its own copy in the index first, at similarity 1
         best = next(line for line in result.output.splitlines() if line.startswith(name))
         assert f"3/{name}" in best and "1.0000" in best
+
+
+def test_a_cached_rerun_from_s3_reads_no_object_until_one_changes(photo_dir, s3, tmp_path, monkeypatch):
+    import s3fs
+
+    import featurizer._keys as keys
+
+    upload_tree(photo_dir, f"{s3}/photos")
+    first = featurize(f"{s3}/photos", output=tmp_path / "a.h5", cache_dir=tmp_path / "c", progress=False)
+    read = []
+    real = keys.file_key
+    monkeypatch.setattr(keys, "file_key", lambda path: read.append(path) or real(path))
+    again = featurize(f"{s3}/photos", output=tmp_path / "b.h5", cache_dir=tmp_path / "c", progress=False)
+    assert again.n_computed == 0 and read == []  # keyed from the listing's sizes and ETags
+    # an object replaced by another photo: its new ETag makes it read, keyed and computed again
+    changed = f"{s3}/photos/china/china_0.jpg"
+    s3fs.S3FileSystem().pipe(changed, (photo_dir / "flower" / "flower_0.jpg").read_bytes())
+    third = featurize(f"{s3}/photos", output=tmp_path / "c.h5", cache_dir=tmp_path / "c", progress=False)
+    assert read == [changed] and third.n_computed == 0  # the same bytes as flower_0: already cached
+    with FeatureFile(first.output) as a, FeatureFile(third.output) as c:
+        row = a.ids.index("china/china_0.jpg")
+        np.testing.assert_array_equal(c.read()[row], a.read()[a.ids.index("flower/flower_0.jpg")])
