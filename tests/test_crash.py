@@ -83,12 +83,21 @@ def test_ctrl_c_stops_the_run_and_its_decoding_workers_with_one_message(digits_d
     cmd = featurize_cmd(digits_dir / "train", tmp_path / "out.h5", cache)
     cmd[cmd.index("--workers") + 1] = "2"
     cmd[cmd.index("-b") + 1] = "1"  # 80 batches: the interrupt lands mid-run
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # as a terminal starts it: a suite run in the background (`make test &`) ignores SIGINT, and
+        # a child inherits an ignored signal, which Python then leaves ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while proc.poll() is None and shard_count(cache) < 4 and time.monotonic() < deadline:
         time.sleep(0.005)  # polling a condition, not timing the run
     assert proc.poll() is None, "the run ended before it could be interrupted (a starved test process?)"
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole process group
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err[-2000:]
     assert "Interrupted" in err and "Traceback" not in err, err
