@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from featurizer._errors import FeaturizerError, InputError
+from featurizer._parquet import read_parquet
 from featurizer._registry import IMAGE, TEXT
 from featurizer._storage import (
     PARQUET_SOURCE,
@@ -613,7 +614,6 @@ def _read_parquet(files: list[str], path: str, modality: str, options: ReadOptio
     image column (paths, relative to the file, or the images' bytes), an optional label column and
     an id column, as for CSV. Image bytes stay in the file: an item's source names its row
     (``parquet_source``) and is read when it is decoded."""
-    pq = _pyarrow_parquet()
     records, columns, byte_columns = [], {}, set()
     sources: list[str] = []
     for file in files:
@@ -622,7 +622,7 @@ def _read_parquet(files: list[str], path: str, modality: str, options: ReadOptio
         byte_columns |= binary
         columns.update(dict.fromkeys(schema.names))
         # the bytes stay where they are: only the other columns are read now
-        table = _parquet_table(file, pq, [n for n in schema.names if n not in binary])
+        table = _parquet_table(file, [n for n in schema.names if n not in binary])
         rows = table.to_pylist() if table.num_columns else [{} for _ in range(table.num_rows)]
         for n, row in enumerate(rows):
             row.update({b: parquet_source(file, b, n) for b in binary})
@@ -643,26 +643,8 @@ def _read_parquet(files: list[str], path: str, modality: str, options: ReadOptio
     return _records_to_inputs(records, kept, base, modality, options, True, 0)
 
 
-def _pyarrow_parquet():
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise InputError("reading Parquet needs pyarrow: pip install 'featurizer[parquet]'") from None
-    return pq
-
-
-def _parquet_table(file: str, pq, columns: list[str] | None = None):
-    """One Parquet file, local or a URL; a damaged or cut-short one is refused in one line naming it."""
-    try:
-        if is_url(file):
-            fs, inner = filesystem(file)
-            with storage_errors(file):
-                return pq.read_table(inner, filesystem=fs, columns=columns)
-        return pq.read_table(file, columns=columns)
-    except FeaturizerError:
-        raise
-    except Exception as err:
-        raise InputError(f"{file}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+def _parquet_table(file: str, columns: list[str] | None = None):
+    return read_parquet(file, lambda pq, path, fs: pq.read_table(path, filesystem=fs, columns=columns))
 
 
 def parquet_source(file: str, column: str, row: int) -> str:
@@ -687,17 +669,7 @@ def _row_group_cells(file: str, column: str, group: int) -> list:
 
 
 def _parquet_file(file: str):
-    pq = _pyarrow_parquet()
-    try:
-        if is_url(file):
-            fs, inner = filesystem(file)
-            with storage_errors(file):
-                return pq.ParquetFile(fs.open(inner, "rb"))
-        return pq.ParquetFile(file)
-    except FeaturizerError:
-        raise
-    except Exception as err:
-        raise InputError(f"{file}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+    return read_parquet(file, lambda pq, path, fs: pq.ParquetFile(fs.open(path, "rb") if fs else path))
 
 
 def parquet_cell(source: str) -> bytes:
@@ -837,15 +809,5 @@ def guess_modality(path: str | os.PathLike) -> str:
 
 
 def _parquet_table_schema(file: str):
-    """A Parquet file's schema (arrow types, column names); a damaged file is refused in one line."""
-    pq = _pyarrow_parquet()
-    try:
-        if is_url(file):
-            fs, inner = filesystem(file)
-            with storage_errors(file):
-                return pq.read_schema(inner, filesystem=fs)
-        return pq.read_schema(file)
-    except FeaturizerError:
-        raise
-    except Exception as err:
-        raise InputError(f"{file}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+    """A Parquet file's schema (arrow types, column names)."""
+    return read_parquet(file, lambda pq, path, fs: pq.read_schema(path, filesystem=fs))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,17 +65,28 @@ def feature_file_as_parquet(features, path: str | os.PathLike, metadata: dict[st
         write_parquet(path, columns, layers, f.spec.to_json(), {**(metadata or {}), **errors})
 
 
-def parquet_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The ``featurizer.*`` metadata of a Parquet file (local or a URL), without its ``featurizer.`` prefix."""
+def read_parquet(file: str | os.PathLike, read: Callable):
+    """``read(pyarrow.parquet, path, filesystem)`` on a Parquet file, local (filesystem None) or a
+    URL; a damaged or cut-short file is refused in one line naming it."""
+    from featurizer._errors import InputError
     from featurizer._storage import filesystem, is_url, storage_errors
 
     _, pq = _pyarrow()
-    if is_url(path):
-        fs, inner = filesystem(str(path))
-        with storage_errors(str(path)):
-            schema = pq.read_schema(inner, filesystem=fs)
-    else:
-        schema = pq.read_schema(path)
+    try:
+        if is_url(file):
+            fs, inner = filesystem(str(file))
+            with storage_errors(str(file)):
+                return read(pq, inner, fs)
+        return read(pq, os.fspath(file), None)
+    except FeaturizerError:
+        raise
+    except Exception as err:
+        raise InputError(f"{file}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+
+
+def parquet_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``featurizer.*`` metadata of a Parquet file (local or a URL), without its ``featurizer.`` prefix."""
+    schema = read_parquet(path, lambda pq, p, fs: pq.read_schema(p, filesystem=fs))
     meta = schema.metadata or {}
     return {k.decode()[len("featurizer.") :]: v.decode() for k, v in meta.items() if k.startswith(b"featurizer.")}
 
