@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -64,28 +62,14 @@ def test_merge_refuses_a_damaged_shard(digits_dir, tmp_path):
 def test_ray_engine_to_s3_equals_local_and_survives_a_killed_driver(digits_dir, reference, s3, tmp_path):
     """The Ray actors write their shards to object storage (the local S3 server), not a shared disk."""
     pytest.importorskip("ray")
-    import s3fs
+    from tests.test_storage import kill_after_published_shards, published_shards
 
-    fs = s3fs.S3FileSystem()
     out, cache = f"{s3}/emb", tmp_path / "c"
     args = ["embed", str(digits_dir / "train"), "-o", out, "--engine", "ray", "--workers", "2",
             "--shard-size", "10", "--cache-dir", str(cache), "-q"]  # fmt: skip
-    cmd = [sys.executable, str(ROOT / "cli.py"), *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 240
-
-    def finished() -> set[str]:
-        fs.invalidate_cache()
-        return {p.rsplit("/", 1)[1].split(".")[0] for p in fs.glob(f"{out}/*.sha256")}
-
-    while proc.poll() is None and len(finished()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling a condition: two shards published
-    import os
-
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
-    proc.wait()
+    kill_after_published_shards(args, out, 2)  # the driver
     subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"], capture_output=True, timeout=60)
-    done = finished()
+    done = published_shards(out)  # counted once Ray's actors are gone too
     assert 2 <= len(done) < 8
     result = CliRunner().invoke(main, args)  # the same command again: resume
     assert result.exit_code == 0, result.output

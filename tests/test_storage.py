@@ -43,6 +43,32 @@ def same_features(a, b) -> None:
 # --- Object storage -----------------------------------------------------------------------------
 
 
+def published_shards(out: str) -> set[str]:
+    """The shards of an embed folder in the bucket whose checksums are published."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.invalidate_cache()
+    return {p.rsplit("/", 1)[1].split(".")[0] for p in fs.glob(f"{out}/*.sha256")}
+
+
+def kill_after_published_shards(args: list[str], out: str, shards: int) -> None:
+    """Run ``xfer ARGS`` in its own process group and SIGKILL the group once ``shards`` shards are
+    published under ``out`` (Ray's own processes outlive it: stop them before counting)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and len(published_shards(out)) < shards and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a condition: shards published
+    assert proc.poll() is None, f"xfer ended (exit code {proc.returncode}) before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_a_folder_in_s3_featurizes_to_the_same_vectors_as_on_disk(photo_dir, s3, tmp_path):
     upload_tree(photo_dir, f"{s3}/photos")
     disk = featurize(photo_dir, output=tmp_path / "disk.h5", cache_dir=tmp_path / "c1", progress=False).output
@@ -111,24 +137,8 @@ def test_a_killed_embed_to_s3_resumes_and_equals_a_clean_run(digits_dir, s3, tmp
         str(tmp_path / "c"),
         "-q",
     ]  # 20 shards of small batches: the run is still going when two are published
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "cli.py"), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 240
-
-    def finished() -> set[str]:
-        fs.invalidate_cache()
-        return {p.rsplit("/", 1)[1].split(".")[0] for p in fs.glob(f"{out}/*.sha256")}
-
-    while proc.poll() is None and len(finished()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling a condition: two shards published
-    assert proc.poll() is None, f"embed ended (exit code {proc.returncode}) before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = finished()
+    kill_after_published_shards(args, out, 2)
+    done = published_shards(out)
     assert 2 <= len(done) < 20 and not fs.exists(f"{out}/manifest.json")
     result = CliRunner().invoke(main, args)  # the same command again: resume
     assert result.exit_code == 0, result.output
