@@ -16,7 +16,6 @@ import functools
 import io
 import os
 import posixpath
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -260,11 +259,9 @@ def upload(local: str | os.PathLike, url: str) -> None:
                 fs.rm_file(tmp)
 
 
-def upload_folder(local: Path, url: str, last: str | None = None) -> None:
-    """Publish every file of the local folder at ``url``/..., the file named ``last`` after all others."""
-    files = sorted(p for p in local.rglob("*") if p.is_file())
-    files.sort(key=lambda p: p.name == last)
-    for file in files:
+def upload_folder(local: Path, url: str) -> None:
+    """Publish every file of the local folder at ``url``/..., each as ``upload`` does."""
+    for file in sorted(p for p in local.rglob("*") if p.is_file()):
         upload(file, join(url, file.relative_to(local).as_posix()))
 
 
@@ -279,15 +276,3 @@ def remove(url: str) -> None:
     with storage_errors(url):
         if fs.exists(path):
             fs.rm(path, recursive=True)
-
-
-@contextmanager
-def staged_download(url: str, suffix: str = "") -> Iterator[Path]:
-    """A local copy of the object ``url``, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(dir=staging_dir()))
-    local = folder / (posixpath.basename(url.rstrip("/")) or f"object{suffix}")
-    try:
-        download(url, local)
-        yield local
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
