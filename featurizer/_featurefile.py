@@ -19,6 +19,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from importlib import metadata
 from pathlib import Path
 
@@ -180,10 +181,10 @@ def check_output(path: Path | str, origin: str, force: bool = False) -> None:
         return
     if not is_url(path) and path.is_dir():
         raise InputError(f"output {path} is a folder; give a file name")
-    try:
-        with FeatureFile(path) as f:
-            made_from = f.attrs.get("origin", "")
-    except (OSError, InputError):
+    try:  # its attributes only (not FeatureFile): a merged file whose shards are gone can still be replaced
+        with open_source(path) if is_url(path) else nullcontext(path) as where, h5py.File(where, "r") as f:
+            made_from = f.attrs.get("origin", "") if f.attrs.get("format") == FORMAT else None
+    except (OSError, FeaturizerError):
         made_from = None
     if made_from is None:
         raise InputError(
