@@ -67,12 +67,8 @@ def check_new_output(path: str | os.PathLike, force: bool) -> Path | str:
     from featurizer._errors import FeaturizerError
     from featurizer._storage import exists, is_url, local_path
 
-    if is_url(path):
-        if exists(str(path)) and not force:
-            raise FeaturizerError(f"{path} exists; choose another -o (or --force to replace it)")
-        return str(path)
-    path = Path(local_path(path))
-    if path.exists() and not force:
+    path = str(path) if is_url(path) else Path(local_path(path))
+    if not force and (exists(path) if is_url(path) else path.exists()):
         raise FeaturizerError(f"{path} exists; choose another -o (or --force to replace it)")
     return path
 

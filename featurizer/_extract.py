@@ -495,15 +495,15 @@ def featurize_with(
         raise InputError("--augment makes views of images; texts have none")
     if augment < 0:
         raise InputError(f"augment must be 0 or more views, not {augment}")
-    if is_url(output):  # object storage: written locally, then uploaded whole (no lock there to take)
-        check_output(str(output), inputs.origin, force)
-        with atomic_output(str(output)) as local:
-            report = _featurize(extractor, inputs, local, store_dtype, on_error, attrs, started, augment)
-        extractor.compact()
-        report.output = str(output)
-        return report
-    lock = lock_output(Path(output)) if output is not None else None
+    remote = is_url(output)  # object storage: written locally, then uploaded whole (no lock there to take)
+    lock = lock_output(Path(output)) if output is not None and not remote else None
     try:
+        if remote:
+            check_output(str(output), inputs.origin, force)
+            with atomic_output(str(output)) as local:
+                report = _featurize(extractor, inputs, local, store_dtype, on_error, attrs, started, augment)
+            report.output = str(output)
+            return report
         if output is not None:
             refuse_input_as_output(Path(output), inputs)
             check_output(Path(output), inputs.origin, force)

@@ -24,6 +24,7 @@ The rules for odd inputs, each decided here once:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import functools
 import io
@@ -37,6 +38,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import IO
 
 from featurizer._errors import FeaturizerError, InputError
 from featurizer._parquet import read_parquet
@@ -52,6 +54,7 @@ from featurizer._storage import (
     read_bytes,
     storage_errors,
     tar_index,
+    tar_source,
 )
 
 # The extensions torchvision's ImageFolder reads: a folder scan skips (and reports) other files.
@@ -615,7 +618,6 @@ def _read_parquet(files: list[str], path: str, modality: str, options: ReadOptio
     an id column, as for CSV. Image bytes stay in the file: an item's source names its row
     (``parquet_source``) and is read when it is decoded."""
     records, columns, byte_columns = [], {}, set()
-    sources: list[str] = []
     for file in files:
         schema = _parquet_table_schema(file)
         binary = {f.name for f in schema if str(f.type) in ("binary", "large_binary")}
@@ -691,18 +693,13 @@ def parquet_cell(source: str) -> bytes:
 TAR_EXTENSIONS = (".tar",)
 
 
-def _tar_members(shard: str) -> list[tuple[str, int]]:
-    """(name, size) of the regular files of a tar shard, in order (a shard cut short is refused)."""
-    return [(name, size) for name, (_, size) in tar_index(shard).items()]
-
-
 def _read_tars(shards: list[str], origin: str, modality: str) -> Inputs:
     """WebDataset shards: members grouped into samples by key (a name up to its first dot), in
     order; ``jpg``/``png``/... is the image, ``txt`` the text (a column for images), ``cls`` the
     label. A sample's id is its key (with its shard's name when keys repeat across shards)."""
     samples: dict[tuple[str, str], dict[str, str]] = {}
     for shard in shards:
-        for name, _ in _tar_members(shard):
+        for name in tar_index(shard):  # a shard cut short is refused here
             folder, base = posixpath.split(name)
             key, _, ext = base.partition(".")
             samples.setdefault((shard, posixpath.join(folder, key)), {})[ext.lower()] = name
@@ -710,27 +707,33 @@ def _read_tars(shards: list[str], origin: str, modality: str) -> Inputs:
     unique = len(set(keys)) == len(keys)
     ids, sources, labels, captions, skipped = [], [], [], [], []
     image_exts = [e.lstrip(".") for e in IMAGE_EXTENSIONS]
+    with contextlib.ExitStack() as stack:
+        opened: dict[str, IO[bytes]] = {}  # one file object a shard for its small members: a URL's are
+        # then read in the backend's blocks, not in one request per label
 
-    def member_text(shard: str, name: str) -> str:
-        with open_source(f"tar://{name}::{shard}") as f:
-            return f.read().decode("utf-8", "replace").strip()
+        def member_text(shard: str, name: str) -> str:
+            if shard not in opened:
+                opened[shard] = stack.enter_context(open_source(shard))
+            offset, size = tar_index(shard)[name]
+            opened[shard].seek(offset)
+            return opened[shard].read(size).decode("utf-8", "replace").strip()
 
-    for (shard, key), parts in samples.items():
-        item = key if unique else f"{_basename(shard)}/{key}"
-        if modality == IMAGE:
-            ext = next((e for e in image_exts if e in parts), None)
-            if ext is None:
-                skipped.append((item, f"no image in the sample (it has {', '.join(sorted(parts))})"))
-                continue
-            sources.append(f"tar://{parts[ext]}::{shard}")
-            captions.append(member_text(shard, parts["txt"]) if "txt" in parts else "")
-        else:
-            if "txt" not in parts:
-                skipped.append((item, f"no txt in the sample (it has {', '.join(sorted(parts))})"))
-                continue
-            sources.append(member_text(shard, parts["txt"]))
-        ids.append(item)
-        labels.append(label_text(member_text(shard, parts["cls"])) if "cls" in parts else "")
+        for (shard, key), parts in samples.items():
+            item = key if unique else f"{_basename(shard)}/{key}"
+            if modality == IMAGE:
+                ext = next((e for e in image_exts if e in parts), None)
+                if ext is None:
+                    skipped.append((item, f"no image in the sample (it has {', '.join(sorted(parts))})"))
+                    continue
+                sources.append(tar_source(parts[ext], shard))
+                captions.append(member_text(shard, parts["txt"]) if "txt" in parts else "")
+            else:
+                if "txt" not in parts:
+                    skipped.append((item, f"no txt in the sample (it has {', '.join(sorted(parts))})"))
+                    continue
+                sources.append(member_text(shard, parts["txt"]))
+            ids.append(item)
+            labels.append(label_text(member_text(shard, parts["cls"])) if "cls" in parts else "")
     if not ids:
         raise InputError(f"no {modality} samples found in the tar shards of {origin}")
     columns = {"txt": captions} if modality == IMAGE and any(captions) else {}
@@ -791,7 +794,7 @@ def guess_modality(path: str | os.PathLike) -> str:
             binary = any(str(f.type) in ("binary", "large_binary") for f in schema)
             return IMAGE if binary or {n.lower() for n in schema.names} & set(PATH_COLUMNS) else TEXT
         if suffix in TAR_EXTENSIONS:
-            exts = {Path(n).suffix.lower() for n, _ in _tar_members(url)}
+            exts = {Path(n).suffix.lower() for n in tar_index(url)}
             return IMAGE if exts & set(IMAGE_EXTENSIONS) else TEXT
         if suffix in (*TABLE_EXTENSIONS, *JSONL_EXTENSIONS):
             with open_source(url) as f:

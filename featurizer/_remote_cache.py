@@ -73,8 +73,8 @@ class RemoteCache:
                 upload(folder / name, join(self._remote(folder), name))
                 sent += 1
             # shards this process saw remotely and pulled, that compaction merged into one just uploaded
-            for name in sorted((self.seen.get(folder, set()) & remote_names) - local):
-                if name.startswith("shard-"):
-                    remove(join(self._remote(folder), name))
-            self.seen[folder] = (remote_names | local) - (self.seen.get(folder, set()) - local)
+            merged = {n for n in (self.seen.get(folder, set()) & remote_names) - local if n.startswith("shard-")}
+            for name in sorted(merged):
+                remove(join(self._remote(folder), name))
+            self.seen[folder] = (remote_names | local) - merged
         return sent

@@ -271,12 +271,12 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     missing or does not match its checksum, and shards whose specs differ from the manifest's.
     """
     out = str(out) if is_url(out) else Path(out)
-    if _is_file(join(out, PARQUET_MANIFEST) if is_url(out) else out / PARQUET_MANIFEST):
+    if _is_file(join(out, PARQUET_MANIFEST)):
         raise InputError(
             f"the shards of {out} are Parquet files: together they are one table already "
             "(pyarrow.dataset, pandas, polars and Spark read the folder); merge joins feature files"
         )
-    manifest_path = join(out, MANIFEST) if is_url(out) else out / MANIFEST
+    manifest_path = join(out, MANIFEST)
     if not _is_file(manifest_path):
         raise InputError(f"{out} has no {MANIFEST}: run 'xfer embed' first (or let it finish)")
     try:

@@ -42,6 +42,11 @@ TAR_SOURCE = "tar://"
 TAR_BLOCK = 512
 
 
+def tar_source(member: str, shard: str) -> str:
+    """The source of a member of a tar shard."""
+    return f"{TAR_SOURCE}{member}::{shard}"
+
+
 class StorageError(FeaturizerError):
     """Object storage refused or failed a request (missing bucket, credentials, permission)."""
 
