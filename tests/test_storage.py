@@ -349,3 +349,39 @@ def test_a_cached_rerun_from_s3_reads_no_object_until_one_changes(photo_dir, s3,
     with FeatureFile(first.output) as a, FeatureFile(third.output) as c:
         row = a.ids.index("china/china_0.jpg")
         np.testing.assert_array_equal(c.read()[row], a.read()[a.ids.index("flower/flower_0.jpg")])
+
+
+def test_webdataset_shards_in_s3_give_the_same_vectors_as_on_disk(photo_dir, s3, tmp_path):
+    paths = sorted(photo_dir.rglob("*.jpg"))
+    items = [(f"{p.parent.name}/{p.stem}", {"jpg": p.read_bytes(), "cls": p.parent.name.encode()}) for p in paths]
+    write_shards(items, tmp_path / "shards", per_shard=4)
+    upload_tree(tmp_path / "shards", f"{s3}/shards")
+    local = featurize(tmp_path / "shards", output=tmp_path / "local.h5", progress=False).output
+    remote = featurize(f"{s3}/shards", output=tmp_path / "remote.h5", cache_dir=tmp_path / "c2", progress=False)
+    assert remote.n_computed == len(paths)  # a cold cache: every member read from the bucket
+    same_features(local, remote.output)
+
+
+def test_more_bad_inputs_are_one_line_or_an_error_row(photo_dir, s3, tmp_path):
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    runner = CliRunner()
+    # not a tar at all, under a .tar name
+    (tmp_path / "fake.tar").write_bytes(b"\x89PNG not an archive" * 50)
+    result = runner.invoke(main, ["featurize", str(tmp_path / "fake.tar"), "-o", str(tmp_path / "o.h5")])
+    assert result.exit_code == 1 and "not a readable tar shard" in result.output and "Traceback" not in result.output
+    # a Parquet file in the bucket cut short
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["a", "b"], "label": ["x", "y"]}), tmp_path / "t.parquet")
+    fs.pipe(f"{s3}/cut.parquet", (tmp_path / "t.parquet").read_bytes()[:40])
+    result = runner.invoke(main, ["featurize", f"{s3}/cut.parquet", "-m", "minilm", "-o", str(tmp_path / "o.h5")])
+    assert result.exit_code == 1 and "not a readable Parquet file" in result.output
+    # a CSV in the bucket naming an image that is not there: that item is an error row, the rest are vectors
+    names = [f"{p.parent.name}/{p.name}" for p in sorted(photo_dir.rglob("*.jpg"))[:3]]
+    upload_tree(photo_dir, f"{s3}/photos")
+    fs.pipe(f"{s3}/photos/list.csv", "\n".join(["path", *names, "china/missing.jpg"]).encode())
+    report = featurize(f"{s3}/photos/list.csv", output=tmp_path / "csv.h5", progress=False)
+    assert report.n_computed == 3 and [i for i, _ in report.errors] == ["3"]
