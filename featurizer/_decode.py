@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -111,8 +112,14 @@ def decode_batch(sources: Sequence, transform: Callable, offset: int = 0) -> Dec
             pixels.append(transform(source))
             positions.append(pos)
         except Exception as err:
-            failures.append((pos, f"cannot decode image: {type(err).__name__}: {err}"))
+            failures.append((pos, f"cannot decode image: {type(err).__name__}: {_without_file_object(err)}"))
     return positions, (np.stack(pixels) if pixels else np.empty((0,), np.float32)), failures
+
+
+def _without_file_object(err: Exception) -> str:
+    """The error's text without the file object PIL names in it (``<_io.BufferedReader name=...>``):
+    the item is named beside the reason, and the same bytes read another way give the same reason."""
+    return re.sub(r"\s*<_io\.\w+ (?:name=.*|object at 0x[0-9a-f]+)>", "", str(err))
 
 
 def _leave_interrupts_to_parent() -> None:

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -576,17 +576,42 @@ def write_features(
 ) -> Path:
     """Write the feature file of items ``good`` from the cache, in input order, atomically; with
     ``views``, their vectors too (``/views/<layer>``, one row of views per item)."""
+
+    def rows_of(source: Extractor) -> Callable[[str, list[int]], np.ndarray]:
+        return lambda layer, positions: source.vectors(layer, [keys[p] for p in positions])
+
+    dims = extractor.layer_dims()
+    return write_feature_file(
+        output, extractor.spec, dims, inputs, good, rows_of(extractor), errors, store_dtype, attrs,
+        [rows_of(view) for view in views],
+    )  # fmt: skip
+
+
+def write_feature_file(
+    output,
+    spec: FeatureSpec,
+    dims: Sequence[int],
+    inputs: Inputs,
+    good: list[int],
+    rows: Callable[[str, list[int]], np.ndarray],
+    errors,
+    store_dtype: str = "float32",
+    attrs: dict | None = None,
+    views: Sequence[Callable[[str, list[int]], np.ndarray]] = (),
+) -> Path:
+    """The feature file of ``inputs``' items at positions ``good``, in that order, and the errors of
+    the rest; ``rows(layer, positions)`` gives their vectors (from the cache, or from Ray's actors)."""
     ids = [_storable(inputs.ids[p]) for p in good]
     labels = [_storable(inputs.labels[p]) for p in good] if inputs.labels is not None else None
     columns = {_storable(name): [_storable(cells[p]) for p in good] for name, cells in inputs.columns.items()}
     sources = None
     if all(isinstance(s, str) for s in inputs.sources):  # HDF5 strings: UTF-8, and no NUL characters
         sources = [_storable(inputs.sources[p]) for p in good]
-    width = sum(store.dim or 0 for store in extractor.stores.values())
-    size = (1 + len(views)) * len(good) * width * np.dtype(store_dtype).itemsize + sum(len(s) for s in sources or [])
+    width = (1 + len(views)) * sum(dims) * np.dtype(store_dtype).itemsize
+    size = len(good) * width + sum(len(s) for s in sources or [])
     with FeatureFileWriter(
         output,
-        extractor.spec,
+        spec,
         ids,
         labels,
         sources=sources,
@@ -596,13 +621,13 @@ def write_features(
         attrs=attrs,
         size_hint=size,
     ) as writer:
-        for layer, dim in zip(extractor.spec.layers, extractor.layer_dims()):
+        for layer, dim in zip(spec.layers, dims):
             writer.write_layer(layer, 0, np.zeros((0, dim), np.float32))  # the layer exists even with no items
             for start in range(0, len(good), WRITE_ROWS):
-                chunk = [keys[p] for p in good[start : start + WRITE_ROWS]]
-                writer.write_layer(layer, start, extractor.vectors(layer, chunk))
+                chunk = good[start : start + WRITE_ROWS]
+                writer.write_layer(layer, start, rows(layer, chunk))
                 for v, view in enumerate(views):
-                    writer.write_view(layer, v, len(views), start, view.vectors(layer, chunk))
+                    writer.write_view(layer, v, len(views), start, view(layer, chunk))
         errors = [(_storable(i), _storable(reason)) for i, reason in errors]
         writer.write_errors(errors)
     write_errors_csv(Path(output), errors)

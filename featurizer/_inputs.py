@@ -664,6 +664,10 @@ def _row_group_starts(file: str) -> tuple[int, ...]:
     return tuple(starts)
 
 
+def parquet_num_rows(file: str) -> int:
+    return _row_group_starts(file)[-1]
+
+
 @functools.lru_cache(maxsize=4)
 def _row_group_cells(file: str, column: str, group: int) -> list:
     """One row group's cells of ``column``: a decoding process holds a few row groups, not whole files."""

@@ -14,12 +14,19 @@ from PIL import Image
 
 from featurizer._errors import FeaturizerError
 from featurizer._hashing import sha256_file
-from featurizer._storage import is_url, object_stamps
+from featurizer._storage import is_url, object_stamps, served
+
+FILE_PREFIX = b"file\0"
 
 
 def file_key(path: str) -> bytes:
     """Digest of a file's bytes (a renamed or copied file keeps its key)."""
-    return sha256_file(path, b"file\0").digest()
+    return sha256_file(path, FILE_PREFIX).digest()
+
+
+def bytes_key(data: bytes) -> bytes:
+    """``file_key`` of a file holding ``data``: the key of bytes read by someone else (Ray Data's readers)."""
+    return hashlib.sha256(FILE_PREFIX + data).digest()
 
 
 def text_key(text: str) -> bytes:
@@ -52,7 +59,12 @@ class FileKeyMemo:
     def keys(self, paths: Sequence[str]) -> list[bytes | OSError]:
         """The key of each file, or the ``OSError`` that stopped reading it. Objects in storage are
         stamped by size and ETag from one listing per folder (``object_stamps``); members of
-        archives and cells of tables have no stamp and are read every time."""
+        archives and cells of tables have no stamp and are read every time. Sources whose bytes are
+        ``served`` from memory are keyed from those bytes (the file may not be on this node)."""
+        held = [served(p) for p in paths]
+        if any(data is not None for data in held):
+            rest = iter(self.keys([p for p, data in zip(paths, held) if data is None]))
+            return [bytes_key(data) if data is not None else next(rest) for data in held]
         paths = [p if is_url(p) else os.path.abspath(p) for p in paths]
         names = [p if is_url(p) else _memo_name(p) for p in paths]  # the memo's keys must be UTF-8
         stamps = object_stamps([p for p in paths if is_url(p)])

@@ -20,13 +20,13 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from featurizer._atomic import atomic_output, atomic_write_text
-from featurizer._errors import FeaturizerError, InputError, MissingPackageError
+from featurizer._errors import FeaturizerError, InputError
 from featurizer._featurefile import FeatureFile, FeatureFileWriter
 from featurizer._hashing import file_sha256, ids_sha256
 from featurizer._inputs import Inputs, ReadOptions
@@ -53,11 +53,15 @@ class EmbedReport:
     computed: list[int]
     skipped: list[int]
     seconds: float
+    notes: list[str] = field(default_factory=list)  # how the items were read (the Ray engine)
 
     def summary(self) -> str:
-        return (
-            f"{self.n_shards} shards in {self.out}: {len(self.computed)} computed, {len(self.skipped)} already "
-            f"complete, in {self.seconds:.1f} s"
+        return "\n".join(
+            [
+                f"{self.n_shards} shards in {self.out}: {len(self.computed)} computed, {len(self.skipped)} already "
+                f"complete, in {self.seconds:.1f} s",
+                *self.notes,
+            ]
         )
 
 
@@ -199,68 +203,6 @@ def remove_stale_shards(out: Path | str, n_shards: int, suffix: str = ".h5") -> 
 def embed_local(inputs: Inputs, out: Path | str, todo: Sequence[ShardPlan], featurize_fn: Callable) -> None:
     for shard in todo:
         compute_shard(featurize_fn, inputs, out, shard)
-
-
-def embed_ray(
-    inputs: Inputs,
-    out: Path | str,
-    todo: Sequence[ShardPlan],
-    spec: FeatureSpec,
-    run: RunOptions,
-    *,
-    address: str | None,
-    actors: int,
-    gpus_per_actor: float,
-) -> None:
-    """Shards as rows of a Ray Dataset, mapped by a pool of actors that each load the model once."""
-    try:
-        import ray
-    except ImportError:
-        raise MissingPackageError("the Ray engine needs Ray: pip install 'featurizer[ray]'") from None
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    worker = _ray_worker_class()
-    rows = [{"index": s.index, "start": s.start, "stop": s.stop, "suffix": s.suffix} for s in todo]
-    dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(todo)))
-    results = dataset.map_batches(
-        worker,
-        fn_constructor_kwargs={
-            "inputs": inputs,
-            "out": str(out),
-            "spec_json": spec.to_json(),
-            "run": {**asdict(run), "progress": False, "workers": 0},
-        },
-        batch_size=1,
-        concurrency=max(1, actors),
-        num_gpus=gpus_per_actor or None,
-        num_cpus=1,
-    )
-    for _ in results.iter_rows():  # each row: a finished shard (its file and checksum are on disk)
-        pass
-
-
-def _ray_worker_class():
-    class ShardWorker:
-        """One per actor: builds the extractor of the driver's spec (loading the model once), then featurizes shards."""
-
-        def __init__(self, inputs, out, spec_json, run):
-            from featurizer._extract import Extractor
-
-            self.inputs, self.out = inputs, out if is_url(out) else Path(out)
-            self.extractor = Extractor(FeatureSpec.from_json(spec_json), RunOptions(**run))
-
-        def __call__(self, batch):
-            from featurizer._extract import featurize_with
-
-            def featurize_fn(part, path, attrs):
-                return featurize_with(self.extractor, part, path, attrs=attrs, force=True)
-
-            for index, start, stop, suffix in zip(batch["index"], batch["start"], batch["stop"], batch["suffix"]):
-                plan = ShardPlan(int(index), int(start), int(stop), str(suffix))
-                compute_shard(featurize_fn, self.inputs, self.out, plan)
-            return {"index": np.asarray(batch["index"])}
-
-    return ShardWorker
 
 
 def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Path | str:
@@ -419,6 +361,7 @@ def embed_options(
     done = [s for s in shards if shard_is_complete(s.path(out), spec, inputs.ids[s.start : s.stop])]
     todo = [s for s in shards if s not in done]
     remove_stale_shards(out, len(shards), FORMATS[o.format])
+    notes = []
     if engine == "local":
 
         def featurize_fn(part, path, attrs):
@@ -426,8 +369,13 @@ def embed_options(
 
         embed_local(inputs, out, todo, featurize_fn)
     elif todo:
-        embed_ray(inputs, out, todo, spec, run, address=address, actors=actors, gpus_per_actor=gpus_per_actor)
+        from featurizer._ray_engine import embed_ray
+
+        notes = embed_ray(
+            inputs, out, todo, spec, run, shard_size=shard_size, dims=local.layer_dims(), address=address,
+            actors=actors, gpus_per_actor=gpus_per_actor,
+        )  # fmt: skip
     write_manifest(out, shards, spec, inputs)
     return EmbedReport(
-        out, len(shards), [s.index for s in todo], [s.index for s in done], time.perf_counter() - started
+        out, len(shards), [s.index for s in todo], [s.index for s in done], time.perf_counter() - started, notes
     )

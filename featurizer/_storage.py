@@ -18,7 +18,7 @@ import os
 import posixpath
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
@@ -109,9 +109,37 @@ def filesystem(url: str):
         return fsspec.core.url_to_fs(url)
 
 
+# bytes already fetched for some sources (by Ray Data's readers): see served_from_memory
+_SERVED: dict[str, bytes] = {}
+
+
+@contextmanager
+def served_from_memory(payloads: Mapping[str, bytes]) -> Iterator[None]:
+    """Within it, these sources are not read: ``open_source`` and ``served`` give their bytes.
+
+    The Ray engine's actors receive items' bytes from Ray Data's readers and open no source
+    themselves (a node of a cluster may not see the driver's disk). Decoding must run in this
+    process (or in workers forked inside the block), where the bytes are.
+    """
+    _SERVED.update(payloads)
+    try:
+        yield
+    finally:
+        for source in payloads:
+            _SERVED.pop(source, None)
+
+
+def served(source: str | os.PathLike) -> bytes | None:
+    """The bytes ``served_from_memory`` holds for ``source``, if any."""
+    return _SERVED.get(os.fspath(source)) if _SERVED else None
+
+
 def open_source(source: str | os.PathLike) -> IO[bytes]:
     """A binary file object for an item's source: a local path, a URL, or a chained URL such as
     ``tar://member::s3://bucket/shard.tar`` (a member of an archive)."""
+    held = served(source)
+    if held is not None:
+        return io.BytesIO(held)
     if not is_url(source):
         return open(local_path(source), "rb")
     if str(source).startswith(PARQUET_SOURCE):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cli import main
 from featurizer import FeatureFile, featurize
 from featurizer._shards import embed, merge
+from tests.test_storage import upload_tree, write_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,3 +79,64 @@ def test_ray_engine_to_s3_equals_local_and_survives_a_killed_driver(digits_dir, 
     import ray
 
     ray.shutdown()
+
+
+@pytest.fixture
+def ray_here(s3):
+    """A Ray started in this process after the bucket's credentials are in the environment (its
+    workers inherit them), shut down after the test."""
+    ray = pytest.importorskip("ray")
+    ray.shutdown()
+    yield s3
+    ray.shutdown()
+
+
+def test_ray_reads_folders_parquet_and_webdataset_in_s3_with_ray_datas_readers(photo_dir, ray_here, tmp_path):
+    """Ray Data's readers stream the bytes to the actors; the shards equal a plain featurize."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    s3, paths = ray_here, sorted(photo_dir.rglob("*.jpg"))
+    rows = [{"id": f"{p.parent.name}/{p.name}", "image": p.read_bytes(), "label": p.parent.name} for p in paths]
+    (tmp_path / "table").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows[:7]), tmp_path / "table" / "a.parquet", row_group_size=3)
+    pq.write_table(pa.Table.from_pylist(rows[7:]), tmp_path / "table" / "b.parquet", row_group_size=3)
+    items = [(f"{p.parent.name}/{p.name.split('.')[0]}", {"jpg": p.read_bytes(), "cls": p.parent.name.encode()})
+             for p in paths]  # fmt: skip
+    write_shards(items, tmp_path / "tars", per_shard=5)
+    for name, local in (("photos", photo_dir), ("table", tmp_path / "table"), ("tars", tmp_path / "tars")):
+        upload_tree(local, f"{s3}/{name}")
+    reference = featurize(photo_dir, output=tmp_path / "ref.h5", progress=False).output
+    with FeatureFile(reference) as f:
+        want_ids, want_labels, want = f.ids, f.labels, f.read()
+    for name, reader in (("photos", "binary_files"), ("table", "parquet"), ("tars", "webdataset")):
+        report = embed(f"{s3}/{name}", tmp_path / name, engine="ray", actors=2, shard_size=5,
+                       cache_dir=tmp_path / f"cache-{name}", progress=False)  # fmt: skip
+        assert report.computed == [0, 1, 2]
+        assert report.notes == [
+            f"12 of 12 items streamed by Ray Data's read_{reader}; 0 read by the actors from their sources"
+        ]
+        with FeatureFile(merge(tmp_path / name)) as f:
+            ids = want_ids if name != "tars" else [i.rsplit(".", 1)[0] for i in want_ids]
+            assert f.ids == ids and f.labels == want_labels
+            np.testing.assert_array_equal(f.read(), want)
+
+
+def test_ray_accounts_for_every_bad_item_as_the_local_engine_does(photo_dir, ray_here, tmp_path):
+    """A missing file, an empty one, a file that is no image: the same error rows from both engines."""
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image")
+    names = [str(p) for p in sorted(photo_dir.rglob("*.jpg"))[:5]]
+    bad = [str(tmp_path / "missing.jpg"), str(tmp_path / "empty.jpg"), str(tmp_path / "text.jpg")]
+    (tmp_path / "list.csv").write_text("\n".join(["path", *names[:2], *bad, *names[2:]]))
+    local = embed(tmp_path / "list.csv", tmp_path / "local", shard_size=3, cache_dir=tmp_path / "c1", progress=False)
+    ray = embed(tmp_path / "list.csv", tmp_path / "ray", engine="ray", actors=2, shard_size=3,
+                cache_dir=tmp_path / "c2", progress=False)  # fmt: skip
+    assert local.computed == ray.computed == [0, 1, 2]
+    assert ray.notes == [
+        "7 of 8 items streamed by Ray Data's read_binary_files; 1 read by the actors from their sources"
+    ]
+    with FeatureFile(merge(tmp_path / "local")) as a, FeatureFile(merge(tmp_path / "ray")) as b:
+        assert b.ids == a.ids == ["0", "1", "5", "6", "7"]
+        assert b.errors == a.errors and [i for i, _ in b.errors] == ["2", "3", "4"]
+        np.testing.assert_array_equal(b.read(), a.read())

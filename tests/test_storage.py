@@ -385,3 +385,24 @@ def test_more_bad_inputs_are_one_line_or_an_error_row(photo_dir, s3, tmp_path):
     fs.pipe(f"{s3}/photos/list.csv", "\n".join(["path", *names, "china/missing.jpg"]).encode())
     report = featurize(f"{s3}/photos/list.csv", output=tmp_path / "csv.h5", progress=False)
     assert report.n_computed == 3 and [i for i, _ in report.errors] == ["3"]
+
+
+def test_items_served_from_memory_are_featurized_without_their_files(photo_dir, tmp_path):
+    """What a Ray actor does with the bytes Ray Data's readers sent: the files need not exist where it runs."""
+    from dataclasses import replace
+
+    from featurizer._inputs import read_inputs
+    from featurizer._storage import served_from_memory
+
+    inputs = read_inputs(photo_dir)
+    elsewhere = replace(inputs, sources=[str(tmp_path / "not-here" / Path(s).name) for s in inputs.sources])
+    payloads = {gone: Path(there).read_bytes() for gone, there in zip(elsewhere.sources, inputs.sources)}
+    with served_from_memory(payloads):
+        served = featurize(elsewhere, output=tmp_path / "served.h5", cache_dir=tmp_path / "c1", progress=False)
+    assert served.n_computed == len(inputs) and not served.errors
+    folder = featurize(photo_dir, output=tmp_path / "folder.h5", cache_dir=tmp_path / "c2", progress=False).output
+    with FeatureFile(folder) as a, FeatureFile(served.output) as b:
+        np.testing.assert_array_equal(b.read(), a.read())
+    # outside the block the same sources are what they are: missing
+    after = featurize(elsewhere, output=tmp_path / "after.h5", cache_dir=tmp_path / "c3", progress=False)
+    assert len(after.errors) == len(inputs) and "No such file" in after.errors[0][1]
