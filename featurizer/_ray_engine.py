@@ -21,6 +21,7 @@ pixels than featurize's decoding, and loses the key of an item (its file's bytes
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -201,7 +202,11 @@ def embed_ray(
         raise MissingPackageError("the Ray engine needs Ray: pip install 'featurizer[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    from ray.data import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy, DataContext
+
+    # one progress bar, over items, is ours; Ray Data's per-operator log lines stay in its log files
+    DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
     assembler = ShardAssembler(inputs, out, todo, spec, dims, shard_size)
     constructor = {
