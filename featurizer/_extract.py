@@ -31,7 +31,7 @@ from featurizer._registry import IMAGE, BackboneConfig, default_model, get_confi
 from featurizer._remote_cache import RemoteCache
 from featurizer._resolve import FeatureOptions, RunOptions, layer_dims, resolve, weights_for_spec, with_default_layers
 from featurizer._spec import FeatureSpec
-from featurizer._storage import is_url
+from featurizer._storage import is_url, keeping_reads
 from featurizer._store import CacheDamaged, EmbeddingStore, lock_output, release_output
 from featurizer._weights import WeightsRef
 
@@ -529,19 +529,20 @@ def refuse_input_as_output(output: Path, inputs: Inputs) -> None:
 def _featurize(
     extractor: Extractor, inputs: Inputs, output, store_dtype: str, on_error: str, attrs, started: float, augment: int
 ):
-    keys, errors = extractor.keys(inputs)
-    if errors and on_error == "fail":
-        raise ItemError(f"cannot featurize {errors[0][0]}: {errors[0][1]}")
-    computed, item_errors = extractor.ensure(inputs, keys, on_error)
-    errors += item_errors
-    failed = {i for i, _ in errors}
-    good = [pos for pos, (k, i) in enumerate(zip(keys, inputs.ids)) if k is not None and i not in failed]
     views = extractor.views(augment)
-    kept = set(good)
-    good_keys = [k if pos in kept else None for pos, k in enumerate(keys)]
     try:
-        for view in views:  # the same images, cropped and flipped: they decoded once, so they decode again
-            view.ensure(inputs, good_keys, "fail")
+        with keeping_reads():  # objects in storage read to key them are decoded from memory
+            keys, errors = extractor.keys(inputs)
+            if errors and on_error == "fail":
+                raise ItemError(f"cannot featurize {errors[0][0]}: {errors[0][1]}")
+            computed, item_errors = extractor.ensure(inputs, keys, on_error)
+            errors += item_errors
+            failed = {i for i, _ in errors}
+            good = [pos for pos, (k, i) in enumerate(zip(keys, inputs.ids)) if k is not None and i not in failed]
+            kept = set(good)
+            good_keys = [k if pos in kept else None for pos, k in enumerate(keys)]
+            for view in views:  # the same images, cropped and flipped: they decoded once, so they decode again
+                view.ensure(inputs, good_keys, "fail")
         report = FeaturizeReport(
             extractor.spec, len(inputs), computed, len(good) - computed, errors, inputs.skipped, extractor.truncated
         )

@@ -14,13 +14,16 @@ from PIL import Image
 
 from featurizer._errors import FeaturizerError
 from featurizer._hashing import sha256_file
-from featurizer._storage import is_url, object_stamps, served
+from featurizer._storage import is_url, object_stamps, read_object, served
 
 FILE_PREFIX = b"file\0"
 
 
 def file_key(path: str) -> bytes:
-    """Digest of a file's bytes (a renamed or copied file keeps its key)."""
+    """Digest of a file's bytes (a renamed or copied file keeps its key). An object in storage is
+    read whole, so that ``keeping_reads`` can keep it for its decode."""
+    if is_url(path):
+        return bytes_key(read_object(path))
     return sha256_file(path, FILE_PREFIX).digest()
 
 

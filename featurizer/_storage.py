@@ -150,10 +150,50 @@ def open_source(source: str | os.PathLike) -> IO[bytes]:
         member, shard = str(source)[len(TAR_SOURCE) :].split("::", 1)
         offset, size = tar_index(shard)[member]
         return io.BytesIO(read_range(shard, offset, size))
-    with storage_errors(str(source)):
+    return _open_url(str(source))
+
+
+def _open_url(url: str) -> IO[bytes]:
+    """A request to the store: every read of an object's bytes goes through here."""
+    with storage_errors(url):
         import fsspec
 
-        return fsspec.open(str(source), "rb").open()
+        return fsspec.open(url, "rb").open()
+
+
+# objects read whole to key them, kept for their decode: see keeping_reads
+_KEEPING: dict = {}
+KEEP_BYTES = 256 * 2**20
+
+
+@contextmanager
+def keeping_reads(budget: int | None = None) -> Iterator[None]:
+    """Within it, objects read by ``read_object`` (to key them by content) are kept, up to
+    ``budget`` bytes in all (``KEEP_BYTES``), and ``open_source`` serves them again (to decode them, here or in
+    workers forked inside the block): a new object in storage costs one request, not two."""
+    kept: set[str] = set()
+    _KEEPING.update(left=KEEP_BYTES if budget is None else budget, kept=kept)
+    try:
+        yield
+    finally:
+        _KEEPING.clear()
+        for source in kept:
+            _SERVED.pop(source, None)
+
+
+def read_object(url: str) -> bytes:
+    """The whole of an object in storage (or of a member of an archive there); kept while
+    ``keeping_reads`` has room."""
+    held = served(url)
+    if held is not None:
+        return held
+    with open_source(url) as f:
+        data = f.read()
+    if _KEEPING and len(data) <= _KEEPING["left"]:
+        _SERVED[url] = data
+        _KEEPING["kept"].add(url)
+        _KEEPING["left"] -= len(data)
+    return data
 
 
 def read_range(source: str, offset: int, size: int) -> bytes:

@@ -351,6 +351,25 @@ def test_a_cached_rerun_from_s3_reads_no_object_until_one_changes(photo_dir, s3,
         np.testing.assert_array_equal(c.read()[row], a.read()[a.ids.index("flower/flower_0.jpg")])
 
 
+def test_a_new_object_in_s3_is_read_once_to_key_and_decode_it(photo_dir, s3, tmp_path, monkeypatch):
+    import featurizer._storage as storage
+
+    upload_tree(photo_dir, f"{s3}/photos")
+    requests = []
+    real = storage._open_url
+    monkeypatch.setattr(storage, "_open_url", lambda url: requests.append(url) or real(url))
+    report = featurize(f"{s3}/photos", output=tmp_path / "a.h5", cache_dir=tmp_path / "c", progress=False)
+    photos = sorted(f"{s3}/photos/{p.relative_to(photo_dir).as_posix()}" for p in photo_dir.rglob("*.jpg"))
+    assert report.n_computed == len(photos) and sorted(requests) == photos  # not twice: keyed, then decoded
+    same_features(featurize(photo_dir, output=tmp_path / "b.h5", progress=False).output, report.output)
+    # with no room to keep them, each object is read again to decode it (and the vectors do not change)
+    monkeypatch.setattr(storage, "KEEP_BYTES", 0)
+    requests.clear()
+    again = featurize(f"{s3}/photos", output=tmp_path / "c.h5", cache_dir=tmp_path / "c2", progress=False)
+    assert sorted(requests) == sorted(photos * 2)
+    same_features(report.output, again.output)
+
+
 def test_webdataset_shards_in_s3_give_the_same_vectors_as_on_disk(photo_dir, s3, tmp_path):
     paths = sorted(photo_dir.rglob("*.jpg"))
     items = [(f"{p.parent.name}/{p.stem}", {"jpg": p.read_bytes(), "cls": p.parent.name.encode()}) for p in paths]
