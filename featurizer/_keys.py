@@ -61,8 +61,8 @@ class FileKeyMemo:
 
     def keys(self, paths: Sequence[str]) -> list[bytes | OSError]:
         """The key of each file, or the ``OSError`` that stopped reading it. Objects in storage are
-        stamped by size and ETag from one listing per folder (``object_stamps``); members of
-        archives and cells of tables have no stamp and are read every time. Sources whose bytes are
+        stamped by size and ETag from one listing per folder, members of archives and cells of
+        tables by their container's stamp (``object_stamps``). Sources whose bytes are
         ``served`` from memory are keyed from those bytes (the file may not be on this node)."""
         held = [served(p) for p in paths]
         if any(data is not None for data in held):

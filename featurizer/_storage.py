@@ -268,16 +268,39 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base, *parts) if is_url(base) else os.path.join(base, *parts)
 
 
+def container_of(source: str) -> str | None:
+    """The file that holds a member of an archive or a cell of a table; None for anything else."""
+    return source.split("::", 1)[1] if source.startswith((TAR_SOURCE, PARQUET_SOURCE)) else None
+
+
 def object_stamps(urls: list[str]) -> dict[str, tuple[int, int, int, int]]:
-    """``(size, digest of the ETag, 0, 0)`` of plain objects, from one listing per folder: what the
-    file-key memo compares instead of a local file's size and times. Members of archives and cells
-    of tables are left out (they are read every time), as are objects the listing does not show."""
+    """What the file-key memo compares for sources in storage, instead of a local file's size and
+    times: ``(size, digest of the ETag, 0, 0)`` of plain objects, from one listing per folder; a
+    member of an archive or a cell of a table, its container's stamp and its own name (a container
+    that changes re-keys its members). Objects the listing does not show are left out."""
+    containers = {url: container_of(url) for url in urls}
+    outer = {c for c in containers.values() if c is not None}
+    stamps = _listed_stamps([u for u, c in containers.items() if c is None] + [c for c in outer if is_url(c)])
+    for container in outer - set(stamps):
+        with suppress(OSError):
+            st = os.stat(local_path(container))
+            stamps[container] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    for url, container in containers.items():
+        if container in stamps:
+            stamps[url] = (stamps[container][0], _digest(f"{stamps[container]}\0{url}"), 0, 0)
+    return {url: stamps[url] for url in urls if url in stamps}
+
+
+def _digest(text: str) -> int:
     import hashlib
 
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")
+
+
+def _listed_stamps(urls: list[str]) -> dict[str, tuple[int, int, int, int]]:
     by_folder: dict[str, list[str]] = {}
     for url in urls:
-        if "::" not in url and not url.startswith(PARQUET_SOURCE):
-            by_folder.setdefault(posixpath.dirname(url), []).append(url)
+        by_folder.setdefault(posixpath.dirname(url), []).append(url)
     stamps = {}
     for folder in by_folder:
         try:
@@ -290,8 +313,7 @@ def object_stamps(urls: list[str]) -> dict[str, tuple[int, int, int, int]]:
         for info in listing:
             tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("LastModified")
             if info.get("type") == "file" and tag is not None:
-                digest = int.from_bytes(hashlib.sha256(str(tag).encode()).digest()[:7], "big")
-                stamps[f"{scheme}://{info['name']}"] = (int(info.get("size") or 0), digest, 0, 0)
+                stamps[f"{scheme}://{info['name']}"] = (int(info.get("size") or 0), _digest(str(tag)), 0, 0)
     return {url: stamps[url] for url in urls if url in stamps}
 
 

@@ -370,6 +370,34 @@ def test_a_new_object_in_s3_is_read_once_to_key_and_decode_it(photo_dir, s3, tmp
     same_features(report.output, again.output)
 
 
+def test_a_cached_rerun_reads_no_member_of_a_tar_shard_or_cell_of_a_table(photo_dir, s3, tmp_path, monkeypatch):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    import featurizer._keys as keys
+
+    paths = sorted(photo_dir.rglob("*.jpg"))
+    shards = write_shards([(p.stem, {"jpg": p.read_bytes()}) for p in paths], tmp_path / "tars", per_shard=6)
+    rows = [{"id": p.name, "image": p.read_bytes()} for p in paths]
+    (tmp_path / "table").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "table" / "a.parquet", row_group_size=4)
+    upload_tree(tmp_path / "table", f"{s3}/table")
+    read = []
+    real = keys.file_key
+    monkeypatch.setattr(keys, "file_key", lambda path: read.append(path) or real(path))
+    for source in (tmp_path / "tars", f"{s3}/table"):
+        featurize(source, output=tmp_path / "a.h5", cache_dir=tmp_path / "c", progress=False, force=True)
+        assert len(read) == len(paths)
+        read.clear()
+        again = featurize(source, output=tmp_path / "b.h5", cache_dir=tmp_path / "c", progress=False, force=True)
+        assert again.n_computed == 0 and read == []  # keyed from the container's stamp and the member's name
+    # a shard written again: its members are read again, the other shard's are not
+    write_shards([(p.stem, {"jpg": p.read_bytes()}) for p in paths[6:][::-1]], tmp_path / "new", per_shard=6)
+    os.replace(tmp_path / "new" / shards[0].name, shards[1])
+    featurize(tmp_path / "tars", output=tmp_path / "c.h5", cache_dir=tmp_path / "c", progress=False, force=True)
+    assert sorted(read) == sorted(f"tar://{p.stem}.jpg::{shards[1]}" for p in paths[6:])
+
+
 def test_webdataset_shards_in_s3_give_the_same_vectors_as_on_disk(photo_dir, s3, tmp_path):
     paths = sorted(photo_dir.rglob("*.jpg"))
     items = [(f"{p.parent.name}/{p.stem}", {"jpg": p.read_bytes(), "cls": p.parent.name.encode()}) for p in paths]
