@@ -237,6 +237,8 @@ def embed_ray(
             featurize(rows, ActorPoolStrategy(size=max(1, min(actors, len(rest)))))
     assembler.finish()
     total = sum(s.stop - s.start for s in todo)
+    if not inputs.from_files:
+        return [f"{total} texts sent to the actors with the plan"]
     if plan is None:
         return [f"{total} items read by the actors from their sources (no Ray Data reader covers these inputs)"]
     return [
