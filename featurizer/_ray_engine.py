@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurizer._errors import FeaturizerError, MissingPackageError
+from featurizer._errors import FeaturizerError, InputError, MissingPackageError
 from featurizer._extract import write_feature_file
 from featurizer._inputs import Inputs, parquet_num_rows
 from featurizer._resolve import RunOptions
@@ -202,6 +202,7 @@ def embed_ray(
         raise MissingPackageError("the Ray engine needs Ray: pip install 'featurizer[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    check_gpus(ray.cluster_resources().get("GPU", 0), gpus_per_actor, local=address is None)
     from ray.data import ActorPoolStrategy, DataContext
 
     # one progress bar, over items, is ours; Ray Data's per-operator log lines stay in its log files
@@ -245,6 +246,17 @@ def embed_ray(
         f"{assembler.streamed} of {total} items streamed by Ray Data's read_{READ_FUNCTIONS[plan.reader]}; "
         f"{total - assembler.streamed} read by the actors from their sources"
     ]
+
+
+def check_gpus(available: float, per_actor: float, local: bool) -> None:
+    """Actors that ask for more GPUs than the cluster has would wait for them forever: refused on a
+    Ray started here (nothing can add a GPU to it), a warning on a cluster (an autoscaler may)."""
+    if per_actor <= available:
+        return
+    message = f"--gpus-per-actor {per_actor:g} but the Ray cluster has {available:g} GPUs"
+    if local:
+        raise InputError(f"{message} (a local Ray sees this machine's GPUs; leave --gpus-per-actor out on a CPU)")
+    logging.getLogger(__name__).warning("%s now: the actors wait until one joins", message)
 
 
 BATCH_ROWS = 256  # items an actor featurizes per call: its bytes, and then its vectors, travel together

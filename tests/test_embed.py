@@ -140,3 +140,18 @@ def test_ray_accounts_for_every_bad_item_as_the_local_engine_does(photo_dir, ray
         assert b.ids == a.ids == ["0", "1", "5", "6", "7"]
         assert b.errors == a.errors and [i for i, _ in b.errors] == ["2", "3", "4"]
         np.testing.assert_array_equal(b.read(), a.read())
+
+
+def test_ray_refuses_gpu_actors_a_local_ray_cannot_place_instead_of_waiting(questions, tmp_path):
+    ray = pytest.importorskip("ray")
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: its local Ray can place the actor")
+    ray.shutdown()
+    (tmp_path / "q.txt").write_text("\n".join(questions[:4]))
+    args = ["embed", str(tmp_path / "q.txt"), "-m", "minilm", "-o", str(tmp_path / "out"), "--engine", "ray",
+            "--gpus-per-actor", "1", "-q"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    ray.shutdown()
+    assert result.exit_code == 1 and "the Ray cluster has 0 GPUs" in result.output
+    assert "Traceback" not in result.output
