@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -158,12 +159,8 @@ def _place_rows(batch, *, reader: str, positions: dict, column: str, rows: dict)
         hashes = batch.column("row_hash").to_numpy()
         for path, digest, payload in zip(paths, hashes, batch.column(column).to_pylist()):
             row = _row_of_hash(path, rows[path]).get(int(digest))
-            if row is None:
-                raise FeaturizerError(
-                    f"a row of {path} could not be placed in the plan (this Ray's read_parquet numbers rows "
-                    "otherwise): use --engine local"
-                )
-            add(_identity(path, str(row)), payload)
+            if row is not None:  # else (a Ray that numbers rows otherwise) the actors read the cell themselves
+                add(_identity(path, str(row)), payload)
     return pa.table(
         {
             "position": pa.array(out_positions, pa.int64()),
@@ -225,8 +222,11 @@ def embed_ray(
             num_gpus=gpus_per_actor or None,
             num_cpus=1,
         )
-        for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
-            assembler.add(batch)
+        try:
+            for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
+                assembler.add(batch)
+        except ray.exceptions.RayTaskError as err:
+            raise remote_failure(str(err)) from None
 
     with assembler.progress(run.progress):
         plan = read_plan(inputs, todo)
@@ -246,6 +246,25 @@ def embed_ray(
         f"{assembler.streamed} of {total} items streamed by Ray Data's read_{READ_FUNCTIONS[plan.reader]}; "
         f"{total - assembler.streamed} read by the actors from their sources"
     ]
+
+
+_RAISED = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit)): (.+)$", re.MULTILINE)
+
+
+def remote_failure(text: str) -> FeaturizerError:
+    """One line for an error raised in a Ray task or actor: the first exception of the chain that
+    Ray prints (the original, before Ray's own wrappers), named as featurize would name it here."""
+    found = _RAISED.search(re.sub(r"\x1b\[[0-9;]*m", "", text))
+    if found is None:
+        return FeaturizerError(f"a Ray task failed: {text.strip().splitlines()[-1][:300]}")
+    kind, message = found.groups()
+    if kind in _error_names(FeaturizerError):
+        return FeaturizerError(message)
+    return FeaturizerError(f"a Ray task failed: {kind}: {message}")
+
+
+def _error_names(kind: type) -> set[str]:
+    return {kind.__name__}.union(*(_error_names(sub) for sub in kind.__subclasses__()))
 
 
 def check_gpus(available: float, per_actor: float, local: bool) -> None:

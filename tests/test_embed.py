@@ -155,3 +155,18 @@ def test_ray_refuses_gpu_actors_a_local_ray_cannot_place_instead_of_waiting(ques
     ray.shutdown()
     assert result.exit_code == 1 and "the Ray cluster has 0 GPUs" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_error_in_a_ray_actor_is_one_line():
+    """As Ray prints it: the original exception first, then Ray's wrappers around it."""
+    from featurizer._ray_engine import remote_failure
+
+    printed = (
+        '\x1b[36mray::MapWorker(MapBatches(VectorWorker)).submit()\x1b[39m (pid=1)\n  File "x.py", line 3, in f\n'
+        "featurizer._storage.StorageError: s3://b/k: access denied (check the credentials' permissions on it)\n\n"
+        "The above exception was the direct cause of the following exception:\n\n"
+        "ray.exceptions.UserCodeException: UDF failed to process a data block.\n"
+    )
+    assert str(remote_failure(printed)) == "s3://b/k: access denied (check the credentials' permissions on it)"
+    bug = printed.replace("featurizer._storage.StorageError", "KeyError")  # not ours: named, with its type
+    assert str(remote_failure(bug)).startswith("a Ray task failed: KeyError: s3://b/k")
