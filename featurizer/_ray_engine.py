@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import posixpath
 import re
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -52,6 +53,7 @@ class ReadPlan:
     protocol: str  # "" for local paths
     column: str = ""  # Parquet: the image column
     rows: dict[str, int] = field(default_factory=dict)  # Parquet: rows of each file
+    extensions: list[str] | None = None  # files of a listed folder that the reader reads
     positions: dict[str, list[int]] = field(default_factory=dict)  # a row's identity -> plan positions
 
 
@@ -82,12 +84,23 @@ def read_plan(inputs: Inputs, todo: Sequence[ShardPlan]) -> ReadPlan | None:
         return None
     names = {file: _reader_path(file) for file, _ in parts}
     plan = ReadPlan(reader, list(dict.fromkeys(names.values())), protocols.pop())
+    if reader == "files" and _read_whole_folder(inputs, sources):
+        plan.paths = [_reader_path(inputs.origin)]
+        plan.extensions = sorted({posixpath.splitext(s)[1].lower() for s in sources})
     for pos, (file, part) in zip(positions, parts):
         plan.positions.setdefault(_identity(names[file], part), []).append(pos)
     if reader == "parquet":
         plan.column = columns.pop()
         plan.rows = {names[file]: parquet_num_rows(file) for file in dict.fromkeys(f for f, _ in parts)}
     return plan
+
+
+def _read_whole_folder(inputs: Inputs, sources: Sequence[str]) -> bool:
+    """Whether Ray should list the input folder in storage rather than be given its objects one by
+    one (it asks for each given object's size, one request each): when the folder is the input and
+    at least half of its items are to be read (rows of the others are dropped when placed)."""
+    folder = inputs.origin.rstrip("/") + "/"
+    return is_url(inputs.origin) and 2 * len(sources) >= len(inputs) and all(s.startswith(folder) for s in sources)
 
 
 def _protocol(path: str) -> str:
@@ -121,7 +134,9 @@ def read_dataset(plan: ReadPlan):
 
     fs = arrow_filesystem(plan.protocol)
     if plan.reader == "files":
-        data = ray.data.read_binary_files(plan.paths, filesystem=fs, include_paths=True, ignore_missing_paths=True)
+        data = ray.data.read_binary_files(
+            plan.paths, filesystem=fs, include_paths=True, ignore_missing_paths=True, file_extensions=plan.extensions
+        )
     elif plan.reader == "webdataset":
         data = ray.data.read_webdataset(plan.paths, filesystem=fs, decoder=None, include_paths=True)
     else:

@@ -170,3 +170,18 @@ def test_an_error_in_a_ray_actor_is_one_line():
     assert str(remote_failure(printed)) == "s3://b/k: access denied (check the credentials' permissions on it)"
     bug = printed.replace("featurizer._storage.StorageError", "KeyError")  # not ours: named, with its type
     assert str(remote_failure(bug)).startswith("a Ray task failed: KeyError: s3://b/k")
+
+
+def test_ray_lists_a_folder_in_storage_once_instead_of_asking_for_each_object(photo_dir, s3):
+    from featurizer._inputs import read_inputs
+    from featurizer._ray_engine import read_plan
+    from featurizer._shards import plan_shards
+
+    upload_tree(photo_dir, f"{s3}/photos")
+    inputs = read_inputs(f"{s3}/photos")
+    shards = plan_shards(len(inputs), 4)
+    whole = read_plan(inputs, shards)
+    bucket = s3.removeprefix("s3://")
+    assert whole.paths == [f"{bucket}/photos"] and whole.extensions == [".jpg"]
+    resumed = read_plan(inputs, shards[2:])  # a third left to do: those objects only
+    assert resumed.paths == [f"{bucket}/photos/{i}" for i in inputs.ids[8:]] and resumed.extensions is None
