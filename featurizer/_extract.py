@@ -499,14 +499,14 @@ def featurize_with(
     lock = lock_output(Path(output)) if output is not None and not remote else None
     try:
         if remote:
-            check_output(str(output), inputs.origin, force)
+            check_output(str(output), _storable(inputs.origin), force)
             with atomic_output(str(output)) as local:
                 report = _featurize(extractor, inputs, local, store_dtype, on_error, attrs, started, augment)
             report.output = str(output)
             return report
         if output is not None:
             refuse_input_as_output(Path(output), inputs)
-            check_output(Path(output), inputs.origin, force)
+            check_output(Path(output), _storable(inputs.origin), force)
         return _featurize(extractor, inputs, output, store_dtype, on_error, attrs, started, augment)
     finally:
         extractor.compact()
@@ -526,19 +526,29 @@ def refuse_input_as_output(output: Path, inputs: Inputs) -> None:
         raise InputError(f"output {output} is one of the inputs; choose another -o")
 
 
+def compute_items(
+    extractor: Extractor, inputs: Inputs, on_error: str = "skip"
+) -> tuple[list[bytes | None], list[tuple[str, str]], list[int], int]:
+    """Key every item and compute those the cache lacks: (keys, errors in input order, positions of
+    the items that have vectors, number computed). What both engines of embed and featurize do."""
+    keys, errors = extractor.keys(inputs)
+    if errors and on_error == "fail":
+        raise ItemError(f"cannot featurize {errors[0][0]}: {errors[0][1]}")
+    computed, item_errors = extractor.ensure(inputs, keys, on_error)
+    order = {item: pos for pos, item in enumerate(inputs.ids)}
+    errors = sorted(errors + item_errors, key=lambda error: order.get(error[0], -1))
+    failed = {i for i, _ in errors}
+    good = [pos for pos, (k, i) in enumerate(zip(keys, inputs.ids)) if k is not None and i not in failed]
+    return keys, errors, good, computed
+
+
 def _featurize(
     extractor: Extractor, inputs: Inputs, output, store_dtype: str, on_error: str, attrs, started: float, augment: int
 ):
     views = extractor.views(augment)
     try:
         with keeping_reads():  # objects in storage read to key them are decoded from memory
-            keys, errors = extractor.keys(inputs)
-            if errors and on_error == "fail":
-                raise ItemError(f"cannot featurize {errors[0][0]}: {errors[0][1]}")
-            computed, item_errors = extractor.ensure(inputs, keys, on_error)
-            errors += item_errors
-            failed = {i for i, _ in errors}
-            good = [pos for pos, (k, i) in enumerate(zip(keys, inputs.ids)) if k is not None and i not in failed]
+            keys, errors, good, computed = compute_items(extractor, inputs, on_error)
             kept = set(good)
             good_keys = [k if pos in kept else None for pos, k in enumerate(keys)]
             for view in views:  # the same images, cropped and flipped: they decoded once, so they decode again
@@ -589,13 +599,13 @@ def write_features(
 
 
 def write_feature_file(
-    output,
+    output: str | os.PathLike,
     spec: FeatureSpec,
     dims: Sequence[int],
     inputs: Inputs,
     good: list[int],
     rows: Callable[[str, list[int]], np.ndarray],
-    errors,
+    errors: Sequence[tuple[str, str]],
     store_dtype: str = "float32",
     attrs: dict | None = None,
     views: Sequence[Callable[[str, list[int]], np.ndarray]] = (),
@@ -618,7 +628,7 @@ def write_feature_file(
         sources=sources,
         columns=columns,
         dtype=store_dtype,
-        origin=inputs.origin,
+        origin=_storable(inputs.origin),
         attrs=attrs,
         size_hint=size,
     ) as writer:

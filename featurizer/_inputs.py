@@ -665,6 +665,7 @@ def _row_group_starts(file: str) -> tuple[int, ...]:
 
 
 def parquet_num_rows(file: str) -> int:
+    """Rows of a Parquet file, from its footer."""
     return _row_group_starts(file)[-1]
 
 

@@ -69,7 +69,7 @@ class FileKeyMemo:
             rest = iter(self.keys([p for p, data in zip(paths, held) if data is None]))
             return [bytes_key(data) if data is not None else next(rest) for data in held]
         paths = [p if is_url(p) else os.path.abspath(p) for p in paths]
-        names = [p if is_url(p) else _memo_name(p) for p in paths]  # the memo's keys must be UTF-8
+        names = [_memo_name(p) for p in paths]  # the memo's keys must be UTF-8 (a URL's or a container's too)
         stamps = object_stamps([p for p in paths if is_url(p)])
         stats: list[tuple | OSError | None] = []  # None: no stamp, not remembered
         for path in paths:

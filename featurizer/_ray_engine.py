@@ -1,195 +1,39 @@
-"""The Ray engine of ``embed``: Ray Data reads the items' bytes, a pool of actors featurizes them,
-the driver writes the shards.
+"""The Ray engine of ``embed``: Ray Data streams the items' bytes to a pool of actors that featurize
+them; the driver writes the shards.
 
-Items held in files are read by Ray Data's own readers, as Ray schedules them: image files with
-``read_binary_files``, members of WebDataset tar shards with ``read_webdataset``, image cells of
-Parquet tables with ``read_parquet``. Objects in storage are read by whichever node runs the read,
-through the same fsspec filesystem as the rest of featurizer (so the same credentials); local files
-must be visible to the nodes, as for any Ray Data read. Each row is matched to its positions in the
-plan by where it came from (the file; the shard and member; the file and row) and streams to the
-actors as bytes, which they featurize without opening any source (``served_from_memory``). The
-actors send back vectors (a few kB an item, against the image's tens of kB); the driver gathers
-them by shard and writes each shard the moment its last item arrives, so a killed run keeps every
-shard written so far. Texts, inputs that no single reader covers (local and remote paths mixed),
-and items a reader did not yield (a missing file) are handed to the actors by position instead,
-and read by them from their source, giving the same errors as the local engine.
-
-``read_images`` is not used: it decodes with its own code into arrays of one size, which gives other
-pixels than featurize's decoding, and loses the key of an item (its file's bytes).
+The items are read by Ray Data's own readers (``featurizer._ray_read``) and reach the actors as
+bytes, which they featurize without opening any source (``served_from_memory``), so a node need
+not see the driver's disk. The actors send back vectors (a few kB an item, against the image's tens
+of kB); the driver gathers them by shard and writes each shard the moment its last item arrives,
+so a killed run keeps every shard written so far. Items no reader covers (texts, a missing file)
+are rows without bytes, first in the stream: the actors read them from their sources. If the
+reader itself fails, the items not yet done are handed to the actors by position, and the summary
+says so.
 """
 
 from __future__ import annotations
 
-import functools
+import bisect
 import logging
 import os
-import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from featurizer._errors import FeaturizerError, InputError, MissingPackageError
-from featurizer._extract import write_feature_file
-from featurizer._inputs import Inputs, parquet_num_rows
+from featurizer._extract import compute_items, write_feature_file
+from featurizer._inputs import Inputs
+from featurizer._ray_read import READ_FUNCTIONS, by_source_rows, read_plan, reader_rows
 from featurizer._resolve import RunOptions
 from featurizer._shards import ShardPlan, compute_shard
 from featurizer._spec import FeatureSpec
-from featurizer._storage import PARQUET_SOURCE, TAR_SOURCE, filesystem, is_url, local_path, served_from_memory
+from featurizer._storage import served_from_memory
 
-READ_FUNCTIONS = {"files": "binary_files", "webdataset": "webdataset", "parquet": "parquet"}
-_SEP = "\0"  # between the parts of a row's identity: a path never holds it
-
-
-@dataclass
-class ReadPlan:
-    """What Ray Data reads for the shards to compute, and where each row it yields belongs."""
-
-    reader: str  # a key of READ_FUNCTIONS
-    paths: list[str]  # as the reader is given them (and reports them in its "path" column)
-    protocol: str  # "" for local paths
-    column: str = ""  # Parquet: the image column
-    rows: dict[str, int] = field(default_factory=dict)  # Parquet: rows of each file
-    extensions: list[str] | None = None  # files of a listed folder that the reader reads
-    positions: dict[str, list[int]] = field(default_factory=dict)  # a row's identity -> plan positions
-
-
-def read_plan(inputs: Inputs, todo: Sequence[ShardPlan]) -> ReadPlan | None:
-    """The reader for these inputs' items in the shards ``todo``, or None where no single reader covers them."""
-    if not inputs.from_files or not todo:
-        return None
-    positions = [p for s in todo for p in range(s.start, s.stop)]
-    sources = [inputs.sources[p] for p in positions]
-    if not sources or not all(isinstance(s, str) and s for s in sources):
-        return None
-    if all(s.startswith(TAR_SOURCE) for s in sources):
-        reader, parts = "webdataset", [s[len(TAR_SOURCE) :].split("::", 1)[::-1] for s in sources]
-    elif all(s.startswith(PARQUET_SOURCE) for s in sources):
-        cells = [s[len(PARQUET_SOURCE) :].split("::", 1) for s in sources]
-        parts = [(file, where.split("/", 1)) for where, file in cells]
-        columns = {column for _, (_, column) in parts}
-        if len(columns) != 1:
-            return None
-        reader = "parquet"
-        parts = [(file, row) for file, (row, _) in parts]
-    elif not any(s.startswith((TAR_SOURCE, PARQUET_SOURCE)) for s in sources):
-        reader, parts = "files", [(s, "") for s in sources]
-    else:
-        return None
-    protocols = {_protocol(file) for file, _ in parts}
-    if len(protocols) != 1:
-        return None
-    names = {file: _reader_path(file) for file, _ in parts}
-    plan = ReadPlan(reader, list(dict.fromkeys(names.values())), protocols.pop())
-    if reader == "files" and _read_whole_folder(inputs, sources):
-        plan.paths = [_reader_path(inputs.origin)]
-        plan.extensions = sorted({posixpath.splitext(s)[1].lower() for s in sources})
-    for pos, (file, part) in zip(positions, parts):
-        plan.positions.setdefault(_identity(names[file], part), []).append(pos)
-    if reader == "parquet":
-        plan.column = columns.pop()
-        plan.rows = {names[file]: parquet_num_rows(file) for file in dict.fromkeys(f for f, _ in parts)}
-    return plan
-
-
-def _read_whole_folder(inputs: Inputs, sources: Sequence[str]) -> bool:
-    """Whether Ray should list the input folder in storage rather than be given its objects one by
-    one (it asks for each given object's size, one request each): when the folder is the input and
-    at least half of its items are to be read (rows of the others are dropped when placed)."""
-    folder = inputs.origin.rstrip("/") + "/"
-    return is_url(inputs.origin) and 2 * len(sources) >= len(inputs) and all(s.startswith(folder) for s in sources)
-
-
-def _protocol(path: str) -> str:
-    return path.split("://", 1)[0] if is_url(path) else ""
-
-
-def _reader_path(path: str) -> str:
-    """A path as Ray Data's readers take and report it: absolute for a local file, without its
-    protocol for an object (the filesystem is given to the reader)."""
-    return filesystem(path)[1] if is_url(path) else os.path.abspath(local_path(path))
-
-
-def _identity(path: str, part: str) -> str:
-    return f"{path}{_SEP}{part}" if part else path
-
-
-def arrow_filesystem(protocol: str):
-    """The pyarrow filesystem Ray Data reads ``protocol``'s objects through: featurizer's fsspec
-    filesystem (its credentials and endpoint), or None for local paths."""
-    if not protocol:
-        return None
-    import pyarrow.fs
-
-    fs, _ = filesystem(f"{protocol}://")
-    return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
-
-
-def read_dataset(plan: ReadPlan):
-    """Rows ``position``, ``payload`` (the item's bytes) for every planned item the reader yields."""
-    import ray.data
-
-    fs = arrow_filesystem(plan.protocol)
-    if plan.reader == "files":
-        data = ray.data.read_binary_files(
-            plan.paths, filesystem=fs, include_paths=True, ignore_missing_paths=True, file_extensions=plan.extensions
-        )
-    elif plan.reader == "webdataset":
-        data = ray.data.read_webdataset(plan.paths, filesystem=fs, decoder=None, include_paths=True)
-    else:
-        data = ray.data.read_parquet(plan.paths, filesystem=fs, include_paths=True, include_row_hash=True)
-        data = data.select_columns([plan.column, "path", "row_hash"])
-    place = functools.partial(
-        _place_rows, reader=plan.reader, positions=plan.positions, column=plan.column, rows=plan.rows
-    )
-    return data.map_batches(place, batch_format="pyarrow")
-
-
-def _place_rows(batch, *, reader: str, positions: dict, column: str, rows: dict):
-    """A batch of reader rows as (position, payload) rows: one per planned position of each."""
-    import pyarrow as pa
-
-    out_positions, payloads = [], []
-
-    def add(identity: str, payload) -> None:
-        for pos in positions.get(identity, ()):
-            if payload is not None:
-                out_positions.append(pos)
-                payloads.append(payload)
-
-    paths = batch.column("path").to_pylist()
-    if reader == "files":
-        for path, payload in zip(paths, batch.column("bytes").to_pylist()):
-            add(path, payload)
-    elif reader == "webdataset":
-        keys = batch.column("__key__").to_pylist()
-        members = [n for n in batch.column_names if not n.startswith("__") and n != "path"]
-        for name in members:
-            for path, key, payload in zip(paths, keys, batch.column(name).to_pylist()):
-                add(_identity(path, f"{key}.{name}"), payload)
-    else:
-        hashes = batch.column("row_hash").to_numpy()
-        for path, digest, payload in zip(paths, hashes, batch.column(column).to_pylist()):
-            row = _row_of_hash(path, rows[path]).get(int(digest))
-            if row is not None:  # else (a Ray that numbers rows otherwise) the actors read the cell themselves
-                add(_identity(path, str(row)), payload)
-    return pa.table(
-        {
-            "position": pa.array(out_positions, pa.int64()),
-            "payload": pa.array(payloads, pa.large_binary()),
-        }
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _row_of_hash(path: str, n_rows: int) -> dict[int, int]:
-    """Row number of each ``row_hash`` Ray Data gives the rows of a Parquet file (its own function)."""
-    from ray.data._internal.datasource_v2.common.synthesized_columns import _compute_row_hashes
-
-    return {int(h): row for row, h in enumerate(_compute_row_hashes(path, 0, n_rows))}
+BATCH_ROWS = 256  # items an actor featurizes per call: their bytes, and then their vectors, travel together
 
 
 def embed_ray(
@@ -199,7 +43,6 @@ def embed_ray(
     spec: FeatureSpec,
     run: RunOptions,
     *,
-    shard_size: int,
     dims: Sequence[int],
     address: str | None,
     actors: int,
@@ -212,16 +55,17 @@ def embed_ray(
         import ray
     except ImportError:
         raise MissingPackageError("the Ray engine needs Ray: pip install 'featurizer[ray]'") from None
+    started_here = not ray.is_initialized() and address is None and "RAY_ADDRESS" not in os.environ
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    check_gpus(ray.cluster_resources().get("GPU", 0), gpus_per_actor, local=address is None)
+    check_gpus(ray.cluster_resources().get("GPU", 0), gpus_per_actor, local=started_here)
     from ray.data import ActorPoolStrategy, DataContext
 
     # one progress bar, over items, is ours; Ray Data's per-operator log lines stay in its log files
     DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
-    assembler = ShardAssembler(inputs, out, todo, spec, dims, shard_size)
+    assembler = ShardAssembler(inputs, out, todo, spec, dims)
     constructor = {
         "inputs": inputs,
         "spec_json": spec.to_json(),
@@ -233,7 +77,7 @@ def embed_ray(
             VectorWorker,
             fn_constructor_kwargs=constructor,
             compute=pool,
-            batch_size=min(shard_size, BATCH_ROWS),
+            batch_size=min(todo[0].stop - todo[0].start, BATCH_ROWS),
             num_gpus=gpus_per_actor or None,
             num_cpus=1,
         )
@@ -243,23 +87,27 @@ def embed_ray(
         except ray.exceptions.RayTaskError as err:
             raise remote_failure(str(err)) from None
 
+    notes = []
     with assembler.progress(run.progress):
-        plan = read_plan(inputs, todo)
-        if plan is not None:  # the readers' tasks need CPUs too: the pool grows into what they leave
-            featurize(read_dataset(plan), ActorPoolStrategy(min_size=1, max_size=max(1, actors)))
+        plan = read_plan(inputs, assembler.missing())
+        if plan.reader is not None:
+            try:  # the readers' tasks need CPUs too: the pool grows into what they leave
+                featurize(reader_rows(plan), ActorPoolStrategy(min_size=1, max_size=max(1, actors)))
+            except (FeaturizerError, ValueError, OSError) as err:
+                read = f"Ray Data's read_{READ_FUNCTIONS[plan.reader]}"
+                notes.append(f"{read} failed ({str(err).splitlines()[0][:200]}): the actors read the rest themselves")
         rest = assembler.missing()
         if rest:
-            rows = ray.data.from_items([{"position": p} for p in rest])
-            featurize(rows, ActorPoolStrategy(size=max(1, min(actors, len(rest)))))
+            featurize(by_source_rows(rest), ActorPoolStrategy(size=max(1, min(actors, len(rest)))))
     assembler.finish()
     total = sum(s.stop - s.start for s in todo)
     if not inputs.from_files:
         return [f"{total} texts sent to the actors with the plan"]
-    if plan is None:
-        return [f"{total} items read by the actors from their sources (no Ray Data reader covers these inputs)"]
+    read = f"Ray Data's read_{READ_FUNCTIONS[plan.reader]}" if plan.reader else "no Ray Data reader (none covers them)"
     return [
-        f"{assembler.streamed} of {total} items streamed by Ray Data's read_{READ_FUNCTIONS[plan.reader]}; "
-        f"{total - assembler.streamed} read by the actors from their sources"
+        f"{assembler.streamed} of {total} items streamed by {read}; "
+        f"{total - assembler.streamed} read by the actors from their sources",
+        *notes,
     ]
 
 
@@ -293,56 +141,60 @@ def check_gpus(available: float, per_actor: float, local: bool) -> None:
     logging.getLogger(__name__).warning("%s now: the actors wait until one joins", message)
 
 
-BATCH_ROWS = 256  # items an actor featurizes per call: its bytes, and then its vectors, travel together
-
-
 class ShardAssembler:
     """Vectors from the actors, gathered by shard; a shard is written once its last item is in."""
 
-    def __init__(self, inputs, out, todo, spec: FeatureSpec, dims: Sequence[int], shard_size: int):
-        self.inputs, self.out, self.spec, self.dims, self.shard_size = inputs, out, spec, list(dims), shard_size
-        self.shards = {s.index: s for s in todo}
+    def __init__(
+        self, inputs: Inputs, out: Path | str, todo: Sequence[ShardPlan], spec: FeatureSpec, dims: Sequence[int]
+    ):
+        self.inputs, self.out, self.spec, self.dims = inputs, out, spec, list(dims)
+        self.shards = sorted(todo, key=lambda s: s.start)
+        self.starts = [s.start for s in self.shards]
         self.pending: dict[int, dict[int, tuple[str, list[np.ndarray]]]] = {s.index: {} for s in todo}
         self.bar = None
         self.streamed = 0  # items whose bytes came from a Ray Data reader
 
     @contextmanager
-    def progress(self, show: bool):
+    def progress(self, show: bool) -> Iterator[None]:
         from tqdm.auto import tqdm
 
-        total = sum(s.stop - s.start for s in self.shards.values())
+        total = sum(s.stop - s.start for s in self.shards)
         with tqdm(total=total, unit=" item", desc="embed (ray)", disable=not show, dynamic_ncols=True) as self.bar:
             yield
 
+    def shard_of(self, position: int) -> ShardPlan:
+        return self.shards[bisect.bisect_right(self.starts, position) - 1]
+
     def add(self, batch: dict) -> None:
+        """Take a batch the actors sent back; rows of items already in (or of written shards) are ignored."""
         layers = [batch[f"v{j}"] for j in range(len(self.dims))]
-        for i, (position, error) in enumerate(zip(batch["position"], batch["error"])):
-            position = int(position)
-            index = position // self.shard_size
-            got = self.pending.get(index)
-            if got is None or position in got:
+        for i, (position, error, streamed) in enumerate(zip(batch["position"], batch["error"], batch["streamed"])):
+            shard = self.shard_of(int(position))
+            got = self.pending.get(shard.index)
+            if got is None or int(position) in got:
                 continue
-            got[position] = (str(error), [layer[i] for layer in layers])
-            if len(got) == self.shards[index].stop - self.shards[index].start:
-                self._write(index)
-        self.bar.update(len(batch["position"]))
-        self.streamed += int(np.sum(batch["streamed"]))
+            got[int(position)] = (str(error), [layer[i] for layer in layers])
+            self.streamed += bool(streamed)
+            self.bar.update(1)
+            if len(got) == shard.stop - shard.start:
+                self._write(shard)
 
     def missing(self) -> list[int]:
         """Positions of unwritten shards that no actor has sent back."""
         return [
             p
-            for index, got in self.pending.items()
-            for p in range(self.shards[index].start, self.shards[index].stop)
-            if p not in got
+            for shard in self.shards
+            if shard.index in self.pending
+            for p in range(shard.start, shard.stop)
+            if p not in self.pending[shard.index]
         ]
 
     def finish(self) -> None:
         if self.pending:
             raise FeaturizerError(f"the Ray actors sent back no vectors for shards {sorted(self.pending)}")
 
-    def _write(self, index: int) -> None:
-        shard, got = self.shards[index], self.pending.pop(index)
+    def _write(self, shard: ShardPlan) -> None:
+        got = self.pending.pop(shard.index)
         results = [got[p] for p in range(shard.start, shard.stop)]
         good = [n for n, (error, _) in enumerate(results) if not error]
 
@@ -372,20 +224,16 @@ class VectorWorker:
 
         positions = [int(p) for p in batch["position"]]
         part = replace(self.inputs.take(positions), skipped=[], notes=[])
-        payloads = {}
-        if "payload" in batch:
-            payloads = {part.sources[n]: bytes(data) for n, data in enumerate(batch["payload"])}
+        sent = list(batch["payload"]) if "payload" in batch else [None] * len(positions)
+        payloads = {part.sources[n]: bytes(data) for n, data in enumerate(sent) if data is not None}
         extractor = self.extractor
         with served_from_memory(payloads):
-            keys, failed = extractor.keys(part)
-            _, item_errors = extractor.ensure(part, keys, "skip")
-        reasons = dict(failed + item_errors)
-        errors = [reasons.get(item, "") for item in part.ids]
-        good = [n for n, (key, error) in enumerate(zip(keys, errors)) if key is not None and not error]
+            keys, errors, good, _ = compute_items(extractor, part)
+        reasons = dict(errors)
         out = {
             "position": np.asarray(positions, np.int64),
-            "error": np.asarray(errors, dtype=object),
-            "streamed": np.full(len(positions), bool(payloads)),
+            "error": np.asarray([reasons.get(item, "") for item in part.ids], dtype=object),
+            "streamed": np.asarray([data is not None for data in sent], dtype=bool),
         }
         for j, (layer, dim) in enumerate(zip(extractor.spec.layers, extractor.layer_dims())):
             vectors = np.zeros((len(positions), dim), np.float32)

@@ -372,8 +372,8 @@ def embed_options(
         from featurizer._ray_engine import embed_ray
 
         notes = embed_ray(
-            inputs, out, todo, spec, run, shard_size=shard_size, dims=local.layer_dims(), address=address,
-            actors=actors, gpus_per_actor=gpus_per_actor,
+            inputs, out, todo, spec, run, dims=local.layer_dims(), address=address, actors=actors,
+            gpus_per_actor=gpus_per_actor,
         )  # fmt: skip
     write_manifest(out, shards, spec, inputs)
     return EmbedReport(

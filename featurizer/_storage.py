@@ -121,12 +121,14 @@ def served_from_memory(payloads: Mapping[str, bytes]) -> Iterator[None]:
     themselves (a node of a cluster may not see the driver's disk). Decoding must run in this
     process (or in workers forked inside the block), where the bytes are.
     """
+    before = {source: _SERVED[source] for source in payloads if source in _SERVED}
     _SERVED.update(payloads)
     try:
         yield
     finally:
         for source in payloads:
             _SERVED.pop(source, None)
+        _SERVED.update(before)
 
 
 def served(source: str | os.PathLike) -> bytes | None:
@@ -172,11 +174,13 @@ def keeping_reads(budget: int | None = None) -> Iterator[None]:
     ``budget`` bytes in all (``KEEP_BYTES``), and ``open_source`` serves them again (to decode them, here or in
     workers forked inside the block): a new object in storage costs one request, not two."""
     kept: set[str] = set()
+    before = dict(_KEEPING)  # an enclosing block keeps its own
     _KEEPING.update(left=KEEP_BYTES if budget is None else budget, kept=kept)
     try:
         yield
     finally:
         _KEEPING.clear()
+        _KEEPING.update(before)
         for source in kept:
             _SERVED.pop(source, None)
 
@@ -189,10 +193,11 @@ def read_object(url: str) -> bytes:
         return held
     with open_source(url) as f:
         data = f.read()
-    if _KEEPING and len(data) <= _KEEPING["left"]:
+    kept, left = _KEEPING.get("kept"), _KEEPING.get("left", 0)
+    if kept is not None and len(data) <= left:
         _SERVED[url] = data
-        _KEEPING["kept"].add(url)
-        _KEEPING["left"] -= len(data)
+        kept.add(url)
+        _KEEPING["left"] = left - len(data)
     return data
 
 
@@ -294,7 +299,7 @@ def object_stamps(urls: list[str]) -> dict[str, tuple[int, int, int, int]]:
 def _digest(text: str) -> int:
     import hashlib
 
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "big")
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()[:7], "big")
 
 
 def _listed_stamps(urls: list[str]) -> dict[str, tuple[int, int, int, int]]:

@@ -174,14 +174,35 @@ def test_an_error_in_a_ray_actor_is_one_line():
 
 def test_ray_lists_a_folder_in_storage_once_instead_of_asking_for_each_object(photo_dir, s3):
     from featurizer._inputs import read_inputs
-    from featurizer._ray_engine import read_plan
-    from featurizer._shards import plan_shards
+    from featurizer._ray_read import read_plan
 
     upload_tree(photo_dir, f"{s3}/photos")
     inputs = read_inputs(f"{s3}/photos")
-    shards = plan_shards(len(inputs), 4)
-    whole = read_plan(inputs, shards)
+    whole = read_plan(inputs, range(len(inputs)))
     bucket = s3.removeprefix("s3://")
-    assert whole.paths == [f"{bucket}/photos"] and whole.extensions == [".jpg"]
-    resumed = read_plan(inputs, shards[2:])  # a third left to do: those objects only
+    assert whole.paths == [f"{bucket}/photos"] and whole.extensions == [".jpg"] and not whole.by_source
+    resumed = read_plan(inputs, range(8, len(inputs)))  # a third left to do: those objects only
     assert resumed.paths == [f"{bucket}/photos/{i}" for i in inputs.ids[8:]] and resumed.extensions is None
+
+
+def test_ray_reads_what_its_readers_refuse_through_the_actors(photo_dir, tmp_path):
+    """A tar whose samples are not contiguous (Ray's reader raises on it) and a '.pq' table (Ray's
+    reader looks for '.parquet'): the same vectors as the local engine, whichever way they were read."""
+    pytest.importorskip("ray")
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    paths = sorted(photo_dir.rglob("*.jpg"))
+    scattered = [(p.stem, {"jpg": p.read_bytes()}) for p in paths] + [(p.stem, {"cls": b"x"}) for p in paths[:6]]
+    write_shards(scattered, tmp_path / "tars", per_shard=len(scattered))
+    write_shards([(p.stem, {"jpg": p.read_bytes()}) for p in paths[:4]], tmp_path / "tars2", per_shard=4)
+    pq.write_table(pa.Table.from_pylist([{"id": p.name, "image": p.read_bytes()} for p in paths]), tmp_path / "t.pq")
+    for name, source, streamed in (("tars", tmp_path / "tars", 0), ("pq", tmp_path / "t.pq", 12)):
+        local = embed(source, tmp_path / f"{name}-local", shard_size=5, cache_dir=tmp_path / "c1", progress=False)
+        ray = embed(source, tmp_path / f"{name}-ray", engine="ray", shard_size=5, cache_dir=tmp_path / "c2",
+                    progress=False)  # fmt: skip
+        assert local.computed == ray.computed == [0, 1, 2]
+        assert ray.notes[0].startswith(f"{streamed} of 12 items streamed")
+        with FeatureFile(merge(tmp_path / f"{name}-local")) as a, FeatureFile(merge(tmp_path / f"{name}-ray")) as b:
+            assert b.ids == a.ids and b.labels == a.labels
+            np.testing.assert_array_equal(b.read(), a.read())

@@ -453,3 +453,12 @@ def test_items_served_from_memory_are_featurized_without_their_files(photo_dir, 
     # outside the block the same sources are what they are: missing
     after = featurize(elsewhere, output=tmp_path / "after.h5", cache_dir=tmp_path / "c3", progress=False)
     assert len(after.errors) == len(inputs) and "No such file" in after.errors[0][1]
+
+
+def test_a_tar_shard_under_a_name_that_is_not_utf8_is_keyed_and_memoised(photo_dir, tmp_path):
+    paths = sorted(photo_dir.rglob("*.jpg"))[:3]
+    folder = tmp_path / os.fsdecode(b"caf\xe9")  # Latin-1 bytes, as an old archive might name it
+    write_shards([(p.stem, {"jpg": p.read_bytes()}) for p in paths], folder, per_shard=3)
+    first = featurize(folder, output=tmp_path / "a.h5", cache_dir=tmp_path / "c", progress=False)
+    again = featurize(folder, output=tmp_path / "b.h5", cache_dir=tmp_path / "c", progress=False)
+    assert first.n_computed == 3 and again.n_computed == 0 and not again.errors
