@@ -22,7 +22,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -278,10 +279,10 @@ def cache_section(work: Path, n: int, args: list[str]) -> list[str]:
     return [row]
 
 
-def storage_section(work: Path, repeat: int, n: int = 1000) -> list[str]:
-    """``xfer featurize`` of the same ``n`` JPEGs from local disk and from moto's S3 server (in this
-    process, on this machine), each with a cold cache, taking turns; then each again with the cache
-    warm (every object is still read, to key it by content)."""
+@contextmanager
+def local_s3(folder: Path, prefix: str = "images") -> Iterator[tuple[str, float]]:
+    """moto's S3 server on a free local port, ``folder`` uploaded to ``s3://bench/PREFIX``: (URL,
+    upload seconds). Its credentials and endpoint are in the environment, for the commands run."""
     import logging
     import socket
 
@@ -289,7 +290,6 @@ def storage_section(work: Path, repeat: int, n: int = 1000) -> list[str]:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    folder = synthetic_images(work / f"storage_images_{n}", n)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -306,11 +306,21 @@ def storage_section(work: Path, repeat: int, n: int = 1000) -> list[str]:
         fs = s3fs.S3FileSystem()
         fs.mkdir("bench")
         started = time.perf_counter()
-        fs.put(str(folder), "bench/images", recursive=True)
-        upload = time.perf_counter() - started
+        fs.put(str(folder), f"bench/{prefix}", recursive=True)
+        yield f"s3://bench/{prefix}", time.perf_counter() - started
+    finally:
+        server.stop()
+
+
+def storage_section(work: Path, repeat: int, n: int = 1000) -> list[str]:
+    """``xfer featurize`` of the same ``n`` JPEGs from local disk and from moto's S3 server (in this
+    process, on this machine), each with a cold cache, taking turns; then each again with the cache
+    warm (every object is still read, to key it by content)."""
+    folder = synthetic_images(work / f"storage_images_{n}", n)
+    with local_s3(folder) as (url, upload):
         cache = work / "cache_storage"
         exporting_runs(synthetic_images(work / "storage_export", 10), cache, [[]])
-        sources = {"local disk": folder, "S3 (moto server, localhost)": "s3://bench/images"}
+        sources = {"local disk": folder, "S3 (moto server, localhost)": url}
         cold = interleaved(
             {k: lambda src=v: featurize(src, work / "st.h5", cache)[0] for k, v in sources.items()}, repeat
         )
@@ -321,8 +331,6 @@ def storage_section(work: Path, repeat: int, n: int = 1000) -> list[str]:
             median = statistics.median(cold[name])
             rows.append(f"| {name} | {timing(cold[name])} | {n / median:.0f} | {median / base:.2f} | {warm:.1f} |")
             print(rows[-1], flush=True)
-    finally:
-        server.stop()
     return [
         *rows,
         "",
