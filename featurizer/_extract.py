@@ -22,7 +22,7 @@ import numpy as np
 from featurizer._atomic import atomic_output
 from featurizer._csvout import write_csv
 from featurizer._errors import InputError, ItemError
-from featurizer._featurefile import FeatureFileWriter, check_output
+from featurizer._featurefile import FeatureFileWriter, check_output, storable_text
 from featurizer._inputs import Inputs, ReadOptions, guess_modality, read_inputs
 from featurizer._keys import FileKeyMemo, array_key, text_key
 from featurizer._memory import keep_freed_memory
@@ -499,14 +499,14 @@ def featurize_with(
     lock = lock_output(Path(output)) if output is not None and not remote else None
     try:
         if remote:
-            check_output(str(output), _storable(inputs.origin), force)
+            check_output(str(output), inputs.origin, force)
             with atomic_output(str(output)) as local:
                 report = _featurize(extractor, inputs, local, store_dtype, on_error, attrs, started, augment)
             report.output = str(output)
             return report
         if output is not None:
             refuse_input_as_output(Path(output), inputs)
-            check_output(Path(output), _storable(inputs.origin), force)
+            check_output(Path(output), inputs.origin, force)
         return _featurize(extractor, inputs, output, store_dtype, on_error, attrs, started, augment)
     finally:
         extractor.compact()
@@ -612,12 +612,12 @@ def write_feature_file(
 ) -> Path:
     """The feature file of ``inputs``' items at positions ``good``, in that order, and the errors of
     the rest; ``rows(layer, positions)`` gives their vectors (from the cache, or from Ray's actors)."""
-    ids = [_storable(inputs.ids[p]) for p in good]
-    labels = [_storable(inputs.labels[p]) for p in good] if inputs.labels is not None else None
-    columns = {_storable(name): [_storable(cells[p]) for p in good] for name, cells in inputs.columns.items()}
+    ids = [storable_text(inputs.ids[p]) for p in good]
+    labels = [storable_text(inputs.labels[p]) for p in good] if inputs.labels is not None else None
+    columns = {storable_text(name): [storable_text(cells[p]) for p in good] for name, cells in inputs.columns.items()}
     sources = None
     if all(isinstance(s, str) for s in inputs.sources):  # HDF5 strings: UTF-8, and no NUL characters
-        sources = [_storable(inputs.sources[p]) for p in good]
+        sources = [storable_text(inputs.sources[p]) for p in good]
     width = (1 + len(views)) * sum(dims) * np.dtype(store_dtype).itemsize
     size = len(good) * width + sum(len(s) for s in sources or [])
     with FeatureFileWriter(
@@ -628,7 +628,7 @@ def write_feature_file(
         sources=sources,
         columns=columns,
         dtype=store_dtype,
-        origin=_storable(inputs.origin),
+        origin=inputs.origin,
         attrs=attrs,
         size_hint=size,
     ) as writer:
@@ -639,19 +639,10 @@ def write_feature_file(
                 writer.write_layer(layer, start, rows(layer, chunk))
                 for v, view in enumerate(views):
                     writer.write_view(layer, v, len(views), start, view(layer, chunk))
-        errors = [(_storable(i), _storable(reason)) for i, reason in errors]
+        errors = [(storable_text(i), storable_text(reason)) for i, reason in errors]
         writer.write_errors(errors)
     write_errors_csv(Path(output), errors)
     return Path(output)
-
-
-def _storable(text: str) -> str:
-    """Text as HDF5 can store it: NUL becomes U+FFFD, bytes of a file name that are not UTF-8 are escaped."""
-    text = text.replace("\x00", "\ufffd")
-    try:
-        return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
-    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (from a JSON escape, say)
-        return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def default_feature_name(origin: str, spec: FeatureSpec) -> str:

@@ -88,7 +88,7 @@ class FeatureFileWriter:
             versions=json.dumps(library_versions()),
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             float16=dtype == "float16",
-            origin=origin,
+            origin=storable_text(origin),
             **(attrs or {}),
         )
         f.create_dataset("ids", data=list(ids), dtype=_STR)
@@ -174,6 +174,15 @@ def is_feature_file(path: str | os.PathLike) -> bool:
         return False
 
 
+def storable_text(text: str) -> str:
+    """Text as HDF5 can store it: NUL becomes U+FFFD, bytes of a file name that are not UTF-8 are escaped."""
+    text = text.replace("\x00", "\ufffd")
+    try:
+        return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (from a JSON escape, say)
+        return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
 def check_output(path: Path | str, origin: str, force: bool = False) -> None:
     """Refuse to replace a file that is not a feature file, or one made from other inputs, unless
     ``force`` (``path`` local or a URL)."""
@@ -190,6 +199,7 @@ def check_output(path: Path | str, origin: str, force: bool = False) -> None:
         raise InputError(
             f"output {path} exists and is not a feature file; choose another -o (or --force to replace it)"
         )
+    origin = storable_text(origin)
     if made_from and origin and made_from != origin:
         raise InputError(
             f"output {path} holds features of {made_from}, not {origin}; choose another -o (or --force to replace it)"

@@ -462,3 +462,6 @@ def test_a_tar_shard_under_a_name_that_is_not_utf8_is_keyed_and_memoised(photo_d
     first = featurize(folder, output=tmp_path / "a.h5", cache_dir=tmp_path / "c", progress=False)
     again = featurize(folder, output=tmp_path / "b.h5", cache_dir=tmp_path / "c", progress=False)
     assert first.n_computed == 3 and again.n_computed == 0 and not again.errors
+    embed(folder, tmp_path / "emb", shard_size=2, cache_dir=tmp_path / "c", progress=False)  # its name in the manifest
+    with FeatureFile(merge(tmp_path / "emb")) as merged, FeatureFile(again.output) as single:
+        assert merged.ids == single.ids and merged.attrs["origin"] == single.attrs["origin"]
