@@ -5,10 +5,11 @@ The items are read by Ray Data's own readers (``featurizer._ray_read``) and reac
 bytes, which they featurize without opening any source (``served_from_memory``), so a node need
 not see the driver's disk. The actors send back vectors (a few kB an item, against the image's tens
 of kB); the driver gathers them by shard and writes each shard the moment its last item arrives,
-so a killed run keeps every shard written so far. Items no reader covers (texts, a missing file)
-are rows without bytes, first in the stream: the actors read them from their sources. If the
-reader itself fails, the items not yet done are handed to the actors by position, and the summary
-says so.
+so a killed run keeps every shard written so far. Items a reader would not yield travel in the same
+stream without bytes, and the actors read them from their sources. Texts, and whatever is left
+when the stream ends (a row Ray skipped, or everything after a reader failed), are handed to the
+actors by position in a second pass; the summary says how many items went each way, and why a
+reader failed.
 """
 
 from __future__ import annotations
@@ -81,11 +82,17 @@ def embed_ray(
             num_gpus=gpus_per_actor or None,
             num_cpus=1,
         )
-        try:
-            for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
-                assembler.add(batch)
-        except ray.exceptions.RayTaskError as err:
-            raise remote_failure(str(err)) from None
+        batches = iter(results.iter_batches(batch_size=None, batch_format="numpy"))
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except ray.exceptions.RayTaskError as err:
+                raise remote_failure(str(err)) from None
+            except (ValueError, OSError) as err:  # raised by Ray on the driver, planning the reads
+                raise RemoteFailure(str(err).splitlines()[0][:300], ours=False) from None
+            assembler.add(batch)  # a shard that cannot be written fails the run, as itself
 
     notes = []
     with assembler.progress(run.progress):
@@ -93,9 +100,11 @@ def embed_ray(
         if plan.reader is not None:
             try:  # the readers' tasks need CPUs too: the pool grows into what they leave
                 featurize(reader_rows(plan), ActorPoolStrategy(min_size=1, max_size=max(1, actors)))
-            except (FeaturizerError, ValueError, OSError) as err:
+            except RemoteFailure as err:
+                if err.ours:  # featurizer's own error in an actor: the second pass would meet it again
+                    raise
                 read = f"Ray Data's read_{READ_FUNCTIONS[plan.reader]}"
-                notes.append(f"{read} failed ({str(err).splitlines()[0][:200]}): the actors read the rest themselves")
+                notes.append(f"{read} failed ({err}): the actors read the rest themselves")
         rest = assembler.missing()
         if rest:
             featurize(by_source_rows(rest), ActorPoolStrategy(size=max(1, min(actors, len(rest)))))
@@ -114,16 +123,24 @@ def embed_ray(
 _RAISED = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit)): (.+)$", re.MULTILINE)
 
 
-def remote_failure(text: str) -> FeaturizerError:
+class RemoteFailure(FeaturizerError):
+    """An error raised in a Ray task or actor, in one line; ``ours``: one of featurizer's own."""
+
+    def __init__(self, message: str, ours: bool):
+        super().__init__(message)
+        self.ours = ours
+
+
+def remote_failure(text: str) -> RemoteFailure:
     """One line for an error raised in a Ray task or actor: the first exception of the chain that
     Ray prints (the original, before Ray's own wrappers), named as featurize would name it here."""
     found = _RAISED.search(re.sub(r"\x1b\[[0-9;]*m", "", text))
     if found is None:
-        return FeaturizerError(f"a Ray task failed: {text.strip().splitlines()[-1][:300]}")
+        return RemoteFailure(f"a Ray task failed: {text.strip().splitlines()[-1][:300]}", ours=False)
     kind, message = found.groups()
     if kind in _error_names(FeaturizerError):
-        return FeaturizerError(message)
-    return FeaturizerError(f"a Ray task failed: {kind}: {message}")
+        return RemoteFailure(message, ours=True)
+    return RemoteFailure(f"a Ray task failed: {kind}: {message}", ours=False)
 
 
 def _error_names(kind: type) -> set[str]:
@@ -194,7 +211,7 @@ class ShardAssembler:
             raise FeaturizerError(f"the Ray actors sent back no vectors for shards {sorted(self.pending)}")
 
     def _write(self, shard: ShardPlan) -> None:
-        got = self.pending.pop(shard.index)
+        got = self.pending[shard.index]  # dropped once written: a shard that failed to write is not done
         results = [got[p] for p in range(shard.start, shard.stop)]
         good = [n for n, (error, _) in enumerate(results) if not error]
 
@@ -207,6 +224,7 @@ class ShardAssembler:
             write_feature_file(path, self.spec, self.dims, part, good, rows, errors, attrs=attrs)
 
         compute_shard(write, self.inputs, self.out, shard)
+        del self.pending[shard.index]
 
 
 class VectorWorker:

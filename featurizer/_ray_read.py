@@ -4,10 +4,11 @@ Image files are read with ``read_binary_files``, members of WebDataset tar shard
 ``read_webdataset``, image cells of Parquet tables with ``read_parquet``; objects in storage through
 featurizer's own fsspec filesystem (its credentials, its endpoint). A row is placed by where it came
 from: the file's path as Ray reports it; the shard and the member (``__key__`` and suffix); the file
-and the row, recovered from Ray's ``row_hash`` with Ray's own function. Items the reader cannot
-yield whole (an empty or missing path, another store than the rest, a name Ray's folder listing
-skips, a shard whose samples are not contiguous, a null cell) become rows without bytes, first in
-the stream: the actors read those from their sources, and their errors are the local engine's.
+and the row, recovered from Ray's ``row_hash`` with Ray's own function. Items the reader would not
+yield (an empty or missing path, another store than the rest, a name Ray skips or cannot encode,
+a shard whose samples are not contiguous or repeat a name) are planned as rows without bytes,
+unioned with the reader's rows, and so is a null cell: the actors read those from their sources,
+and their errors are the local engine's.
 
 ``read_images`` is not used: it decodes with its own code into arrays of one size, which gives other
 pixels than featurize's decoding, and loses the key of an item (its file's bytes).
@@ -50,7 +51,7 @@ class ReadPlan:
     """What a Ray Data reader reads for some positions of the plan, and where each row it yields belongs."""
 
     reader: str | None  # a key of READ_FUNCTIONS; None: every item goes to the actors by position
-    paths: list[str] = field(default_factory=list)  # as the reader is given them (and reports them)
+    paths: list[str] = field(default_factory=list)  # files as the reader is given them and reports them, or a folder
     protocol: str = ""  # "" for local paths
     column: str = ""  # Parquet: the image column
     rows: dict[str, int] = field(default_factory=dict)  # Parquet: rows of each file
@@ -73,7 +74,9 @@ def read_plan(inputs: Inputs, positions: Sequence[int]) -> ReadPlan:
     if reader == "parquet":  # the image column (one per table)
         columns = Counter(part.split("/", 1)[1] for kind, _, part in where.values() if kind == "parquet")
         plan.column = columns.most_common(1)[0][0]
-    covered = [p for p in positions if _covered(plan, *where[p])]
+    if reader == "parquet" and plan.column in ("path", "row_hash"):  # the names of Ray's own columns
+        return ReadPlan(None, by_source=positions)
+    covered = [p for p in positions if _covered(plan, *where[p]) and _ray_can_name(where[p][1])]
     names = {c: _reader_path(c) for c in dict.fromkeys(where[p][1] for p in covered)}
     if reader == "files":
         present = _existing(list(names))
@@ -140,16 +143,36 @@ def _read_whole_folder(inputs: Inputs, files: Sequence[str], todo: int) -> bool:
 
 
 def _contiguous(shard: str) -> bool:
-    """Whether each sample's members follow each other in the shard, as Ray's reader requires
-    (featurize groups them wherever they are)."""
-    keys = [posixpath.join(posixpath.dirname(n), posixpath.basename(n).split(".", 1)[0]) for n in tar_index(shard)]
+    """Whether Ray's reader takes the shard: each sample's members follow each other, no name is
+    repeated, every member has a key before its extension (featurize groups them in any order)."""
+    index = tar_index(shard)
+    if index.repeated:
+        return False
+    keys = []
+    for name in index:
+        base = posixpath.basename(name)
+        if base.startswith(".") or "." not in base or not _ray_can_name(name):
+            return False
+        keys.append(posixpath.join(posixpath.dirname(name), base.split(".", 1)[0]))
     runs = [k for i, k in enumerate(keys) if i == 0 or k != keys[i - 1]]
     return len(runs) == len(set(runs))
 
 
+def _ray_can_name(path: str) -> bool:
+    """Whether Ray's readers keep this name as it is: UTF-8 text (pyarrow's paths are), no ``?``
+    (its extension filter cuts names there)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "?" not in path
+
+
 @functools.cache
 def _parquet_rows_known() -> bool:
-    """Whether this Ray numbers Parquet rows as ``_row_of_hash`` reads them (else cells go by source)."""
+    """Whether this Ray has the row hashes ``_row_of_hash`` reads (else cells go by source). How it
+    numbers rows is checked by the tests: a Ray that numbered them otherwise would leave rows
+    unplaced, read by the actors after the stream, and the summary would show it."""
     try:
         import ray.data
         from ray.data._internal.datasource_v2.common.synthesized_columns import _compute_row_hashes  # noqa: F401

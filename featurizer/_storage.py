@@ -212,7 +212,14 @@ def read_range(source: str, offset: int, size: int) -> bytes:
         return fs.cat_file(path, start=offset, end=offset + size)
 
 
-def tar_index(shard: str) -> dict[str, tuple[int, int]]:
+class TarIndex(dict):
+    """Name -> (offset of its data, size) of a tar shard's regular files, in order. ``repeated``:
+    some name appears more than once (the last one counts here)."""
+
+    repeated: bool = False
+
+
+def tar_index(shard: str) -> TarIndex:
     """Name -> (offset of its data, size) of every regular file of a tar shard, in order, read from
     the headers alone (once per process while a local shard keeps its size and time). A shard cut
     short is refused: its last member's data, or the two zero blocks every tar writer ends with,
@@ -225,7 +232,7 @@ def tar_index(shard: str) -> dict[str, tuple[int, int]]:
 
 
 @functools.lru_cache(maxsize=64)
-def _tar_index(shard: str, stamp) -> dict[str, tuple[int, int]]:
+def _tar_index(shard: str, stamp) -> TarIndex:
     import tarfile
 
     cut = f"{shard}: the tar shard is cut short (its end is missing); write it again"
@@ -245,7 +252,10 @@ def _tar_index(shard: str, stamp) -> dict[str, tuple[int, int]]:
     last = max((m.offset_data + m.size for m in members), default=0)
     if last > size or end + 2 * TAR_BLOCK > size:
         raise InputError(cut)
-    return {m.name: (m.offset_data, m.size) for m in members if m.isfile()}
+    files = [m for m in members if m.isfile()]
+    index = TarIndex((m.name, (m.offset_data, m.size)) for m in files)
+    index.repeated = len(index) < len(files)
+    return index
 
 
 def _fresh(url: str):

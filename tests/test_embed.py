@@ -167,9 +167,10 @@ def test_an_error_in_a_ray_actor_is_one_line():
         "The above exception was the direct cause of the following exception:\n\n"
         "ray.exceptions.UserCodeException: UDF failed to process a data block.\n"
     )
-    assert str(remote_failure(printed)) == "s3://b/k: access denied (check the credentials' permissions on it)"
-    bug = printed.replace("featurizer._storage.StorageError", "KeyError")  # not ours: named, with its type
-    assert str(remote_failure(bug)).startswith("a Ray task failed: KeyError: s3://b/k")
+    ours = remote_failure(printed)
+    assert str(ours) == "s3://b/k: access denied (check the credentials' permissions on it)" and ours.ours
+    bug = remote_failure(printed.replace("featurizer._storage.StorageError", "KeyError"))  # named, with its type
+    assert str(bug).startswith("a Ray task failed: KeyError: s3://b/k") and not bug.ours
 
 
 def test_ray_lists_a_folder_in_storage_once_instead_of_asking_for_each_object(photo_dir, s3):
@@ -195,9 +196,11 @@ def test_ray_reads_what_its_readers_refuse_through_the_actors(photo_dir, tmp_pat
     paths = sorted(photo_dir.rglob("*.jpg"))
     scattered = [(p.stem, {"jpg": p.read_bytes()}) for p in paths] + [(p.stem, {"cls": b"x"}) for p in paths[:6]]
     write_shards(scattered, tmp_path / "tars", per_shard=len(scattered))
-    write_shards([(p.stem, {"jpg": p.read_bytes()}) for p in paths[:4]], tmp_path / "tars2", per_shard=4)
+    repeated = [(p.stem, {"jpg": p.read_bytes()}) for p in paths] + [(paths[0].stem, {"jpg": paths[1].read_bytes()})]
+    write_shards(repeated, tmp_path / "repeats", per_shard=len(repeated))  # a name twice: the last one counts
     pq.write_table(pa.Table.from_pylist([{"id": p.name, "image": p.read_bytes()} for p in paths]), tmp_path / "t.pq")
-    for name, source, streamed in (("tars", tmp_path / "tars", 0), ("pq", tmp_path / "t.pq", 12)):
+    cases = (("tars", tmp_path / "tars", 0), ("repeats", tmp_path / "repeats", 0), ("pq", tmp_path / "t.pq", 12))
+    for name, source, streamed in cases:
         local = embed(source, tmp_path / f"{name}-local", shard_size=5, cache_dir=tmp_path / "c1", progress=False)
         ray = embed(source, tmp_path / f"{name}-ray", engine="ray", shard_size=5, cache_dir=tmp_path / "c2",
                     progress=False)  # fmt: skip
@@ -206,3 +209,23 @@ def test_ray_reads_what_its_readers_refuse_through_the_actors(photo_dir, tmp_pat
         with FeatureFile(merge(tmp_path / f"{name}-local")) as a, FeatureFile(merge(tmp_path / f"{name}-ray")) as b:
             assert b.ids == a.ids and b.labels == a.labels
             np.testing.assert_array_equal(b.read(), a.read())
+
+
+def test_ray_fails_as_itself_when_a_shard_cannot_be_written(photo_dir, tmp_path, monkeypatch):
+    """A full disk on the driver is the run's error, not a reader failure to work around."""
+    pytest.importorskip("ray")
+    import errno
+
+    import featurizer._ray_engine as engine
+
+    real = engine.compute_shard
+
+    def full_disk(write, inputs, out, shard):
+        if shard.index == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(write, inputs, out, shard)
+
+    monkeypatch.setattr(engine, "compute_shard", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        embed(photo_dir, tmp_path / "out", engine="ray", shard_size=5, cache_dir=tmp_path / "c", progress=False)
+    assert not (tmp_path / "out" / "manifest.json").exists()  # nothing claims the run finished
