@@ -50,6 +50,7 @@ from featurizer._storage import (
     join,
     list_files,
     local_path,
+    member_of,
     open_source,
     read_bytes,
     storage_errors,
@@ -654,6 +655,13 @@ def parquet_source(file: str, column: str, row: int) -> str:
     return f"{PARQUET_SOURCE}{row}/{column}::{file}"
 
 
+def parquet_address(source: str) -> tuple[str, str, int]:
+    """(file, column, row) of a ``parquet_source``."""
+    where, file = member_of(source)
+    row, column = where.split("/", 1)
+    return file, column, int(row)
+
+
 @functools.lru_cache(maxsize=16)
 def _row_group_starts(file: str) -> tuple[int, ...]:
     """The first row of each row group of a Parquet file, and its row count last."""
@@ -683,11 +691,10 @@ def parquet_cell(source: str) -> bytes:
     """The bytes a ``parquet_source`` names, read with the rest of its row group."""
     import bisect
 
-    where, file = source[len(PARQUET_SOURCE) :].split("::", 1)
-    row, column = where.split("/", 1)
+    file, column, row = parquet_address(source)
     starts = _row_group_starts(file)
-    group = bisect.bisect_right(starts, int(row)) - 1
-    value = _row_group_cells(file, column, group)[int(row) - starts[group]]
+    group = bisect.bisect_right(starts, row) - 1
+    value = _row_group_cells(file, column, group)[row - starts[group]]
     if value is None:
         raise InputError(f"row {row} of {file} has no image in column {column!r}")
     return value

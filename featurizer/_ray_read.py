@@ -25,14 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from featurizer._inputs import Inputs, parquet_num_rows
+from featurizer._inputs import Inputs, parquet_address, parquet_num_rows
 from featurizer._storage import (
-    PARQUET_SOURCE,
     TAR_SOURCE,
-    container_of,
     filesystem,
     is_url,
     local_path,
+    member_of,
     object_stamps,
     tar_index,
 )
@@ -66,17 +65,16 @@ def read_plan(inputs: Inputs, positions: Sequence[int]) -> ReadPlan:
     if not inputs.from_files:
         return ReadPlan(None, by_source=positions)
     where = {p: _where(inputs.sources[p]) for p in positions}
-    kinds = Counter((kind, _protocol(container)) for kind, container, _ in where.values() if kind)
+    kinds = Counter((kind, _protocol(container)) for kind, container, _, _ in where.values() if kind)
     if not kinds:
         return ReadPlan(None, by_source=positions)
     (reader, protocol), _ = kinds.most_common(1)[0]
     plan = ReadPlan(reader, protocol=protocol)
     if reader == "parquet":  # the image column (one per table)
-        columns = Counter(part.split("/", 1)[1] for kind, _, part in where.values() if kind == "parquet")
-        plan.column = columns.most_common(1)[0][0]
-    if reader == "parquet" and plan.column in ("path", "row_hash"):  # the names of Ray's own columns
-        return ReadPlan(None, by_source=positions)
-    covered = [p for p in positions if _covered(plan, *where[p]) and _ray_can_name(where[p][1])]
+        plan.column = Counter(column for kind, _, _, column in where.values() if kind == reader).most_common(1)[0][0]
+        if plan.column in ("path", "row_hash"):  # the names of Ray's own columns
+            return ReadPlan(None, by_source=positions)
+    covered = {p for p in positions if _covered(plan, *where[p])}
     names = {c: _reader_path(c) for c in dict.fromkeys(where[p][1] for p in covered)}
     if reader == "files":
         present = _existing(list(names))
@@ -92,11 +90,9 @@ def read_plan(inputs: Inputs, positions: Sequence[int]) -> ReadPlan:
     else:
         plan.rows = {n: parquet_num_rows(c) for c, n in names.items()}
     plan.paths = plan.paths or list(names.values())
-    covered = set(covered)
     for p in positions:
-        _, container, part = where[p]
+        _, container, part, _ = where[p]
         if p in covered and container in names:
-            part = part.split("/", 1)[0] if reader == "parquet" else part
             plan.positions.setdefault(_identity(names[container], part), []).append(p)
         else:
             plan.by_source.append(p)
@@ -105,25 +101,24 @@ def read_plan(inputs: Inputs, positions: Sequence[int]) -> ReadPlan:
     return plan
 
 
-def _where(source) -> tuple[str | None, str, str]:
-    """(reader, container, part) of an item's source: part names a member or ``ROW/COLUMN`` of a cell."""
+def _where(source) -> tuple[str | None, str, str, str]:
+    """(reader, container, part, column) of an item's source: part names a member, or the row of
+    a cell (with its column)."""
     if not isinstance(source, str) or not source.strip():
-        return None, "", ""
-    container = container_of(source)
-    if container is None:
-        return "files", source, ""
-    part = source.split("::", 1)[0]
+        return None, "", "", ""
+    member = member_of(source)
+    if member is None:
+        return "files", source, "", ""
     if source.startswith(TAR_SOURCE):
-        return "webdataset", container, part[len(TAR_SOURCE) :]
-    if not _parquet_rows_known():
-        return None, container, ""
-    return "parquet", container, part[len(PARQUET_SOURCE) :]
+        return "webdataset", member[1], member[0], ""
+    file, column, row = parquet_address(source)
+    return ("parquet" if _parquet_rows_known() else None), file, str(row), column
 
 
-def _covered(plan: ReadPlan, kind: str | None, container: str, part: str) -> bool:
-    if kind != plan.reader or _protocol(container) != plan.protocol:
-        return False
-    return kind != "parquet" or part.split("/", 1)[1] == plan.column
+def _covered(plan: ReadPlan, kind: str | None, container: str, part: str, column: str) -> bool:
+    """Whether the plan's reader yields this item whole, under a name Ray keeps."""
+    same = kind == plan.reader and _protocol(container) == plan.protocol and column == plan.column
+    return same and _ray_can_name(container)
 
 
 def _existing(files: list[str]) -> set[str]:

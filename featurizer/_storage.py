@@ -149,7 +149,7 @@ def open_source(source: str | os.PathLike) -> IO[bytes]:
 
         return io.BytesIO(parquet_cell(str(source)))
     if str(source).startswith(TAR_SOURCE):
-        member, shard = str(source)[len(TAR_SOURCE) :].split("::", 1)
+        member, shard = member_of(str(source))
         offset, size = tar_index(shard)[member]
         return io.BytesIO(read_range(shard, offset, size))
     return _open_url(str(source))
@@ -283,9 +283,20 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base, *parts) if is_url(base) else os.path.join(base, *parts)
 
 
+def member_of(source: str) -> tuple[str, str] | None:
+    """(the member's name or the cell's ``ROW/COLUMN``, the file that holds it) of a member of an
+    archive or a cell of a table; None for anything else."""
+    for prefix in (TAR_SOURCE, PARQUET_SOURCE):
+        if source.startswith(prefix):
+            part, container = source[len(prefix) :].split("::", 1)
+            return part, container
+    return None
+
+
 def container_of(source: str) -> str | None:
     """The file that holds a member of an archive or a cell of a table; None for anything else."""
-    return source.split("::", 1)[1] if source.startswith((TAR_SOURCE, PARQUET_SOURCE)) else None
+    member = member_of(source)
+    return None if member is None else member[1]
 
 
 def object_stamps(urls: list[str]) -> dict[str, tuple[int, int, int, int]]:
