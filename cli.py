@@ -40,13 +40,14 @@ class _Group(click.Group):
 
 class Location(click.Path):
     """A path option or argument that may also be a URL (``s3://``, ``gs://``): URLs are passed on as
-    text, checked where they are read or written; local paths get click's checks."""
+    ``Url`` text (which answers ``stem``, ``with_name``, ... as a path does), checked where they are
+    read or written; local paths get click's checks."""
 
     def convert(self, value, param, ctx):
-        from featurizer._storage import is_url
+        from featurizer._storage import Url, is_url
 
         if isinstance(value, str) and is_url(value):
-            return value
+            return Url(value)
         return super().convert(value, param, ctx)
 
 

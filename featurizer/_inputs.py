@@ -45,6 +45,7 @@ from featurizer._parquet import read_parquet
 from featurizer._registry import IMAGE, TEXT
 from featurizer._storage import (
     PARQUET_SOURCE,
+    absolute,
     filesystem,
     is_url,
     join,
@@ -280,11 +281,6 @@ def _extensions(o: ReadOptions, modality: str) -> tuple[str, ...]:
     return IMAGE_EXTENSIONS if modality == IMAGE else TEXT_EXTENSIONS
 
 
-def _origin(path: str | Path) -> str:
-    """How an input is named in feature files (``origin``): a URL as given, a local path resolved."""
-    return str(path) if is_url(path) else str(Path(path).resolve())
-
-
 def _beside(table: str | Path, value: str) -> str:
     """A path read from a table, relative to the table's folder unless absolute or a URL."""
     if is_url(value) or os.path.isabs(value):
@@ -514,7 +510,7 @@ def _records_to_inputs(
     if labels is not None and all(label == "" for label in labels):
         notes.append(f"the label column {lab!r} is empty in every row: no labels")
         labels = None
-    origin = _origin(path)
+    origin = absolute(path)
     others = {c: [label_text(r.get(c)) for r in records] for c in columns if c not in (col, idc)}
     return Inputs(ids, values, modality, labels, modality == IMAGE, [], origin, replaced, notes, others)
 
@@ -773,7 +769,7 @@ def _read_lines(path: Path | str, encoding: str) -> Inputs:
             texts.append(line)
     if not texts:
         raise InputError(f"{path} holds no text")
-    return Inputs(ids, texts, TEXT, from_files=False, origin=_origin(path), replaced=replaced)
+    return Inputs(ids, texts, TEXT, from_files=False, origin=absolute(path), replaced=replaced)
 
 
 def guess_modality(path: str | os.PathLike) -> str:

@@ -20,7 +20,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 from featurizer._errors import FeaturizerError, InputError, MissingPackageError
@@ -59,10 +59,42 @@ def is_url(path: str | os.PathLike | None) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
+class Url(str):
+    """A URL that answers the path questions asked of a command's arguments (``name``, ``stem``,
+    ``suffix``, ``parent``, ``with_name``, ``with_suffix``, ``resolve``) as a path would, and stays
+    a URL (text: ``is_url`` and fsspec take it as it is)."""
+
+    def _split(self) -> tuple[str, PurePosixPath]:
+        scheme, rest = self.split("://", 1)
+        return scheme, PurePosixPath(rest.rstrip("/"))
+
+    def _with(self, path: PurePosixPath) -> Url:
+        return Url(f"{self._split()[0]}://{path}")
+
+    name = property(lambda self: self._split()[1].name)
+    stem = property(lambda self: self._split()[1].stem)
+    suffix = property(lambda self: self._split()[1].suffix)
+    parent = property(lambda self: self._with(self._split()[1].parent))
+
+    def with_name(self, name: str) -> Url:
+        return self._with(self._split()[1].with_name(name))
+
+    def with_suffix(self, suffix: str) -> Url:
+        return self._with(self._split()[1].with_suffix(suffix))
+
+    def resolve(self) -> Url:
+        return self
+
+
 def local_path(path: str | os.PathLike) -> str | os.PathLike:
     """``file://`` stripped; other paths unchanged."""
     text = os.fspath(path)
     return text[len("file://") :] if text.startswith("file://") else path
+
+
+def absolute(path: str | os.PathLike) -> str:
+    """How a location is named in files and reports: a URL as given, a local path resolved."""
+    return str(path) if is_url(path) else str(Path(local_path(path)).resolve())
 
 
 def protocol(url: str) -> str:

@@ -20,6 +20,7 @@ from featurizer._atomic import atomic_write_text
 from featurizer._csvout import write_csv
 from featurizer._extract import default_feature_name, featurize_with, inputs_for
 from featurizer._featurefile import is_feature_file
+from featurizer._storage import absolute, is_url
 from pipelines._calibration import calibration_report, plot_reliability
 from pipelines._fit import head_of, labelled, read_xy
 from pipelines._heads import scores_of
@@ -68,7 +69,7 @@ def model_features(
     ``tta=N`` also gives N augmented views of each image (a feature file must hold them).
     """
     run = run or RunOptions()
-    data = Path(data)
+    data = data if is_url(data) else Path(data)
     if tta and card.spec.modality != "image":
         raise FeaturizerError("test-time augmentation makes views of images; this model reads texts")
     if tta and card.tasks:
@@ -333,9 +334,9 @@ def evaluate_file(
     found = model_features(card, data, run, read, tta)
     X, y = found.X, found.y
     about = {
-        "model": str(Path(model_path).resolve()),
+        "model": absolute(model_path),
         "model_sha256": card.sha256,
-        "test": str(Path(data).resolve()),
+        "test": absolute(data),
         "spec": json.loads(card.spec.to_json()),
         "tta_views": tta,
     }

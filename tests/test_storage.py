@@ -115,6 +115,17 @@ def test_outputs_to_s3_appear_whole_and_fit_reads_them(digit_features, s3, tmp_p
     fs.invalidate_cache()
     names = [p.rsplit("/", 1)[1] for p in fs.find(s3)]
     assert "digits.skops" in names and not [n for n in names if n.endswith(".tmp")]  # no temporary keys left
+    # outputs named after a URL input, as after a local one: beside it, or here
+    result = runner.invoke(main, ["export", f"{s3}/features/train.h5"])
+    assert result.exit_code == 0, result.output
+    assert fs.exists(f"{s3}/features/train.parquet")
+    fs.put_file(str(test), f"{s3}/features/test.h5")
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        result = runner.invoke(main, ["evaluate", f"{s3}/models/digits.skops", f"{s3}/features/test.h5"])
+        assert result.exit_code == 0, result.output
+        assert fs.exists(f"{s3}/models/digits.eval-test.json")
+        result = runner.invoke(main, ["predict", f"{s3}/models/digits.skops", f"{s3}/features/test.h5"])
+        assert result.exit_code == 0 and Path("test-predictions.csv").is_file(), result.output
 
 
 def test_a_killed_embed_to_s3_resumes_and_equals_a_clean_run(digits_dir, s3, tmp_path):
