@@ -679,7 +679,9 @@ def _row_group_cells(file: str, column: str, group: int) -> list:
     return _parquet_file(file).read_row_group(group, columns=[column]).column(column).to_pylist()
 
 
+@functools.lru_cache(maxsize=16)
 def _parquet_file(file: str):
+    """An open Parquet file (its footer read once): the row groups of a decoding process come from it."""
     return read_parquet(file, lambda pq, path, fs: pq.ParquetFile(fs.open(path, "rb") if fs else path))
 
 
@@ -706,8 +708,9 @@ def _read_tars(shards: list[str], origin: str, modality: str) -> Inputs:
     order; ``jpg``/``png``/... is the image, ``txt`` the text (a column for images), ``cls`` the
     label. A sample's id is its key (with its shard's name when keys repeat across shards)."""
     samples: dict[tuple[str, str], dict[str, str]] = {}
-    for shard in shards:
-        for name in tar_index(shard):  # a shard cut short is refused here
+    indexes = {shard: tar_index(shard) for shard in shards}  # a shard cut short is refused here
+    for shard, index in indexes.items():
+        for name in index:
             folder, base = posixpath.split(name)
             key, _, ext = base.partition(".")
             samples.setdefault((shard, posixpath.join(folder, key)), {})[ext.lower()] = name
@@ -722,7 +725,7 @@ def _read_tars(shards: list[str], origin: str, modality: str) -> Inputs:
         def member_text(shard: str, name: str) -> str:
             if shard not in opened:
                 opened[shard] = stack.enter_context(open_source(shard))
-            offset, size = tar_index(shard)[name]
+            offset, size = indexes[shard][name]
             opened[shard].seek(offset)
             return opened[shard].read(size).decode("utf-8", "replace").strip()
 
