@@ -73,6 +73,43 @@ def main() -> None:
     """
 
 
+def paths(inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = (), models: tuple[str, ...] = (),
+          other: tuple[str, ...] = ()):  # fmt: skip
+    """Declare a command's path parameters to the output guard (featurizer._guard): the command
+    runs inside one guard holding its ``inputs`` (``models`` with their cards), and each output given
+    is refused before any work when it is, holds or lies inside an input. ``other`` names path
+    parameters that are neither (the cache folder). tests/test_guard.py fails on a path parameter
+    a command does not declare here."""
+
+    def flat(values):
+        for value in values:
+            yield from (value if isinstance(value, (tuple, list)) else [value])
+
+    def apply(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            from featurizer._guard import guarding, refuse_input_write
+
+            given = list(flat(kwargs.get(name) for name in inputs))
+            for model in flat(kwargs.get(name) for name in models):
+                if model is not None:
+                    given += [model, model.with_suffix(".json")]
+            with guarding(*given):
+                for output in flat(kwargs.get(name) for name in outputs):
+                    if output is not None:
+                        refuse_input_write(output, inside=True)
+                return fn(*args, **kwargs)
+
+        wrapper.guarded_paths = {"inputs": inputs, "outputs": outputs, "models": models, "other": other}
+        return wrapper
+
+    return apply
+
+
+READ_PATHS = ("labels",)  # read_options' path parameters: inputs
+RUN_PATHS = ("cache_dir",)  # run_options': the cache, neither input nor output
+
+
 def options(*decorators):
     """Several click options as one decorator, listed in --help in the order given."""
 
@@ -273,7 +310,11 @@ def output_option(help: str, folder: bool = False, required: bool = False):
     return click.option("-o", "--output", type=kind, required=required, help=help)
 
 
-force_option = click.option("--force", is_flag=True, help="Replace an output made from other inputs.")
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an output xfer wrote earlier (from other inputs); never an input, nor anything xfer did not write.",
+)
 trust_option = click.option(
     "--trust",
     is_flag=True,
@@ -295,6 +336,7 @@ head_layer_option = click.option(
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("input_path", "weights", *READ_PATHS), outputs=("output",), other=RUN_PATHS)
 @click.argument("input_path", metavar="INPUT", type=Location(exists=True, path_type=Path))
 @output_option("Feature file to write. [default: CACHE_DIR/<input>-<model>-<digest>.h5]")
 @feature_options
@@ -356,6 +398,7 @@ def models() -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("weights",))
 @click.argument("model")
 @click.option("--weights", type=Location(exists=True, path_type=Path), help="Local checkpoint or model folder.")
 def layers(model: str, weights) -> None:
@@ -375,6 +418,7 @@ def layers(model: str, weights) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("path",))
 @click.argument("path", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def info(path: Path, as_json: bool) -> None:
@@ -411,6 +455,7 @@ def info(path: Path, as_json: bool) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("source", "target"), outputs=("png",))
 @click.argument("source", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.argument("target", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -434,6 +479,9 @@ def shift(source: Path, target: Path, layers, png, as_json: bool, seed: int) -> 
     from pipelines._shift import measure_shift
 
     png = png or target.with_name(f"{target.stem}.shift.png")
+    from featurizer._guard import claim
+
+    claim(png)  # before the work
     report = measure_shift(source, target, layers or None, seed, png)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -470,6 +518,7 @@ map_option = click.option(
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("train", "test"), outputs=("output", "report"))
 @click.argument("train", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.argument("test", required=False, type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -533,6 +582,7 @@ def _print_cv_table(rows, baseline=None) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("train", "target", "zero_shot"), outputs=("output",))
 @click.argument("train", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--head",
@@ -629,9 +679,13 @@ def fit(
       xfer fit cache/photos.h5 --layer -1 --layer -3        # these two layers, concatenated
       xfer fit cache/news.h5 --label-column topic --label-column tags   # two tasks, one model
     """
+    from featurizer._guard import claim
     from pipelines import fit as fit_head
     from pipelines import save_model
 
+    output = output or Path("models") / f"{train.stem}-{'zero-shot' if zero_shot else head}.skops"
+    claim(output, what="model")  # before the work: never an input, nor a file xfer did not write
+    claim(output.with_suffix(".json"), what="the model's card")
     fixed = {"C": c} if c is not None else {} if no_cv else None
     kwargs = {"normalise": normalise, "baseline": baseline, "seed": seed, "n_jobs": n_jobs, "params": fixed}
     kwargs.update(calibrate=not no_calibrate, progress=True, adapt=adapt, target=target)
@@ -663,7 +717,6 @@ def fit(
                 f"probabilities: temperature {found['temperature']:.2f} fitted on out-of-fold scores; "
                 f"ECE {before['ece']:.3f} -> {after['ece']:.3f}, Brier {before['brier']:.3f} -> {after['brier']:.3f}"
             )
-    output = output or Path("models") / f"{train.stem}-{head}.skops"
     save_model(result.model, result.card, output, force=force)
     if result.card.tasks:
         names = ", ".join(task["name"] for task in result.card.tasks)
@@ -734,6 +787,7 @@ def _model_run_options(fn):
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("data", *READ_PATHS), models=("model_path",), outputs=("output",), other=RUN_PATHS)
 @click.argument("model_path", metavar="MODEL", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.argument("data", metavar="INPUT", type=Location(exists=True, path_type=Path))
 @output_option("CSV of id, predicted label and class probabilities. [default: <input>-predictions.csv]")
@@ -748,6 +802,9 @@ def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, re
     from pipelines._saved import read_card
 
     output = output or Path(f"{data.stem or data.resolve().name}-predictions.csv")
+    from featurizer._guard import claim
+
+    claim(output)  # before the work
     counts = predict_file(model_path, data, output, trust=trust, run=run, read=read, tta=tta)
     tasks = read_card(model_path).tasks
     if tasks:  # one column per task
@@ -761,6 +818,7 @@ def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, re
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("data", *READ_PATHS), models=("model_path",), outputs=("output",), other=RUN_PATHS)
 @click.argument("model_path", metavar="MODEL", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.argument("data", metavar="UNLABELLED", type=Location(exists=True, path_type=Path))
 @click.option("-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="Items to suggest.")
@@ -790,6 +848,9 @@ def suggest(model_path: Path, data: Path, count: int, strategy: str, output, see
     if tta:
         raise click.UsageError("--tta is for predict and evaluate")
     output = output or Path(f"{data.stem or data.resolve().name}-suggestions.csv")
+    from featurizer._guard import claim
+
+    claim(output)  # before the work
     header, rows = suggest_file(model_path, data, count, strategy, trust=trust, run=run, read=read, seed=seed)
     write_csv(output, header, rows)
     for row in rows[:10]:
@@ -798,6 +859,7 @@ def suggest(model_path: Path, data: Path, count: int, strategy: str, output, see
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("data", *READ_PATHS), models=("model_path",), outputs=("output", "png", "report_html"), other=RUN_PATHS)
 @click.argument("model_path", metavar="MODEL", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.argument("data", metavar="TEST", type=Location(exists=True, path_type=Path))
 @output_option("JSON report. [default: beside the model, MODEL.eval-<test>.json]")
@@ -840,6 +902,11 @@ def evaluate(
         "html": report_html,
         "map": map_method,
     }
+    from featurizer._guard import claim
+
+    for written in (output, png, reliability, groups_png, *[files[k] for k in ("predictions", "errors", "pr", "html")]):
+        if written is not None:
+            claim(written)  # before the work: never an input, nor a file xfer did not write
     options = {"trust": trust, "run": run, "read": read, "tta": tta, "by": by, "groups_png": groups_png}
     report = evaluate_file(model_path, data, output, png, reliability, **options, files=files)
     for warning in report["warnings"]:
@@ -870,6 +937,7 @@ def evaluate(
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("data", *READ_PATHS), other=RUN_PATHS)
 @click.argument("data", metavar="INPUT", type=Location(exists=True, path_type=Path))
 @click.option("-m", "--model", "models", multiple=True, help="Backbone to score; repeat. [default: the default model]")
 @click.option(
@@ -921,6 +989,7 @@ def rank(data: Path, models, layers, per_class: int, seed: int, run, read) -> No
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("train", "test"), outputs=("png",))
 @click.argument("train", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.argument("test", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option("--shots", default="1,2,4,8,16", show_default=True, help="Labelled examples per class, comma-separated.")
@@ -966,6 +1035,9 @@ def fewshot(
         counts = [int(n) for n in shots.split(",") if n.strip()]
     except ValueError:
         raise click.BadParameter("give numbers separated by commas, e.g. 1,2,4,8", param_hint="--shots") from None
+    from featurizer._guard import claim
+
+    claim(png)  # before the work
     protocol = {"shots": counts, "runs": runs, "heads": heads or ("logreg", "prototype"), "max_iter": max_iter}
     rows, chosen, warnings = few_shot_files(
         train, test, layers or None, adapt=adapt, seed=seed, progress=True, **protocol
@@ -984,6 +1056,7 @@ def fewshot(
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("data", *READ_PATHS), outputs=("output",), other=RUN_PATHS)
 @click.argument("data", metavar="DATA", type=Location(exists=True, path_type=Path))
 @click.option("-m", "--model", help="Backbone to fine-tune. [default: the default model of the data's kind]")
 @output_option("Folder of the tuned backbone (use it with featurize -m FOLDER).", folder=True, required=True)
@@ -1082,6 +1155,7 @@ def finetune(data: Path, model, output: Path, schedule_name, head_epochs, stages
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("input_path", "weights", *READ_PATHS), outputs=("output",), other=RUN_PATHS)
 @click.argument("input_path", metavar="INPUT", type=Location(exists=True, path_type=Path))
 @output_option("Folder for the shard files and manifest.json.", folder=True, required=True)
 @feature_options
@@ -1108,6 +1182,7 @@ def embed(input_path, output, features, run, read, engine) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("features",), outputs=("output",))
 @click.argument("features", metavar="FEATURES", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--format",
@@ -1140,6 +1215,7 @@ def export(features: Path, fmt: str, output, force: bool) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("features",), outputs=("output",))
 @click.argument("features", metavar="FEATURES", type=Location(exists=True, dir_okay=False, path_type=Path))
 @output_option("Index folder.", folder=True, required=True)
 @click.option("-l", "--layer", help="Layer to index. [default: the file's first]")
@@ -1160,6 +1236,7 @@ def index(features: Path, output: Path, layer, kind: str, force: bool) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("index_dir", "queries", *READ_PATHS), other=RUN_PATHS)
 @click.argument("index_dir", metavar="INDEX", type=Location(exists=True, file_okay=False, path_type=Path))
 @click.argument("queries", metavar="QUERY...", nargs=-1, type=Location(exists=True, path_type=Path))
 @click.option("--text", "texts", multiple=True, help="A text to search for (text indexes); repeat.")
@@ -1181,6 +1258,7 @@ def search(index_dir: Path, queries, texts, k: int, run, read) -> None:
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@paths(other=("out",), outputs=("output",))
 @click.argument("out", metavar="FOLDER", type=Location(exists=True, file_okay=False, path_type=Path))
 @output_option("Merged feature file. [default: FOLDER/merged.h5]")
 def merge(out: Path, output) -> None:

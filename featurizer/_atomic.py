@@ -6,6 +6,7 @@ at any moment leaves either the old file or the new one, never a half-written on
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from featurizer._guard import FOLDER_MARKER, claim, refuse_input_write
 
 TMP_SUFFIX = ".tmp"
 
@@ -28,6 +31,7 @@ def atomic_path(path: str | os.PathLike, prefix: str = ".") -> Iterator[Path]:
     For a URL the temporary path is local and the file is uploaded once written."""
     from featurizer._storage import is_url
 
+    refuse_input_write(path)
     if is_url(path):
         with _remote_output(str(path)) as tmp:
             yield tmp
@@ -62,14 +66,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path | str:
     return str(path) if is_url(path) else Path(path)
 
 
-def check_new_output(path: str | os.PathLike, force: bool) -> Path | str:
-    """``path`` for a new output (file or folder, local or a URL): one that exists is refused unless ``force``."""
-    from featurizer._errors import FeaturizerError
-    from featurizer._storage import exists, is_url, local_path
+def check_new_output(path: str | os.PathLike, force: bool, folder: bool | None = None, inputs=()) -> Path | str:
+    """``path`` for a new output (file or folder, local or a URL), through the output guard: never
+    an input, never something xfer did not write, and an xfer output only with ``force``."""
+    from featurizer._storage import is_url, local_path
 
     path = str(path) if is_url(path) else Path(local_path(path))
-    if not force and (exists(path) if is_url(path) else path.exists()):
-        raise FeaturizerError(f"{path} exists; choose another -o (or --force to replace it)")
+    claim(path, folder=folder, force=force, needs_force=True, inputs=inputs)
     return path
 
 
@@ -81,9 +84,11 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     the finished file or folder is uploaded (``featurizer._storage.upload``)."""
     from featurizer._storage import is_url, local_path
 
+    refuse_input_write(path)
     if is_url(path):
         with _remote_output(str(path)) as tmp:
             yield tmp
+            _mark_folder(tmp)
         return
     path = Path(local_path(path))
     refuse_mangled_url(path)
@@ -91,15 +96,29 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp = temp_name(path)
     try:
         yield tmp
-        if path.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        _mark_folder(tmp)
+        refuse_input_write(path)
+        if path.is_dir():  # the old folder goes whole: renamed aside first, removed once the new one is in place
+            aside = temp_name(path, prefix=".old-")
+            os.replace(path, aside)
+            os.replace(tmp, path)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _mark_folder(tmp: Path) -> None:
+    """A folder output holds a marker, so a later ``--force`` knows xfer wrote it (featurizer._guard)."""
+    if tmp.is_dir():
+        from featurizer import __version__
+
+        (tmp / FOLDER_MARKER).write_text(json.dumps({"written_by": "featurizer", "version": __version__}) + "\n")
 
 
 @contextmanager

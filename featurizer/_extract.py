@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from featurizer._atomic import atomic_output
 from featurizer._csvout import write_csv
 from featurizer._errors import InputError, ItemError
 from featurizer._featurefile import FeatureFileWriter, check_output, storable_text
+from featurizer._guard import guarding
 from featurizer._inputs import Inputs, ReadOptions, guess_modality, read_inputs
 from featurizer._keys import FileKeyMemo, array_key, text_key
 from featurizer._memory import keep_freed_memory
@@ -497,7 +498,10 @@ def featurize_with(
         raise InputError(f"augment must be 0 or more views, not {augment}")
     remote = is_url(output)  # object storage: written locally, then uploaded whole (no lock there to take)
     lock = lock_output(Path(output)) if output is not None and not remote else None
+    guard_stack = ExitStack()
     try:
+        guard = guard_stack.enter_context(guarding(inputs.origin))
+        guard.add_sources(inputs.sources if inputs.from_files else [])
         if remote:
             check_output(str(output), inputs.origin, force)
             with atomic_output(str(output)) as local:
@@ -505,25 +509,13 @@ def featurize_with(
             report.output = str(output)
             return report
         if output is not None:
-            refuse_input_as_output(Path(output), inputs)
             check_output(Path(output), inputs.origin, force)
         return _featurize(extractor, inputs, output, store_dtype, on_error, attrs, started, augment)
     finally:
+        guard_stack.close()
         extractor.compact()
         if lock is not None:
             release_output(lock)
-
-
-def refuse_input_as_output(output: Path, inputs: Inputs) -> None:
-    """An output that is one of the inputs (or the input file itself) is refused, ``--force`` or not."""
-    if not output.exists():
-        return
-    target = output.resolve()
-    sources = inputs.sources if inputs.from_files else []
-    # Only sources with the output's file name can be it: resolve those few, not every path of a big input.
-    named = [s for s in sources if isinstance(s, str) and s and os.path.basename(s) == output.name]
-    if str(target) == inputs.origin or any(Path(s).resolve() == target for s in named):
-        raise InputError(f"output {output} is one of the inputs; choose another -o")
 
 
 def compute_items(

@@ -351,11 +351,15 @@ def class_table(y: np.ndarray, proba: np.ndarray, classes: list[str]) -> list[di
 
 
 def write_audit(found: Audit, folder: str | os.PathLike) -> list[Path]:
-    """One CSV per finding in ``folder`` (created): duplicates, leaks, label_issues, outliers, classes."""
+    """One CSV per finding in ``folder``: duplicates, leaks, label_issues, outliers, classes. The
+    folder is replaced whole (written aside, then renamed into place), so no CSV of an earlier
+    audit is left beside the new ones."""
+    from featurizer._atomic import atomic_output
     from featurizer._csvout import write_csv
+    from featurizer._guard import claim
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    claim(folder, folder=True)
     src = found.sources or [""] * len(found.ids)
     label = found.labels if found.labels is not None else np.full(len(found.ids), "")
     tables = {
@@ -429,10 +433,11 @@ def write_audit(found: Audit, folder: str | os.PathLike) -> list[Path]:
                 for c in found.classes
             ],
         )
-    written = []
-    for name, (header, rows) in tables.items():
-        written.append(write_csv(folder / f"{name}.csv", header, rows))
-    return written
+    with atomic_output(folder) as tmp:
+        tmp.mkdir()
+        for name, (header, rows) in tables.items():
+            write_csv(tmp / f"{name}.csv", header, rows)
+    return [folder / f"{name}.csv" for name in tables]
 
 
 def audit_report(found: Audit, title: str, map_method: str = "auto", seed: int = 0):
@@ -519,14 +524,18 @@ def audit_files(
     """``xfer audit``: audit ``train`` (and leaks into ``test``), write a CSV per finding into ``out``
     (default ``<train>-audit/`` beside it) and, with ``report``, the HTML report. Returns the audit
     and the files written."""
+    from featurizer._guard import claim, guarding
     from pipelines._report import check_report_path, write_report
 
-    if report is not None:
-        check_report_path(report)  # before the work, not after
-    found = audit(train, test, layer=layer, threshold=threshold, seed=seed)
     out = Path(out) if out else Path(train).with_name(f"{Path(train).stem}-audit")
-    written = write_audit(found, out)
-    if report is not None:
-        names = Path(train).name + (f" and {Path(test).name}" if test else "")
-        written.append(write_report(audit_report(found, f"Audit of {names}", map_method, seed), report))
+    with guarding(train, test):
+        claim(out, folder=True)  # before the work, not after
+        if report is not None:
+            check_report_path(report)
+            claim(report)
+        found = audit(train, test, layer=layer, threshold=threshold, seed=seed)
+        written = write_audit(found, out)
+        if report is not None:
+            names = Path(train).name + (f" and {Path(test).name}" if test else "")
+            written.append(write_report(audit_report(found, f"Audit of {names}", map_method, seed), report))
     return found, written

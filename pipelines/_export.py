@@ -16,6 +16,7 @@ import numpy as np
 
 from featurizer import FeatureFile, FeaturizerError
 from featurizer._atomic import atomic_output, check_new_output
+from featurizer._guard import guarding
 from featurizer._parquet import columns_and_layers, read_parquet_features, write_parquet
 
 __all__ = ["FORMATS", "export", "read_parquet_features"]
@@ -29,12 +30,13 @@ def export(
     """Write the feature file ``features`` as Parquet (a file) or NumPy (a folder); returns the output."""
     if format not in FORMATS:
         raise FeaturizerError(f"--format is one of {', '.join(FORMATS)}, not {format!r}")
-    output = check_new_output(output, force)
-    with FeatureFile(features) as f:
-        columns, layers = columns_and_layers(f)
-        spec = f.spec.to_json()
-    with atomic_output(output) as tmp:
-        (write_parquet if format == "parquet" else _write_npy)(tmp, columns, layers, spec)
+    with guarding(features):
+        output = check_new_output(output, force, folder=format == "npy")
+        with FeatureFile(features) as f:
+            columns, layers = columns_and_layers(f)
+            spec = f.spec.to_json()
+        with atomic_output(output) as tmp:
+            (write_parquet if format == "parquet" else _write_npy)(tmp, columns, layers, spec)
     return output
 
 

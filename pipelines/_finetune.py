@@ -355,7 +355,8 @@ def finetune_images(
 
     schedule = schedule or Schedule()
     run = run or RunOptions()
-    out = check_new_output(out, force)
+    tuned_again = [model] if model and os.path.exists(model) else []  # a tuned folder, tuned again
+    out = check_new_output(out, force, folder=True, inputs=[data, *tuned_again])
     resolved = resolve(FeatureOptions(model=model, layers=("pre_logits",), runtime="torch"), IMAGE, "cpu")
     config, weights = resolved.config, resolved.weights
     if config.library != "timm":
@@ -561,7 +562,8 @@ def finetune_texts(
 
     schedule = schedule or Schedule()
     run = run or RunOptions()
-    out = check_new_output(out, force)
+    tuned_again = [model] if model and os.path.exists(model) else []  # a tuned folder, tuned again
+    out = check_new_output(out, force, folder=True, inputs=[data, *tuned_again])
     resolved = resolve(FeatureOptions(model=model, runtime="torch"), TEXT, "cpu")
     config, weights = resolved.config, resolved.weights
     if config.library != "hf" or weights.kind != "folder" or config.image_text:

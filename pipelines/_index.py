@@ -37,7 +37,7 @@ def build_index(
 
     if kind not in KINDS:
         raise FeaturizerError(f"--kind is one of {', '.join(KINDS)}, not {kind!r}")
-    output = check_new_output(output, force)
+    output = check_new_output(output, force, folder=True, inputs=[features])
     with FeatureFile(features) as f:
         layers = choose_layers(f.layers, layer)
         if layers == "auto" or len(layers) != 1:

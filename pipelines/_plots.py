@@ -17,10 +17,13 @@ def pyplot():
 
 
 def save_png(fig, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as a PNG under a temporary name, rename it into place, and close it."""
+    """Write ``fig`` as a PNG under a temporary name, rename it into place, and close it; the PNG
+    names featurizer as its software, which is how a later run knows it may replace it."""
     from featurizer._atomic import atomic_path
+    from featurizer._guard import PNG_SOFTWARE, claim
 
+    claim(path)  # never over an input, nor over a picture xfer did not draw
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+        fig.savefig(tmp, dpi=120, format="png", metadata={"Software": PNG_SOFTWARE})
     pyplot().close(fig)
     return Path(path)
