@@ -1,7 +1,9 @@
 """Self-contained HTML reports: a map of the embeddings, galleries of items, tables; one file, no network.
 
-A report is data (``Report``: items, a map, galleries, tables) rendered by one template: the data
-goes into the page as JSON and a short script draws the map (SVG, one circle per sampled item,
+A report is data (``Report``: items, a map, galleries, tables) rendered by one Jinja2 template with
+autoescaping (``templates/report.html.j2``): the title, summary and tables are escaped text, the
+rest goes into the page as JSON (``script_json``) and a short script (``templates/report.js``,
+the only one the page's Content-Security-Policy lets run) draws the map (SVG, one circle per sampled item,
 coloured by label, suspicious items ringed), shows an item when its point or card is clicked, and
 pages through the galleries. Images are embedded as small JPEG thumbnails, texts as text, so the
 file opens anywhere, offline. Large inputs stay usable: the map shows at most ``MAP_POINTS``
@@ -12,7 +14,8 @@ and holds at most ``GALLERY_CARDS``.
 from __future__ import annotations
 
 import base64
-import html
+import functools
+import hashlib
 import io
 import json
 import os
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from markupsafe import Markup
 
 from featurizer import FeaturizerError
 
@@ -154,22 +158,75 @@ def _payload(report: Report) -> dict:
     return {"items": items, "points": points, "galleries": galleries, "legend": legend, "page": PAGE}
 
 
-def _table(table: dict) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in table["header"])
-    body = []
+TEMPLATES = Path(__file__).with_name("templates")
+# What the page may do: run its one inline script (by hash, so no injected script or inline event
+# handler runs), show data: images, use inline styles; fetch nothing, submit nothing.
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src '{script}'; "
+    "base-uri 'none'; form-action 'none'"
+)
+_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(data) -> Markup:
+    """``data`` as JSON that is inert inside ``<script type="application/json">``: ``<``, ``>``, ``&``,
+    U+2028 and U+2029 written as ``\\uXXXX`` escapes, so no text in it can end the script, open a
+    comment or a nested script, or break a JavaScript string; ``JSON.parse`` restores them."""
+    text = json.dumps(data, separators=(",", ":"))
+    return Markup(text.translate(str.maketrans(_JSON_ESCAPES)))  # no < > & left to escape
+
+
+def script_hash(script: str) -> str:
+    """The CSP source that allows exactly the inline script ``script``."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+
+
+@functools.cache
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
+
+
+def _cells(table: dict) -> list[list[dict]]:
+    """A table's rows as cells of text (floats to 3 decimals) and, in a heat map, a background
+    strength in [0, 1] (None elsewhere)."""
+    rows = []
     for row in table["rows"]:
         cells = []
         for k, cell in enumerate(row):
-            style = ""
-            if table.get("heat") and k > 0 and isinstance(cell, float):
-                style = f' style="background: rgba(31,119,180,{min(max(cell, 0.0), 1.0):.2f})"'
-            text = f"{cell:.3f}" if isinstance(cell, float) else str(cell)
-            cells.append(f"<td{style}>{html.escape(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    note = f'<p class="note">{html.escape(table["note"])}</p>' if table.get("note") else ""
-    return (
-        f'<section><h2>{html.escape(table["title"])}</h2>{note}<div class="scroll"><table>'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></section>"
+            heat = None
+            if table.get("heat") and k > 0 and isinstance(cell, float) and cell == cell:
+                heat = min(max(cell, 0.0), 1.0)
+            cells.append({"text": f"{cell:.3f}" if isinstance(cell, float) else str(cell), "heat": heat})
+        rows.append(cells)
+    return rows
+
+
+def render_report(report: Report) -> str:
+    """The HTML page of ``report``."""
+    script = (TEMPLATES / "report.js").read_text(encoding="utf-8")
+    if "</script" in script.lower() or "<!--" in script:
+        raise AssertionError("report.js must not contain '</script' or '<!--'")  # it is inlined as is
+    method = f"{report.map_method} of the embeddings" if report.map_method else "no map"
+    tables = [
+        {"title": str(t["title"]), "note": str(t.get("note") or ""), "header": [str(h) for h in t["header"]],
+         "rows": _cells(t)}
+        for t in report.tables
+    ]  # fmt: skip
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        title=report.title,
+        csp=CSP.format(script=script_hash(script)),
+        summary=[(str(k), str(v)) for k, v in report.summary.items()],
+        method=method,
+        shown=len(report.map_rows),
+        total=len(report.items) if report.map_of is None else report.map_of,
+        tables=tables,
+        data=script_json(_payload(report)),
+        script=Markup(script),  # a file of this package, not data
     )
 
 
@@ -178,24 +235,5 @@ def write_report(report: Report, path: str | os.PathLike) -> Path:
     from featurizer._atomic import atomic_write_text
 
     path = check_report_path(path)
-    data = json.dumps(_payload(report), separators=(",", ":")).replace("</", "<\\/")
-    summary = "".join(
-        f'<div class="card"><b>{html.escape(str(v))}</b><span>{html.escape(k)}</span></div>'
-        for k, v in report.summary.items()
-    )
-    tables = "".join(_table(t) for t in report.tables)
-    method = f"{report.map_method} of the embeddings" if report.map_method else "no map"
-    fills = {
-        "TITLE": html.escape(report.title),
-        "SUMMARY": summary,
-        "METHOD": html.escape(method),
-        "SHOWN": str(len(report.map_rows)),
-        "TOTAL": str(len(report.items) if report.map_of is None else report.map_of),
-        "TABLES": tables,
-        "DATA": data,  # last: the JSON may hold text that looks like a placeholder
-    }
-    page = (Path(__file__).with_name("report.html")).read_text(encoding="utf-8")
-    for key, value in fills.items():
-        page = page.replace("{{" + key + "}}", value)
-    atomic_write_text(path, page)
+    atomic_write_text(path, render_report(report))
     return path
