@@ -289,6 +289,7 @@ def predict_file(
     """
     model, card = load_model(model_path, trust=trust)
     found = model_features(card, data, run, read, tta)
+    check_width(model, found.X, data)
     if card.tasks:
         from pipelines._tasks import task_prediction_rows
 
@@ -340,6 +341,7 @@ def evaluate_file(
         "spec": json.loads(card.spec.to_json()),
         "tta_views": tta,
     }
+    check_width(model, X, data)
     if card.tasks:
         from pipelines._tasks import evaluate_tasks
 
@@ -361,6 +363,17 @@ def evaluate_file(
     return evaluate(model, X, y, **paths, about=about, views=found.views, **slices, items=items, files=files)
 
 
+def check_width(model, X: np.ndarray, where) -> None:
+    """Refuse features of another width than the model reads (a card and a model that do not belong
+    together, where the backbone's registry could not tell before featurizing)."""
+    width = getattr(head_of(model), "n_features_in_", None)
+    if isinstance(width, int | np.integer) and X.ndim == 2 and X.shape[1] != int(width):
+        raise FeaturizerError(
+            f"the card's layers give {X.shape[1]} values per item of {where}, but the model expects {int(width)}: "
+            "the model and its card do not belong together"
+        )
+
+
 def unadapted_accuracy(card: ModelCard, X: np.ndarray, y: np.ndarray | None) -> float | None:
     """Test accuracy of the card's head and hyperparameters fitted on its training file without the
     adaptation; None when the training file is gone or the test data has no labels."""
@@ -374,7 +387,13 @@ def unadapted_accuracy(card: ModelCard, X: np.ndarray, y: np.ndarray | None) -> 
         X_train, y_train, _ = labelled(*read_xy(f, card.spec.layers, card.label_column or None), card.train)
     params = {k: v for k, v in card.params.items() if k != "normalise"}
     normalise = card.params.get("normalise")
-    head = fit_fixed(X_train, y_train, card.head, None if normalise == "default" else normalise, params).model
+    try:
+        head = fit_fixed(X_train, y_train, card.head, None if normalise == "default" else normalise, params).model
+    except (ValueError, TypeError) as err:  # a card whose head or params are not this project's
+        raise FeaturizerError(
+            f"the card's head {card.head!r} with {card.params} cannot be fitted again for the comparison without "
+            f"adaptation: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
     y = np.asarray(y).astype(str)
     keep = y != ""
     return float(accuracy_score(y[keep], np.asarray(head.predict(X[keep])).astype(str)))

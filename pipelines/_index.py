@@ -21,6 +21,7 @@ from featurizer import FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, R
 from featurizer._atomic import atomic_output, check_new_output
 from featurizer._storage import download, exists, is_url, join, staging_dir
 from pipelines._linalg import unit_rows
+from pipelines._saved import spec_problem
 
 FLAT_UP_TO = 1_000_000  # items; exact search stays fast to here, HNSW loses recall (BENCHMARKS.md, Index)
 KINDS = ("auto", "flat", "hnsw")
@@ -75,12 +76,44 @@ def load_index(folder: str | os.PathLike):
     folder = Path(folder)
     if not (folder / "index.faiss").is_file():
         raise FeaturizerError(f"{folder} is not an index folder (made by xfer index)")
-    items = json.loads((folder / "items.json").read_text())
-    spec = FeatureSpec.from_json((folder / "spec.json").read_text())
-    index = faiss.read_index(str(folder / "index.faiss"))
+    damaged = f"{folder} is a damaged index folder"
+    try:
+        items = json.loads((folder / "items.json").read_text(encoding="utf-8"))
+        spec_data = json.loads((folder / "spec.json").read_text(encoding="utf-8"))
+        problem = spec_problem(spec_data)
+        if problem:
+            raise ValueError(f"spec.json: {problem}")
+        spec = FeatureSpec.from_json(json.dumps(spec_data))
+    except FileNotFoundError as err:
+        missing = Path(err.filename).name
+        raise FeaturizerError(f"{damaged}: {missing} is missing; build it again with xfer index") from None
+    except (ValueError, KeyError, TypeError) as err:  # not JSON, or not what xfer index writes
+        raise FeaturizerError(f"{damaged} ({err}); build it again with xfer index") from None
+    ids = items.get("ids") if isinstance(items, dict) else None
+    sources = items.get("sources") if isinstance(items, dict) else None
+    if not isinstance(ids, list) or not (sources is None or isinstance(sources, list)):
+        raise FeaturizerError(f"{damaged}: items.json does not list the items' ids; build it again with xfer index")
+    if len(spec.layers) != 1:
+        raise FeaturizerError(f"{damaged}: spec.json names {len(spec.layers)} layers, not one")
+    try:
+        index = faiss.read_index(str(folder / "index.faiss"))
+    except Exception as err:  # FAISS raises RuntimeError with a C++ trace for a truncated or foreign file
+        raise FeaturizerError(f"{damaged}: index.faiss cannot be read ({_first_line(err)})") from None
+    if index.ntotal != len(ids) or (sources and len(sources) != len(ids)):
+        raise FeaturizerError(
+            f"{damaged}: index.faiss holds {index.ntotal} vectors but items.json names {len(ids)} items; "
+            "build it again with xfer index"
+        )
     if hasattr(index, "hnsw"):
         index.hnsw.efSearch = HNSW_EF_SEARCH
-    return index, items["ids"], items["sources"], spec
+    return index, ids, sources, spec
+
+
+def _first_line(err: BaseException) -> str:
+    """The message of a FAISS error without its C++ context lines."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    said = next((line.split("failed:", 1)[-1].strip() for line in lines if "failed" in line), None)
+    return said or (lines[-1] if lines else type(err).__name__)
 
 
 def query_vectors(spec: FeatureSpec, queries, texts: list[str], run: RunOptions | None, read: ReadOptions | None):
@@ -128,7 +161,14 @@ def query_vectors(spec: FeatureSpec, queries, texts: list[str], run: RunOptions 
 def search(folder, queries=(), texts=(), k: int = 10, run=None, read=None) -> list[tuple[str, int, str, str, float]]:
     """(query, rank, id, source, similarity) of the ``k`` nearest indexed items of each query."""
     index, ids, sources, spec = load_index(folder)
+    if index.ntotal == 0:
+        raise FeaturizerError(f"{folder} is an empty index (built from a file of no items): there is nothing to search")
     names, Q = query_vectors(spec, list(queries), list(texts), run, read)
+    if Q.shape[1] != index.d:
+        raise FeaturizerError(
+            f"{folder} holds {index.d}-d vectors but its spec makes {Q.shape[1]}-d queries: the index is damaged; "
+            "build it again with xfer index"
+        )
     scores, rows = index.search(np.ascontiguousarray(Q), min(k, index.ntotal))
     sources = sources or [""] * len(ids)
     return [

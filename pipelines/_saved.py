@@ -22,6 +22,8 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
+
 from featurizer import FeatureSpec, FeaturizerError
 from featurizer._atomic import atomic_path, atomic_write_text
 from featurizer._featurefile import library_versions
@@ -154,20 +156,122 @@ def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = Fa
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:
+    """The card beside the model at ``path``, checked field by field: anything else is refused in one line."""
     if is_url(path):
-        if not exists(_sidecar_url(str(path))):
+        side = _sidecar_url(str(path))
+        if not exists(side):
             raise UntrustedModelError(f"{path} has no card beside it: its feature spec is unknown; not used")
-        try:
-            return ModelCard.from_json(read_bytes(_sidecar_url(str(path))).decode())
-        except (ValueError, KeyError, TypeError) as err:
-            raise UntrustedModelError(f"{_sidecar_url(str(path))} is not a featurizer model card: {err}") from None
+        return _parse_card(read_bytes(side), side)
     side = sidecar_path(path)
     if not side.is_file():
         raise UntrustedModelError(f"{path} has no card {side.name}: its feature spec is unknown, so it cannot be used")
+    return _parse_card(side.read_bytes(), side)
+
+
+def _parse_card(data: bytes, where) -> ModelCard:
     try:
-        return ModelCard.from_json(side.read_text())
+        card = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise UntrustedModelError(f"{where} is not a featurizer model card: not JSON ({err})") from None
+    problem = card_problem(card)
+    if problem:
+        raise UntrustedModelError(f"{where} is not a featurizer model card: {problem}")
+    try:
+        return ModelCard.from_json(json.dumps(card))
     except (ValueError, KeyError, TypeError) as err:
-        raise UntrustedModelError(f"{side} is not a featurizer model card: {err}") from None
+        raise UntrustedModelError(f"{where} is not a featurizer model card: {err}") from None
+
+
+def _kind(value) -> str:
+    """How JSON would name ``value``'s type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    names = {str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}
+    return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _objects(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+
+
+def _number_or_null(value) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+# What each field of a card and of its feature spec must be: (test, what it must be). Required fields first.
+CARD_FIELDS = {
+    "spec": (lambda v: isinstance(v, dict), "an object (the feature spec)"),
+    "classes": (_strings, "a list of class names (strings)"),
+    "head": (lambda v: isinstance(v, str), "a string"),
+    "params": (lambda v: isinstance(v, dict), "an object"),
+    "cv": (_objects, "a list of objects"),
+    "cv_score": (_number_or_null, "a number or null"),
+    "versions": (lambda v: isinstance(v, dict), "an object"),
+    "sha256": (lambda v: isinstance(v, str), "a string"),
+    "format": (lambda v: isinstance(v, str), "a string"),
+    "train": (lambda v: isinstance(v, str), "a string (a path)"),
+    "calibration": (lambda v: isinstance(v, dict), "an object"),
+    "adaptation": (lambda v: isinstance(v, dict), "an object"),
+    "label_column": (lambda v: isinstance(v, str), "a string"),
+    "tasks": (_objects, "a list of objects"),
+}
+CARD_REQUIRED = ("spec", "classes", "head")
+SPEC_FIELDS = {
+    "model": (lambda v: isinstance(v, str) and v != "", "a model name (a string)"),
+    "modality": (lambda v: v in ("image", "text"), "'image' or 'text'"),
+    "weights": (lambda v: isinstance(v, str), "a string"),
+    "weights_sha256": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "preprocessing": (lambda v: isinstance(v, dict), "an object"),
+    "precision": (lambda v: isinstance(v, str), "a string"),
+    "layers": (lambda v: _strings(v) and len(v) > 0, "a non-empty list of layer names (strings)"),
+    "pooling": (_strings, "a list of poolings (strings), one per layer"),
+    "runtime": (lambda v: isinstance(v, str), "a string"),
+}
+SPEC_REQUIRED = ("model", "modality", "weights", "weights_sha256", "preprocessing", "precision", "layers", "pooling")
+
+
+def card_problem(data) -> str:
+    """What is wrong with parsed card JSON, in a few words ("" if nothing): its shape, missing keys, wrong types."""
+    if not isinstance(data, dict):
+        return f"it holds {_kind(data)}, not an object"
+    problem = _fields_problem(data, CARD_FIELDS, CARD_REQUIRED, "") or spec_problem(data["spec"], "spec.")
+    if problem:
+        return problem
+    for i, task in enumerate(data.get("tasks", [])):
+        bad = [key for key in ("name", "kind") if not isinstance(task.get(key), str)]
+        if bad:
+            return f"'tasks[{i}].{bad[0]}' must be a string, not {_kind(task.get(bad[0]))}"
+    adaptation = data.get("adaptation") or {}
+    bad = [key for key in ("method", "target") if adaptation and not isinstance(adaptation.get(key), str)]
+    if bad:
+        return f"'adaptation.{bad[0]}' must be a string, not {_kind(adaptation.get(bad[0]))}"
+    return ""
+
+
+def spec_problem(data, prefix: str = "") -> str:
+    """What is wrong with parsed feature-spec JSON ("" if nothing)."""
+    if not isinstance(data, dict):
+        return f"{prefix.rstrip('.') or 'the spec'} holds {_kind(data)}, not an object"
+    problem = _fields_problem(data, SPEC_FIELDS, SPEC_REQUIRED, prefix)
+    if not problem and len(data["pooling"]) != len(data["layers"]):
+        return f"{prefix}layers lists {len(data['layers'])} layer(s) but {prefix}pooling {len(data['pooling'])}"
+    return problem
+
+
+def _fields_problem(data: dict, expected: dict, required: tuple[str, ...], prefix: str) -> str:
+    missing = [k for k in required if k not in data]
+    if missing:
+        return "it has no " + ", ".join(f"'{prefix}{k}'" for k in missing)
+    for key, (test, what) in expected.items():
+        if key in data and not test(data[key]):
+            return f"'{prefix}{key}' must be {what}, not {_kind(data[key])}"
+    return ""
 
 
 def load_model(path: str | os.PathLike, trust: bool = False):
@@ -197,23 +301,142 @@ def load_model(path: str | os.PathLike, trust: bool = False):
             "so it was not loaded (pass --trust only if you changed it yourself)"
         )
     with open(path, "rb") as f:
-        is_skops = f.read(4) == ZIP_MAGIC
-    if not is_skops:
-        if not trust:
-            raise UntrustedModelError(
-                f"{path} is a joblib pickle from an earlier version: loading it can run code, so it was not loaded. "
-                "Fit it again to save it safely, or pass --trust if you made it yourself"
-            )
-        import joblib
+        magic = f.read(6)
+    if magic.startswith(ZIP_MAGIC):
+        return _load_skops(sio, path, card, trust), card
+    if not magic.startswith(PICKLE_MAGICS):
+        raise UntrustedModelError(
+            f"{path} is not a model file: neither a skops file (a zip) nor a joblib pickle; it was not loaded"
+        )
+    if not trust:
+        raise UntrustedModelError(
+            f"{path} is a joblib pickle from an earlier version: loading it can run code, so it was not loaded. "
+            "Fit it again to save it safely, or pass --trust if you made it yourself"
+        )
+    import joblib
 
-        return joblib.load(path), card
-    unknown = [t for t in sio.get_untrusted_types(file=path) if t not in TRUSTED_TYPES]
+    try:
+        model = joblib.load(path)
+    except Exception as err:  # not a pickle after all, or one of classes that are gone: one line
+        raise UntrustedModelError(f"cannot load {path} as a joblib pickle: {_first_line(err)}") from None
+    check_model(model, card, path)
+    return model, card
+
+
+# How joblib files begin: a pickle (protocol 2 and later), or one compressed by zlib, gzip, bz2, xz, lzma or lz4.
+PICKLE_MAGICS = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00\x00", b"\x04\x22\x4d\x18")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _load_skops(sio, path: Path, card: ModelCard, trust: bool):
+    try:
+        unknown = [t for t in sio.get_untrusted_types(file=path) if t not in TRUSTED_TYPES]
+    except Exception as err:  # a zip without skops's schema, or a damaged one
+        why = _first_line(err)
+        raise UntrustedModelError(f"{path} is a zip but not a skops model file ({why}); it was not loaded") from None
     if unknown and not trust:
         raise UntrustedModelError(
             f"{path} holds types this tool does not load ({', '.join(unknown[:5])}); it was not loaded "
             "(pass --trust to load them anyway)"
         )
     try:
-        return sio.load(path, trusted=[*TRUSTED_TYPES, *unknown]), card
+        model = sio.load(path, trusted=[*TRUSTED_TYPES, *unknown])
     except Exception as err:  # a damaged zip or a skops version mismatch: one line, not a traceback
-        raise UntrustedModelError(f"cannot load {path}: {str(err).splitlines()[0] if str(err) else err!r}") from None
+        raise UntrustedModelError(f"cannot load {path}: {_first_line(err)}") from None
+    check_model(model, card, path)
+    return model
+
+
+def _final_step(estimator):
+    """The last estimator of nested pipelines."""
+    while hasattr(estimator, "steps") and isinstance(estimator.steps, list) and estimator.steps:
+        estimator = estimator.steps[-1][1]
+    return estimator
+
+
+def check_model(model, card: ModelCard, path) -> None:
+    """Refuse, in one line, a loaded object that is not a model or does not belong with its card.
+
+    Checked: it predicts; an end-to-end pipeline makes the features the card names; a multi-task
+    card goes with a multi-task head and the other way round; the classes agree; and the layers the
+    card names exist in its backbone with as many values, in all, as the model reads.
+    """
+    from pipelines._fit import head_of
+
+    side = sidecar_path(path)
+    if not callable(getattr(model, "predict", None)):
+        raise UntrustedModelError(f"{path} is not a model: it holds {_what(model)}, which cannot predict")
+    steps = getattr(model, "named_steps", None)
+    inner = steps.get("features") if isinstance(steps, dict) else None
+    inner_spec = getattr(inner, "spec_", None) or getattr(inner, "spec", None)
+    if isinstance(inner_spec, FeatureSpec):
+        diffs = card.spec.differences(inner_spec)
+        if diffs:
+            raise UntrustedModelError(
+                f"{side} does not describe the features {path} was fitted on (card vs model): " + "; ".join(diffs)
+            )
+    if inner is not None and bool(card.adaptation) != ("adapt" in steps):
+        says, holds = ("an adapted model", "none") if card.adaptation else ("no adaptation", "an adaptation map")
+        raise UntrustedModelError(f"{side} describes {says} but {path} holds {holds}: they do not belong together")
+    head = head_of(model)
+    multi = callable(getattr(_final_step(head), "predict_tasks", None))
+    if bool(card.tasks) != multi:
+        says, holds = ("several tasks", "one head") if card.tasks else ("one classifier", "several tasks")
+        raise UntrustedModelError(f"{side} describes {says} but {path} holds {holds}: they do not belong together")
+    if not multi:
+        classes = getattr(head, "classes_", None)
+        scores = any(callable(getattr(head, name, None)) for name in ("predict_proba", "decision_function"))
+        if classes is None or not scores:
+            raise UntrustedModelError(f"{path} is not a fitted classifier: it holds {_what(model)}")
+        found = sorted(map(str, classes))
+        if card.classes and sorted(card.classes) != found:
+            raise UntrustedModelError(
+                f"{side} lists classes {_listed(card.classes)} but {path} predicts {_listed(found)}: "
+                "they do not belong together"
+            )
+    width = getattr(head, "n_features_in_", None)
+    dims = card_layer_dims(card.spec, side)
+    if dims is not None and isinstance(width, int | np.integer) and sum(dims) != int(width):
+        layers = " + ".join(f"{name} ({d})" for name, d in zip(card.spec.layers, dims))
+        layers = f"{layers} = {sum(dims)} values" if len(dims) > 1 else f"{card.spec.layers[0]} ({dims[0]} values)"
+        raise UntrustedModelError(
+            f"{side} says the model reads {layers}, but {path} expects {int(width)} features: "
+            "the card and the model do not belong together"
+        )
+
+
+def card_layer_dims(spec: FeatureSpec, where) -> list[int] | None:
+    """The length of each of ``spec``'s layers from the backbone's registry entry, without loading
+    anything (None when the registry does not list them: zoo models); a layer the backbone does
+    not have is refused, naming those it has."""
+    from featurizer._registry import get_config
+
+    try:
+        config = get_config(spec.model, spec.modality)
+    except (FeaturizerError, OSError, ValueError):
+        return None  # an unknown model is named when its features are made or compared
+    if not config.layers:
+        return None
+    known = {layer.name: layer.dim for layer in config.layers}
+    missing = [name for name in spec.layers if name not in known]
+    if missing:
+        raise UntrustedModelError(
+            f"{where} names layer {missing[0]!r}, which {spec.model} does not have "
+            f"(it has {', '.join(known)}): the card is damaged or not this model's"
+        )
+    dims = [known[name] for name in spec.layers]
+    return None if any(d is None for d in dims) else [int(d) for d in dims]
+
+
+def _what(value) -> str:
+    kind = type(value)
+    return f"a {kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else f"a {kind.__name__}"
+
+
+def _listed(classes) -> str:
+    shown = ", ".join(map(repr, list(classes)[:5]))
+    return f"[{shown}{', ...' if len(classes) > 5 else ''}]"

@@ -211,3 +211,158 @@ def test_text_baseline_is_tfidf_through_the_fast_search(tmp_path):
     featurize(table, "minilm", output=tmp_path / "t.h5", cache_dir=tmp_path / "c", progress=False)
     result = fit(tmp_path / "t.h5", "logreg", baseline=True)
     assert result.baseline.name == "tf-idf" and result.baseline.mean > 0.9
+
+
+# --- Files that are not what they claim: one line, no traceback, nothing run (issue 28, family 6) ---------
+
+
+def _plain_zip() -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("notes.txt", "not a model")
+    return buf.getvalue()
+
+
+def _skops_of(obj) -> bytes:
+    import io
+
+    import skops.io as sio
+
+    buf = io.BytesIO()
+    sio.dump(obj, buf)
+    return buf.getvalue()
+
+
+def _foreign_classifier(n_features: int, classes: int) -> bytes:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    return _skops_of(LogisticRegression().fit(rng.normal(size=(20, n_features)), [str(i % classes) for i in range(20)]))
+
+
+HOSTILE_MODELS = {  # bytes of a file named .skops, and what the one line must say
+    "a zip that is not a skops file": (_plain_zip, "is a zip but not a skops model file"),
+    "a skops file of a dict": (lambda: _skops_of({"a": [1, 2]}), "is not a model: it holds a dict"),
+    "a pickle of a dict": (lambda: __import__("pickle").dumps({"a": 1}), "pickle"),
+    "random bytes": (lambda: bytes(range(7, 200)), "neither a skops file (a zip) nor a joblib pickle"),
+    "JSON": (lambda: b'{"classes": ["a"]}', "neither a skops file (a zip) nor a joblib pickle"),
+    "an empty file": (lambda: b"", "neither a skops file (a zip) nor a joblib pickle"),
+    "a classifier of 64 features": (lambda: _foreign_classifier(64, 10), "expects 64 features"),
+    "a classifier of other classes": (lambda: _foreign_classifier(1280, 3), "lists classes"),
+}
+
+
+@pytest.mark.parametrize("trust", [False, True], ids=["untrusted", "trusted"])
+@pytest.mark.parametrize("command", ["predict", "evaluate", "suggest"])
+@pytest.mark.parametrize("kind", list(HOSTILE_MODELS))
+def test_a_file_that_is_not_our_model_ends_in_one_line(kind, command, trust, saved, digit_features, tmp_path):
+    """Named .skops, with a card whose SHA-256 matches it (the card proves integrity, not origin)."""
+    from featurizer._hashing import file_sha256
+
+    make, said = HOSTILE_MODELS[kind]
+    model = tmp_path / "gift.skops"
+    model.write_bytes(make())
+    card = json.loads(saved.with_suffix(".json").read_text())
+    model.with_suffix(".json").write_text(json.dumps({**card, "sha256": file_sha256(model)}))
+    args = [command, model, digit_features[1], "-o", tmp_path / "out", *(["--trust"] * trust)]
+    result = xfer(*args, *(["--png", tmp_path / "cm.png"] if command == "evaluate" else []), ok=False)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in result.output
+    if kind == "a pickle of a dict":
+        said = "is not a model: it holds a dict" if trust else "loading it can run code, so it was not loaded"
+    assert said in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def _card_edit(edit):
+    def apply(card: dict) -> str:
+        card = json.loads(json.dumps(card))
+        spec = card["spec"]
+        if edit == "layer the model does not read":
+            spec["layers"], spec["pooling"] = ["blocks.6"], ["avg"]
+        elif edit == "layer the backbone does not have":
+            spec["layers"], spec["pooling"] = ["nope"], ["avg"]
+        elif edit == "layers as a string":
+            spec["layers"] = "pre_logits"
+        elif edit == "spec a number":
+            card["spec"] = 5
+        elif edit == "classes a string":
+            card["classes"] = "0123456789"
+        elif edit == "no head":
+            del card["head"]
+        elif edit == "task without a name":
+            card["tasks"] = [{"kind": "classes"}]
+        elif edit == "train a number":
+            card["train"] = 7
+        elif edit == "adaptation the model lacks":
+            card["adaptation"] = {"method": "coral", "target": "/nowhere.h5"}
+        return json.dumps(card)
+
+    return apply
+
+
+HOSTILE_CARDS = {
+    "not JSON": (lambda card: "{not json", "not JSON"),
+    "JSON that is a list": (lambda card: "[1, 2]", "it holds a list, not an object"),
+    "an object missing keys": (lambda card: "{}", "it has no 'spec', 'classes', 'head'"),
+    "spec a number": (_card_edit("spec a number"), "'spec' must be an object"),
+    "classes a string": (_card_edit("classes a string"), "'classes' must be a list of class names"),
+    "layers as a string": (_card_edit("layers as a string"), "'spec.layers' must be a non-empty list"),
+    "no head": (_card_edit("no head"), "it has no 'head'"),
+    "task without a name": (_card_edit("task without a name"), "'tasks[0].name' must be a string"),
+    "train a number": (_card_edit("train a number"), "'train' must be a string"),
+    "layer the model does not read": (_card_edit("layer the model does not read"), "does not describe the features"),
+    "layer the backbone does not have": (_card_edit("layer the backbone does not have"), "layers"),
+    "adaptation the model lacks": (_card_edit("adaptation the model lacks"), "describes an adapted model"),
+}
+
+
+@pytest.mark.parametrize("data", ["feature file", "raw images"])
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize("kind", list(HOSTILE_CARDS))
+def test_a_card_that_is_damaged_or_not_the_models_ends_in_one_line_before_featurizing(
+    kind, command, data, saved, digit_features, digits_dir, tmp_path
+):
+    model = tmp_path / "m.skops"
+    model.write_bytes(saved.read_bytes())
+    make, said = HOSTILE_CARDS[kind]
+    model.with_suffix(".json").write_text(make(json.loads(saved.with_suffix(".json").read_text())))
+    test = digit_features[1] if data == "feature file" else digits_dir / "test"
+    args = [command, model, test, "-o", tmp_path / "out", "--cache-dir", tmp_path / "cache"]
+    result = xfer(*args, *(["--png", tmp_path / "cm.png"] if command == "evaluate" else []), ok=False)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and said in lines[0], result.output
+    assert not (tmp_path / "cache").exists()  # refused before any featurizing
+
+
+def test_a_card_layer_missing_from_the_feature_file_is_named(digit_features, digits_dir, tmp_path):
+    model = tmp_path / "deep.skops"
+    xfer("fit", digit_features[0], "--layer", "blocks.6", "--head", "prototype", "-o", model)
+    shallow = tmp_path / "pre_logits.h5"
+    featurize(digits_dir / "test", layers=["-1"], output=shallow, cache_dir=digit_features[2], progress=False)
+    for command in ("predict", "evaluate"):
+        result = xfer(command, model, shallow, "-o", tmp_path / "out", ok=False)
+        assert result.exit_code == 1 and "layer 'blocks.6' is missing" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_bare_classifier_whose_card_names_a_layer_the_backbone_lacks_is_refused_before_featurizing(
+    saved, digits_dir, tmp_path
+):
+    from featurizer._hashing import file_sha256
+
+    model = tmp_path / "bare.skops"
+    model.write_bytes(_foreign_classifier(1280, 10))  # no featurizer step to compare the card with
+    card = json.loads(saved.with_suffix(".json").read_text())
+    card["spec"]["layers"], card["spec"]["pooling"] = ["nope"], ["avg"]
+    model.with_suffix(".json").write_text(json.dumps({**card, "sha256": file_sha256(model)}))
+    args = ["predict", model, digits_dir / "test", "-o", tmp_path / "p.csv", "--cache-dir", tmp_path / "c"]
+    result = xfer(*args, ok=False)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "names layer 'nope', which efficientnet_lite0 does not have" in result.output
+    assert not (tmp_path / "c").exists()

@@ -9,6 +9,7 @@ clean run on the same content. ``FEATURIZER_FUZZ_EXAMPLES`` runs more examples (
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -70,8 +71,8 @@ def reference(tmp_path_factory):
     root = tmp_path_factory.mktemp("clean")
     for i, data in enumerate(GOOD):
         (root / f"{i}.png").write_bytes(data)
-    cache = root / "cache"
-    out = root / "clean.h5"
+    cache = root.parent / f"{root.name}-cache"
+    out = root.parent / f"{root.name}.h5"  # beside the input folder: an output never lies inside an input
     result = CliRunner().invoke(main, ["featurize", str(root), "-o", str(out), "--cache-dir", str(cache), "-q"])
     assert result.exit_code == 0, result.output
     with FeatureFile(out) as f:
@@ -170,3 +171,170 @@ def test_random_tables_account_for_every_row(tmp_path_factory, rows, kind, encod
 
 def TEXTS_BY_ID(rows, item_id: str) -> str:
     return rows[int(item_id)][0]
+
+
+# --- Model files and cards: whatever a file claims to be, predict and evaluate end in one line --------------
+
+MODEL_EXAMPLES = max(4, EXAMPLES // 2)  # each example runs predict or evaluate: keep the suite fast
+MODEL_FUZZ = settings(FUZZ, max_examples=MODEL_EXAMPLES)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False, width=32) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=5,
+)
+CARD_KEYS = ["spec", "classes", "head", "params", "cv", "cv_score", "sha256", "train", "calibration"]
+CARD_KEYS += ["adaptation", "label_column", "tasks", "format", "versions"]
+SPEC_KEYS = ["model", "modality", "weights", "weights_sha256", "preprocessing", "precision", "layers", "pooling"]
+CARD_PATHS = [*CARD_KEYS, *(f"spec.{k}" for k in [*SPEC_KEYS, "runtime"])]
+LAYER_LISTS = st.sampled_from([["blocks.6"], ["nope"], ["pre_logits", "blocks.6"], []])
+CARD_EDITS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.sampled_from(CARD_PATHS), JSON_VALUES),
+        st.tuples(st.just("drop"), st.sampled_from(CARD_PATHS), st.none()),
+        st.tuples(st.just("layers"), LAYER_LISTS, st.none()),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@pytest.fixture(scope="module")
+def saved_model(digit_features, tmp_path_factory):
+    from pipelines import fit, save_model
+
+    path = tmp_path_factory.mktemp("fuzz-model") / "m.skops"
+    result = fit(digit_features[0], "prototype")
+    save_model(result.model, result.card, path)
+    return path
+
+
+def _one_line_or_success(result) -> None:
+    """Exit 0, or a single 'Error: ...' line: never a traceback, never an exception other than the exit."""
+    assert "Traceback" not in result.output, result.output
+    if result.exit_code != 0:
+        assert isinstance(result.exception, SystemExit), repr(result.exception)
+        lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("warning:")]
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+
+
+def _model_command(command: str, model: Path, test: Path, out: Path, trust: bool) -> list[str]:
+    args = [command, str(model), str(test), "-o", str(out / f"{command}.out")]
+    args += ["--png", str(out / "cm.png")] if command == "evaluate" else []
+    return args + (["--trust"] if trust else [])
+
+
+def _edited(card: dict, edits) -> dict:
+    card = json.loads(json.dumps(card))
+    for kind, where, value in edits:
+        if kind == "layers":
+            if isinstance(card.get("spec"), dict):
+                card["spec"]["layers"], card["spec"]["pooling"] = where, ["avg"] * len(where)
+            continue
+        holder, key = (card.get("spec"), where[5:]) if where.startswith("spec.") else (card, where)
+        if not isinstance(holder, dict):
+            continue
+        if kind == "drop":
+            holder.pop(key, None)
+        else:
+            holder[key] = value
+    return card
+
+
+@MODEL_FUZZ
+@given(
+    edits=st.one_of(CARD_EDITS, st.binary(max_size=40), JSON_VALUES.map(lambda v: ("whole", v))),
+    command=st.sampled_from(["predict", "evaluate"]),
+    trust=st.booleans(),
+)
+def test_damaged_or_foreign_cards_end_in_one_line(saved_model, digit_features, tmp_path_factory, edits, command, trust):
+    from featurizer import FeaturizerError
+    from pipelines import load_model
+
+    root = tmp_path_factory.mktemp("card")
+    model = root / "m.skops"
+    shutil.copy(saved_model, model)
+    card = json.loads(saved_model.with_suffix(".json").read_text())
+    if isinstance(edits, bytes):
+        text = edits
+    elif isinstance(edits, tuple):
+        text = json.dumps(edits[1]).encode()
+    else:
+        text = json.dumps(_edited(card, edits)).encode()
+    model.with_suffix(".json").write_bytes(text)
+    with contextlib.suppress(FeaturizerError):  # the library's readers raise the library's errors only
+        load_model(model, trust=trust)
+    result = CliRunner().invoke(main, _model_command(command, model, digit_features[1], root, trust))
+    _one_line_or_success(result)
+    shutil.rmtree(root)
+
+
+def _zip(members: list[tuple[str, bytes]]) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in dict(members).items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+MODEL_BYTES = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(1, 255)),
+    st.tuples(st.just("truncate"), st.integers(0, 10**6), st.just(0)),
+    st.tuples(st.just("random"), st.binary(max_size=64).filter(lambda b: not b.startswith(b"\x80")), st.just(0)),
+    st.tuples(
+        st.just("zip"),
+        st.lists(st.tuples(st.sampled_from(["schema.json", "a.npy", "x"]), st.binary(max_size=20)), max_size=3),
+        st.just(0),
+    ),
+    st.tuples(st.just("skops"), JSON_VALUES, st.just(0)),
+    st.tuples(st.just("pickle"), JSON_VALUES, st.just(0)),
+)
+
+
+@MODEL_FUZZ
+@given(
+    edit=MODEL_BYTES,
+    matching_card=st.booleans(),
+    command=st.sampled_from(["predict", "evaluate"]),
+    trust=st.booleans(),
+)
+def test_damaged_or_foreign_model_files_end_in_one_line(
+    saved_model, digit_features, tmp_path_factory, edit, matching_card, command, trust
+):
+    """Flipped bytes, truncations, random bytes, zips that are not skops files, skops files and pickles
+    of plain data, named .skops, with a card (whose SHA-256 matches, or not), trusted or not."""
+    import pickle
+
+    import skops.io as sio
+
+    from featurizer._hashing import file_sha256
+
+    root = tmp_path_factory.mktemp("model")
+    model = root / "m.skops"
+    data = saved_model.read_bytes()
+    kind, a, b = edit
+    if kind == "flip":
+        data = bytearray(data)
+        data[a % len(data)] ^= b
+        data = bytes(data)
+    elif kind == "truncate":
+        data = data[: a % len(data)]
+    elif kind == "random":
+        data = a
+    elif kind == "zip":
+        data = _zip(a)
+    elif kind == "pickle":
+        data = pickle.dumps(a)  # plain data: unpickling it runs nothing
+    model.write_bytes(data)
+    if kind == "skops":
+        sio.dump(a, model)
+    card = json.loads(saved_model.with_suffix(".json").read_text())
+    if matching_card:
+        card["sha256"] = file_sha256(model)
+    model.with_suffix(".json").write_text(json.dumps(card))
+    result = CliRunner().invoke(main, _model_command(command, model, digit_features[1], root, trust))
+    _one_line_or_success(result)
+    if kind != "flip" and result.exit_code == 0:
+        raise AssertionError(f"{kind}: a file that is no model was used: {result.output}")
+    shutil.rmtree(root)
