@@ -342,10 +342,13 @@ def evaluate_file(
         "tta_views": tta,
     }
     check_width(model, X, data)
+    scored = X if y is None or card.tasks else X[np.asarray(y).astype(str) != ""]
+    overlap = training_overlap(card, data, scored)
     if card.tasks:
         from pipelines._tasks import evaluate_tasks
 
         report = {**about, **evaluate_tasks(head_of(model), X, found.ids, found.columns, found.labels)}
+        report["warnings"] = [*overlap, *report.get("warnings", [])]
         if report_path:
             atomic_write_text(report_path, json.dumps(report, indent=2))
         return report
@@ -355,7 +358,7 @@ def evaluate_file(
 
         groups, notes = read_groups(by, data, found.ids, card.spec.modality, read)
     paths = {"report_path": report_path, "png_path": png_path, "reliability_path": reliability_path}
-    slices = {"groups": groups, "groups_png": groups_png, "notes": notes}
+    slices = {"groups": groups, "groups_png": groups_png, "notes": [*overlap, *notes]}
     if card.adaptation:  # the same head on the unaligned training features, side by side
         about["without_adaptation"] = unadapted_accuracy(card, X, y)
     items = (found.ids, found.sources or [""] * len(found.ids))
@@ -372,6 +375,21 @@ def check_width(model, X: np.ndarray, where) -> None:
             f"the card's layers give {X.shape[1]} values per item of {where}, but the model expects {int(width)}: "
             "the model and its card do not belong together"
         )
+
+
+def training_overlap(card: ModelCard, data, X: np.ndarray) -> list[str]:
+    """A warning when test items are items of the model's training file (``card.train``), by
+    identical vectors; nothing when that file is gone or no longer holds the card's layers."""
+    from pipelines._fewshot import overlap_warnings
+
+    if not card.train or not (is_url(card.train) or Path(card.train).is_file()):
+        return []
+    try:
+        with FeatureFile(card.train) as f:
+            X_train = read_xy(f, card.spec.layers)[0]
+    except (FeaturizerError, OSError):
+        return []
+    return overlap_warnings(X_train, X, card.train, str(data), "the model's training file")
 
 
 def unadapted_accuracy(card: ModelCard, X: np.ndarray, y: np.ndarray | None) -> float | None:

@@ -50,6 +50,56 @@ def few_shot_head(head: str, max_iter: int | None = None):
     return make_head(head)
 
 
+def plan_shots(y: np.ndarray, shots: Sequence[int], runs: int) -> tuple[list[tuple[int, int]], list[str]]:
+    """(N, runs) of each requested N that can be honoured, and a one-line reason for each one that cannot.
+
+    An N is skipped when a class has fewer than N labelled examples (it would be drawn whole, so N
+    would not be N), and runs once when it takes every example of every class (every draw is the same
+    one). Nothing runnable is an error naming the smallest class.
+    """
+    from featurizer import FeaturizerError
+
+    classes, counts = np.unique(np.asarray(y), return_counts=True)
+    plan, notes = [], []
+    for n in dict.fromkeys(int(n) for n in shots):
+        if n < 1:
+            notes.append(f"N={n} skipped: a few-shot draw takes at least 1 example per class")
+            continue
+        small = [(str(c), int(k)) for c, k in zip(classes, counts) if k < n]
+        if small:
+            shown = ", ".join(f"{c!r} ({k})" for c, k in small[:5]) + (" ..." if len(small) > 5 else "")
+            notes.append(
+                f"N={n} skipped: {len(small)} of {len(classes)} classes have fewer than {n} labelled examples ({shown})"
+            )
+            continue
+        if runs > 1 and (counts == n).all():
+            notes.append(
+                f"N={n} takes all {n} labelled examples of every class: every run would draw the same examples, "
+                f"so it ran once, not {runs} times (its ± 0 is no spread)"
+            )
+            plan.append((n, 1))
+            continue
+        plan.append((n, runs))
+    if not plan:
+        smallest = int(np.argmin(counts))
+        raise FeaturizerError(
+            f"no N of --shots {','.join(map(str, shots))} can run: the smallest class, {str(classes[smallest])!r}, "
+            f"has {int(counts[smallest])} labelled examples; give N from 1 to {int(counts[smallest])}"
+        )
+    return plan, notes
+
+
+def head_problem(head: str, shots: int, n_classes: int) -> str:
+    """Why ``head`` cannot run with ``shots`` examples of each of ``n_classes`` classes ("" if it can)."""
+    if head == "lda" and shots * n_classes <= n_classes:
+        return "lda needs more training examples than classes (one per class leaves no within-class spread)"
+    if head == "knn" and shots == 1:
+        k = few_shot_head("knn").get_params()["clf__n_neighbors"]
+        if k > 1:
+            return f"knn's {k} neighbours are then each of another class: every vote is a tie"
+    return ""
+
+
 def few_shot(
     X_train: np.ndarray,
     y_train: np.ndarray,
@@ -61,33 +111,92 @@ def few_shot(
     max_iter: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    notes: list[str] | None = None,
 ) -> list[FewShotRow]:
-    """Accuracy of each head for each N, over ``runs`` seeded draws of the training examples."""
+    """Accuracy of each head for each N, over ``runs`` seeded draws of the training examples.
+
+    Only what ran is returned: an N no draw can honour, and a head that cannot run at an N, are left
+    out with a one-line reason appended to ``notes`` (see ``plan_shots`` and ``head_problem``).
+    """
     from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
     from tqdm.auto import tqdm
 
+    plan, said = plan_shots(y_train, shots, runs)
+    n_classes = len(np.unique(y_train))
     rows = []
-    total = len(heads) * len(shots) * runs
+    total = len(heads) * sum(r for _, r in plan)
     with tqdm(total=total, desc="few-shot", disable=not progress) as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter=100 is the protocol, not a mistake
         for head in heads:
             template = few_shot_head(head, max_iter)
-            for n in shots:
+            for n, n_runs in plan:
+                problem = head_problem(head, n, n_classes)
                 scores = []
-                for run in range(runs):
+                for run in range(n_runs if not problem else 0):
                     idx = sample_few_shot(y_train, n, seed + run)
-                    model = clone(template).fit(X_train[idx], y_train[idx])
+                    try:
+                        model = clone(template).fit(X_train[idx], y_train[idx])
+                    except (ValueError, np.linalg.LinAlgError) as err:  # a head that cannot fit this draw
+                        problem = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                        break
                     scores.append(float(model.score(X_test, y_test)))
                     bar.update(1)
+                if problem:
+                    said.append(f"{head} at N={n} skipped: {problem}")
+                    bar.update(n_runs - len(scores))
+                    continue
                 rows.append(FewShotRow(head, int(n), scores))
+    if notes is not None:
+        notes += said
     return rows
+
+
+def overlap_warnings(X_train: np.ndarray, X_test: np.ndarray, train: str, test: str, what: str) -> list[str]:
+    """A warning when test items are also training items, by content: identical vectors (ids repeat
+    across folders with different files, so they prove nothing)."""
+    same = _same_file(train, test)
+    shared = int(np.isin(_row_digests(X_test), _row_digests(X_train)).sum()) if len(X_test) and len(X_train) else 0
+    if same:
+        return [
+            f"{test} is {what} itself: all {len(X_test)} test items are training items, so the scores measure "
+            "memory, not how the model does on new items"
+        ]
+    if not shared:
+        return []
+    return [
+        f"{shared} of {len(X_test)} test items are also in {what} ({train}: identical vectors): "
+        "their scores are not those of new items"
+    ]
+
+
+def _row_digests(X: np.ndarray) -> np.ndarray:
+    """A 16-byte digest of each row's bytes, as fixed-size byte strings that ``np.isin`` compares."""
+    import hashlib
+
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    X = X + np.float32(0.0)  # -0.0 and 0.0 as one value
+    return np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in X], dtype="S16")
+
+
+def _same_file(a, b) -> bool:
+    from featurizer._storage import absolute, is_url
+
+    if is_url(a) or is_url(b):
+        return absolute(a) == absolute(b)
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def few_shot_files(
     train: str | os.PathLike, test: str | os.PathLike, layers=None, adapt: str | None = None, **protocol
 ) -> tuple[list[FewShotRow], tuple[str, ...], list[str]]:
     """``few_shot`` on two feature files, which must hold the same kind of features; (rows, layers read, warnings).
+
+    ``rows`` hold only the (head, N) that ran; the warnings say why any other was skipped, and how
+    many test items are also training items (by identical vectors).
 
     ``layers`` follows ``fit``'s grammar (names or indices, concatenated; default the first layer).
     ``adapt`` (``mean``, ``coral``, ``subspace``) adds each head again, fitted on training features
@@ -108,12 +217,17 @@ def few_shot_files(
     check_labels(y_train, str(train))
     check_labels(y_test, str(test))
     warnings = notes + test_notes + unknown_label_warnings(y_test, sorted(set(y_train)), str(train))
-    rows = few_shot(X_train, y_train, X_test, y_test, **protocol)
+    warnings += overlap_warnings(X_train, X_test, str(train), str(test), "the training file")
+    rows = few_shot(X_train, y_train, X_test, y_test, **protocol, notes=warnings)
     if adapt:
         from pipelines._adapt import fit_adaptation
 
         source_map, target_map = fit_adaptation(adapt, X_train, X_test)
-        adapted = few_shot(source_map.transform(X_train), y_train, target_map.transform(X_test), y_test, **protocol)
+        skipped: list[str] = []
+        adapted = few_shot(
+            source_map.transform(X_train), y_train, target_map.transform(X_test), y_test, **protocol, notes=skipped
+        )
+        warnings += [note.replace(" at N=", f"+{adapt} at N=", 1) for note in skipped if " at N=" in note]
         rows += [FewShotRow(f"{row.head}+{adapt}", row.shots, row.scores) for row in adapted]
     return rows, chosen, warnings
 
