@@ -7,7 +7,14 @@ Layout::
     /sources             (n,) str      image paths or the texts themselves, when given as such
     /features/<layer>    (n, d) float  one chunked dataset per layer (float32, or float16 on request)
     /errors/ids, /errors/reasons       items that could not be featurized, with the reason
-    attrs: format, spec (JSON), versions (JSON), created
+    attrs: format, spec (JSON), versions (JSON), created; a merged file: shard_stamps (JSON)
+
+A merged file (``xfer merge``) reads its vectors from the shard files beside it (HDF5 virtual
+datasets). It records each shard's relative name, size, modification time and SHA-256 when it is
+written, and every open checks them first: a shard whose size and time are as recorded is taken
+as it was (one ``stat``), any other is checksummed, and a missing or changed one is refused by
+name. A shard rewritten to the same size with its time set back cannot be seen without reading
+it: ``FeatureFile(path, checksums=True)`` (and ``xfer merge`` again) checksums every shard.
 
 A file is written under a temporary name and renamed over the target when complete, so a
 reader never sees a half-written file and an interrupted run leaves the old file intact.
@@ -28,12 +35,14 @@ import numpy as np
 
 from featurizer._errors import FeaturizerError, InputError
 from featurizer._h5 import H5Output, as_os_error
+from featurizer._hashing import file_sha256
 from featurizer._spec import FeatureSpec
 from featurizer._storage import exists, is_url, local_path, open_source
 
 FORMAT = "featurizer-features/1"
 CHUNK_ROWS = 1024
 _STR = h5py.string_dtype("utf-8")
+STAMPS = "shard_stamps"  # attribute of a merged file: [{file, size, mtime_ns, sha256}] of its shards
 _VERSIONED = ("featurizer", "torch", "torchvision", "timm", "transformers", "h5py", "numpy", "scikit-learn")
 
 
@@ -132,10 +141,23 @@ class FeatureFileWriter:
         start = 0
         for path, rows in parts:
             if rows:
-                name = os.path.relpath(path, self.path.parent)
+                name = self._relative(path)
                 layout[start : start + rows] = h5py.VirtualSource(name, f"features/{layer}", shape=(rows, dim))
             start += rows
         self._file["features"].create_virtual_dataset(layer, layout)
+
+    def stamp_sources(self, sources: Sequence[tuple[Path, os.stat_result, str]]) -> None:
+        """Record what the linked files were when they were checked: (file, its ``stat`` taken
+        before its checksum, SHA-256). ``FeatureFile`` compares them on every open."""
+        stamps = [
+            {"file": self._relative(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+            for path, st, digest in sources
+        ]
+        self._file.attrs[STAMPS] = json.dumps(stamps)
+
+    def _relative(self, path: Path) -> str:
+        """A linked file's name as the virtual datasets store it: relative to this file's folder."""
+        return os.path.relpath(path, self.path.parent)
 
     def write_errors(self, errors: Sequence[tuple[str, str]]) -> None:
         if errors:
@@ -207,10 +229,15 @@ def check_output(path: Path | str, origin: str, force: bool = False) -> None:
 
 
 class FeatureFile:
-    """Read a feature file: ``ids``, ``labels``, ``spec``, ``layers`` and ``read(layer)``."""
+    """Read a feature file: ``ids``, ``labels``, ``spec``, ``layers`` and ``read(layer)``.
 
-    def __init__(self, path: str | os.PathLike):
+    A merged file's shards are checked on open against the stamps recorded at merge (size and
+    modification time; the SHA-256 when those differ, or for every shard with ``checksums``).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, checksums: bool = False):
         self._handle = None
+        self._checksums = checksums
         if is_url(path):  # in object storage: HDF5 read through a file object, in the backend's blocks
             self._open_url(str(path))
             return
@@ -252,23 +279,68 @@ class FeatureFile:
             )
 
     def _check_virtual_sources(self) -> None:
-        """Refuse a merged file whose shard files are missing, moved or damaged (HDF5 would read zeros)."""
-        bad = []
+        """Refuse a merged file whose shard files are missing or are not the files it was merged
+        from (HDF5 would read zeros for a missing one, and any bytes of a changed one)."""
+        extents: dict[str, list[tuple[str, tuple[int, int]]]] = {}  # shard name -> (dataset, rows x width read)
         for dset in self._file["features"].values():
             if not dset.is_virtual:
                 continue
             for source in dset.virtual_sources():
-                path = self.path.parent / source.file_name
                 (first, _), (last, width) = source.vspace.get_select_bounds()
-                if not _holds(path, source.dset_name, (last - first + 1, width + 1)):
-                    bad.append(str(path))
+                extents.setdefault(source.file_name, []).append((source.dset_name, (last - first + 1, width + 1)))
+        if not extents:
+            return
+        stamps = self._file.attrs.get(STAMPS)
+        if stamps is None:
+            bad = {name: why for name in extents if (why := self._unstamped_problem(name, extents[name]))}
+        else:
+            recorded = {stamp["file"]: stamp for stamp in json.loads(stamps)}
+            bad = {name: why for name in extents if (why := self._stamp_problem(name, recorded.get(name)))}
         if bad:
-            bad = list(dict.fromkeys(bad))
-            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            shown = "; ".join(f"{self._shard(name)} {why}" for name, why in list(bad.items())[:5])
+            more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
             raise InputError(
-                f"{self.path} reads its vectors from shard files that are missing or damaged: {shown}; "
-                "keep the shards beside the merged file (or re-run 'xfer embed' and 'xfer merge')"
+                f"{self.path} reads its vectors from shard files that are not those it was merged from: {shown}{more}; "
+                "restore the shards, or re-run 'xfer embed' and 'xfer merge'"
             )
+
+    def _shard(self, name: str) -> str:
+        return os.path.normpath(self.path.parent / name)
+
+    def _stamp_problem(self, name: str, stamp: dict | None) -> str | None:
+        """Why a shard is not the one recorded at merge, None when it is: its size and time as
+        recorded (one stat), else its SHA-256."""
+        if stamp is None:
+            return "is not among the shards recorded at merge"
+        path = Path(self._shard(name))
+        try:
+            st = os.stat(path)
+        except OSError:
+            return "is missing"
+        if not self._checksums and (st.st_size, st.st_mtime_ns) == (stamp.get("size"), stamp.get("mtime_ns")):
+            return None
+        try:
+            return None if file_sha256(path) == stamp.get("sha256") else "changed since the merge (another SHA-256)"
+        except OSError as err:
+            return f"cannot be read ({err.strerror or err})"
+
+    def _unstamped_problem(self, name: str, extents: list[tuple[str, tuple[int, int]]]) -> str | None:
+        """A file merged before stamps were recorded: each shard checksummed against the manifest
+        of its folder (or its .sha256 sidecar), which is what merge checked; none: refused."""
+        path = Path(self._shard(name))
+        if not path.is_file():
+            return "is missing"
+        expected = _recorded_sha256(path)
+        if expected is None:
+            return "has no checksum to check it against (no manifest.json or .sha256 beside it)"
+        try:
+            if file_sha256(path) != expected:
+                return "does not match its checksum in the manifest"
+        except OSError as err:
+            return f"cannot be read ({err.strerror or err})"
+        if not all(_holds(path, dataset, shape) for dataset, shape in extents):
+            return "does not hold the rows the merged file reads"
+        return None
 
     @property
     def spec(self) -> FeatureSpec:
@@ -379,6 +451,21 @@ class FeatureFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _recorded_sha256(shard: Path) -> str | None:
+    """A shard's SHA-256 as its folder records it: the manifest's entry, else the .sha256 sidecar."""
+    try:
+        entries = json.loads((shard.parent / "manifest.json").read_text())["shards"]
+        found = [e.get("sha256") for e in entries if isinstance(e, dict) and e.get("file") == shard.name]
+        if found and isinstance(found[0], str):
+            return found[0]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        return shard.with_name(f"{shard.name}.sha256").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _holds(path: Path, dataset: str, shape: tuple[int, ...]) -> bool:

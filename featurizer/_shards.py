@@ -228,11 +228,15 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(f"{manifest_path} is not an 'xfer embed' manifest ({err})") from None
     shards = [_shard_in(out, entry) for entry in entries]
-    ids, labels, sources, errors, sizes, columns = [], [], [], [], [], []
+    ids, labels, sources, errors, sizes, columns, stamps = [], [], [], [], [], [], []
     dims, dtype = {}, "float32"
     for entry, path in zip(entries, shards):
-        if not _is_file(path) or file_sha256(path) != entry.get("sha256"):
+        # stat first: a shard that changes while it is checksummed has another time than its stamp
+        st = None if is_url(path) or not _is_file(path) else os.stat(path)
+        digest = file_sha256(path) if _is_file(path) else None
+        if digest is None or digest != entry.get("sha256"):
             raise FeaturizerError(f"shard {_name(path)} is missing or damaged: re-run 'xfer embed' to recompute it")
+        stamps.append((path, st, digest))
         with FeatureFile(path) as f:
             diffs = spec.differences(f.spec)
             if diffs:
@@ -270,6 +274,8 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
             attrs=attrs,
         ) as writer,
     ):
+        if not copy:  # what each shard was when checked: every open of the merged file compares
+            writer.stamp_sources(stamps)
         for layer in spec.layers:
             if not copy:
                 writer.link_layer(layer, list(zip(shards, sizes)), dims.get(layer, 0))

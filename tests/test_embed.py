@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from featurizer import FeatureFile, featurize
+from featurizer import FeatureFile, InputError, featurize
 from featurizer._shards import embed, merge
 from tests.test_storage import upload_tree, write_shards
 
@@ -229,3 +233,154 @@ def test_ray_fails_as_itself_when_a_shard_cannot_be_written(photo_dir, tmp_path,
     with pytest.raises(OSError, match="No space left"):
         embed(photo_dir, tmp_path / "out", engine="ray", shard_size=5, cache_dir=tmp_path / "c", progress=False)
     assert not (tmp_path / "out" / "manifest.json").exists()  # nothing claims the run finished
+
+
+# --- A merged file checks its shards whenever it is read ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def embedded(digits_dir, tmp_path_factory):
+    """An embed folder of the digits, 5 shards of 16 items (the same size each), not merged."""
+    out = tmp_path_factory.mktemp("embedded") / "emb"
+    embed(digits_dir / "train", out, shard_size=16, cache_dir=out.parent / "c", progress=False)
+    return out
+
+
+def merged_copy(embedded: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "emb"
+    shutil.copytree(embedded, out)
+    return merge(out)
+
+
+def vector_offset(shard: Path) -> int:
+    """Where a shard's first vector bytes are in its file."""
+    import h5py
+
+    with h5py.File(shard, "r") as f:
+        dataset = f["features"][next(iter(f["features"]))]
+        return dataset.id.get_chunk_info(0).byte_offset if dataset.chunks else dataset.id.get_offset()
+
+
+def flip_a_vector_byte(shard: Path) -> None:
+    offset = vector_offset(shard) + 3  # the high byte of the first float
+    data = bytearray(shard.read_bytes())
+    data[offset] ^= 0x40
+    shard.write_bytes(bytes(data))
+
+
+def damage(kind: str, folder: Path) -> Path:
+    """Damage shard 1 of an embed folder after its merge; returns the shard."""
+    shard = folder / "shard-00001.h5"
+    if kind == "flipped byte":
+        flip_a_vector_byte(shard)
+    elif kind == "truncated":
+        with open(shard, "r+b") as f:
+            f.truncate(shard.stat().st_size // 2)
+    elif kind == "replaced by another shard":
+        other = folder / "shard-00002.h5"
+        assert other.stat().st_size == shard.stat().st_size  # a valid shard of the same size: only content differs
+        shutil.copy2(other, shard)
+    elif kind == "deleted":
+        shard.unlink()
+    return shard
+
+
+DAMAGE = ("flipped byte", "truncated", "replaced by another shard", "deleted")
+READERS = ("FeatureFile", "info", "export", "fit")
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_a_merged_file_refuses_a_shard_damaged_after_the_merge(kind, reader, embedded, tmp_path):
+    merged = merged_copy(embedded, tmp_path)
+    shard = damage(kind, merged.parent)
+    if reader == "FeatureFile":
+        with pytest.raises(InputError, match=re.escape(str(shard))) as err, FeatureFile(merged) as f:
+            f.read()
+        assert "\n" not in str(err.value)
+        return
+    args = {
+        "info": ["info", str(merged)],
+        "export": ["export", str(merged), "-o", str(tmp_path / "out.parquet")],
+        "fit": ["fit", str(merged), "--head", "prototype", "-o", str(tmp_path / "m.skops")],
+    }[reader]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)  # a message, not a crash
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and str(shard) in lines[0] and "not those it was merged from" in lines[0], result.output
+    assert not (tmp_path / "out.parquet").exists() and not (tmp_path / "m.skops").exists()
+
+
+def test_an_untouched_merged_file_reads_with_one_stat_a_shard(embedded, tmp_path, monkeypatch):
+    """Opening checks the stamps recorded at merge: a stat of each shard, no checksum, no shard opened."""
+    import featurizer._featurefile as featurefile
+
+    merged = merged_copy(embedded, tmp_path)
+    with FeatureFile(merged) as f:
+        stamps = json.loads(f.attrs["shard_stamps"])
+        expected = f.read()
+    assert [s["file"] for s in stamps] == [f"shard-{i:05d}.h5" for i in range(5)]
+    assert all(set(s) == {"file", "size", "mtime_ns", "sha256"} for s in stamps)
+
+    def no_checksum(path):
+        raise AssertionError(f"checksummed {path}")
+
+    monkeypatch.setattr(featurefile, "file_sha256", no_checksum)
+    with FeatureFile(merged) as f:
+        np.testing.assert_array_equal(f.read(), expected)
+    result = CliRunner().invoke(main, ["info", str(merged)])
+    assert result.exit_code == 0 and "80 items" in result.output
+
+
+def test_a_shard_with_a_new_time_but_the_same_bytes_is_checksummed_and_read(embedded, tmp_path):
+    """Copied without its times, or touched: the stamp differs, the SHA-256 is the one recorded."""
+    merged = merged_copy(embedded, tmp_path)
+    with FeatureFile(merged) as f:
+        expected = f.read()
+    os.utime(merged.parent / "shard-00003.h5", ns=(1, 1))
+    with FeatureFile(merged) as f:
+        np.testing.assert_array_equal(f.read(), expected)
+
+
+def test_a_flipped_byte_with_its_time_set_back_passes_the_cheap_check(embedded, tmp_path):
+    """The limit of the cheap check, said as it is: a shard rewritten to the same size with its
+    modification time set back (os.utime) has the stamp recorded at merge, so an ordinary open
+    takes it for the shard it was and reads the changed vector. Only reading the whole shard can
+    see it: ``FeatureFile(path, checksums=True)`` and ``xfer merge`` again (against the manifest)
+    refuse it."""
+    merged = merged_copy(embedded, tmp_path)
+    shard = merged.parent / "shard-00001.h5"
+    with FeatureFile(merged) as f:
+        before = f.read()
+    st = shard.stat()
+    flip_a_vector_byte(shard)
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert shard.stat().st_size == st.st_size
+    with FeatureFile(merged) as f:  # not seen: the same size and time
+        assert not np.array_equal(f.read()[16], before[16])
+    with pytest.raises(InputError, match=re.escape(str(shard))):
+        FeatureFile(merged, checksums=True)
+    result = CliRunner().invoke(main, ["merge", str(merged.parent)])
+    assert result.exit_code != 0 and "shard-00001.h5 is missing or damaged" in result.output
+
+
+def test_a_merged_file_without_stamps_is_checked_against_the_manifest(embedded, tmp_path):
+    """Merged before stamps were recorded: every shard is checksummed against the manifest (or
+    its .sha256 sidecar); with neither, the shard is refused rather than read unchecked."""
+    import h5py
+
+    merged = merged_copy(embedded, tmp_path)
+    with h5py.File(merged, "r+") as f:
+        del f.attrs["shard_stamps"]
+    with FeatureFile(merged) as f:
+        assert len(f) == 80
+    (merged.parent / "manifest.json").unlink()
+    with FeatureFile(merged) as f:  # the sidecars still hold the checksums
+        assert len(f) == 80
+    flip_a_vector_byte(merged.parent / "shard-00004.h5")
+    with pytest.raises(InputError, match=r"shard-00004\.h5 does not match its checksum"):
+        FeatureFile(merged)
+    (merged.parent / "shard-00000.h5.sha256").unlink()
+    with pytest.raises(InputError, match=r"shard-00000\.h5 has no checksum to check it against"):
+        FeatureFile(merged)
