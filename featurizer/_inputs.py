@@ -19,6 +19,10 @@ The rules for odd inputs, each decided here once:
 - Folders: names that are not valid UTF-8 get ids with the bad bytes escaped (``\\xff``); a
   directory reached twice through symbolic links is read once; FIFOs, devices, sockets and broken
   links are skipped with their reason (reading a FIFO would hang); hidden files are not read.
+- Ids: an id is one item. An id given again (a repeated ``id`` cell of a table, a file name that
+  escapes to another's id, a tar member written twice) is an error row of its own, with where the
+  id was first seen, and the summary counts them (``unique_ids``); a CSV of id,label or id,group
+  that gives an id twice is refused. The same content under two ids is two items (computed once).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import posixpath
 import re
 import stat
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -136,8 +141,42 @@ def read_inputs(path: str | os.PathLike, modality: str = IMAGE, options: ReadOpt
     With ``options.labels``, the labels of a CSV of id,label replace the input's own for those ids.
     """
     o = options or ReadOptions()
-    inputs = _read_path(path, modality, o)
+    inputs = unique_ids(_read_path(path, modality, o))  # the readers name places; this catches any other
     return with_labels(inputs, o.labels) if o.labels else inputs
+
+
+def unique_ids(inputs: Inputs, places: Sequence[str] | None = None) -> Inputs:
+    """``inputs`` with each item whose id an earlier item has turned into an error row, with where
+    both are (``places[i]``: "line 7", say; by default the item's position): one id, one item."""
+    first: dict[str, int] = {}
+    keep, repeated = [], []
+    for pos, item in enumerate(inputs.ids):
+        if item in first:
+            repeated.append((pos, first[item]))
+        else:
+            first[item] = pos
+            keep.append(pos)
+    if not repeated:
+        return inputs
+
+    def place(pos: int) -> str:
+        return places[pos] if places is not None else f"item {pos + 1}"
+
+    rows = [
+        (inputs.ids[pos], duplicate_reason(inputs.ids[pos], f"at {place(pos)}, also {place(was)}"))
+        for pos, was in repeated
+    ]
+    kept = inputs.take(keep)
+    return replace(kept, skipped=[*inputs.skipped, *rows], notes=[*inputs.notes, duplicates_note(len(rows))])
+
+
+def duplicate_reason(item: str, where: str) -> str:
+    """The reason of the error row of an id met again, ``where`` saying where it is and was."""
+    return f"duplicate id {item!r} ({where}): not featurized"
+
+
+def duplicates_note(n: int) -> str:
+    return f"{n} item(s) repeat an id already read: each is an error row, not featurized"
 
 
 def with_labels(inputs: Inputs, labels_file: str | os.PathLike) -> Inputs:
@@ -179,9 +218,18 @@ def id_value_columns(rows: list[list[str]], value: str, ids: set[str], path) -> 
         data = rows[1:] if rows[0][0] not in ids else rows
     else:
         raise InputError(f"{path}: name its columns 'id' and '{value}' in a header (it has {', '.join(rows[0])})")
-    short = [n for n, row in enumerate(data, 2) if len(row) <= max(id_col, value_col)]
+    start = 1 + (data is not rows)  # the line number of the first data row
+    short = [n for n, row in enumerate(data, start) if len(row) <= max(id_col, value_col)]
     if short:
         raise InputError(f"{path}, line {short[0]}: fewer fields than the header")
+    seen: dict[str, int] = {}
+    for n, row in enumerate(data, start):  # two values for one id: one would be picked silently
+        if row[id_col] in seen:
+            raise InputError(
+                f"{path}: id {row[id_col]!r} is given twice (lines {seen[row[id_col]]} and {n}); "
+                f"give each id one {value}"
+            )
+        seen[row[id_col]] = n
     return id_col, value_col, data
 
 
@@ -399,14 +447,16 @@ def _read_folder(root: Path, modality: str, exts: tuple[str, ...], options: Read
     labelled = all(i.count("/") == 1 for i in ids)
     labels = [i.split("/", 1)[0] for i in ids] if labelled else None
     origin = str(root.resolve())
+    # a name that is not UTF-8 shows its bytes escaped, which another file's name can spell out
+    places = [f"file {os.fsencode(f.relative_to(root).as_posix())!r}" for f in files]
     if modality == TEXT:
         sources, replaced = [], 0
         for f in files:
             text, bad = decode_file(f, options.encoding)
             sources.append(text)
             replaced += bad
-        return Inputs(ids, sources, TEXT, labels, False, skipped, origin, replaced)
-    return Inputs(ids, [str(f) for f in files], IMAGE, labels, skipped=skipped, origin=origin)
+        return unique_ids(Inputs(ids, sources, TEXT, labels, False, skipped, origin, replaced), places)
+    return unique_ids(Inputs(ids, [str(f) for f in files], IMAGE, labels, skipped=skipped, origin=origin), places)
 
 
 # --- Tables ---------------------------------------------------------------------------------
@@ -499,10 +549,7 @@ def _records_to_inputs(
             + " (name them with --column / --label-column)"
         )
     idc = "id" if header and "id" in columns and col != "id" and lab != "id" else None
-    ids = [str(r.get(idc)) if idc else str(i) for i, r in enumerate(records)]
-    if len(set(ids)) != len(ids):
-        repeated = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise InputError(f"the id column of {path} has repeated values ({', '.join(repeated)})")
+    ids = [str(r.get(idc)) if idc else str(i) for i, r in enumerate(records)]  # repeated: ``unique_ids``
     values = ["" if r.get(col) is None else str(r[col]) for r in records]
     if modality == IMAGE:
         values = [_beside(path, v) if v.strip() else "" for v in values]
@@ -575,12 +622,13 @@ def _read_table(path: Path | str, modality: str, options: ReadOptions) -> Inputs
             f"{'header' if header else 'first row'} (line {shown}); check --sep (now {sep!r}) and quoting"
         )
     records = [dict(zip(columns, row)) for _, row in numbered]
-    return _records_to_inputs(records, columns, path, modality, options, header, replaced)
+    inputs = _records_to_inputs(records, columns, path, modality, options, header, replaced)
+    return unique_ids(inputs, [f"line {n}" for n, _ in numbered])
 
 
 def _read_jsonl(path: Path | str, modality: str, options: ReadOptions) -> Inputs:
     text, replaced = decode_file(path, options.encoding)
-    records, columns = [], {}
+    records, columns, lines = [], {}, []
     for number, line in enumerate(text.split("\n"), 1):  # JSON escapes every other line break
         if not line.strip():
             continue
@@ -591,8 +639,9 @@ def _read_jsonl(path: Path | str, modality: str, options: ReadOptions) -> Inputs
         if not isinstance(record, dict):
             raise InputError(f"{path}, line {number}: a JSON {type(record).__name__}, not an object with named fields")
         records.append(record)
+        lines.append(f"line {number}")
         columns.update(dict.fromkeys(record))  # every record's fields: the first may lack the label
-    return _records_to_inputs(records, list(columns), path, modality, options, True, replaced)
+    return unique_ids(_records_to_inputs(records, list(columns), path, modality, options, True, replaced), lines)
 
 
 def _table_folder(names: Sequence[str]) -> tuple[str, ...] | None:
@@ -614,7 +663,7 @@ def _read_parquet(files: list[str], path: str, modality: str, options: ReadOptio
     image column (paths, relative to the file, or the images' bytes), an optional label column and
     an id column, as for CSV. Image bytes stay in the file: an item's source names its row
     (``parquet_source``) and is read when it is decoded."""
-    records, columns, byte_columns = [], {}, set()
+    records, columns, byte_columns, places = [], {}, set(), []
     for file in files:
         schema = _parquet_table_schema(file)
         binary = {f.name for f in schema if str(f.type) in ("binary", "large_binary")}
@@ -626,6 +675,7 @@ def _read_parquet(files: list[str], path: str, modality: str, options: ReadOptio
         for n, row in enumerate(rows):
             row.update({b: parquet_source(file, b, n) for b in binary})
         records += rows
+        places += [f"row {n} of {_basename(file)}" for n in range(len(rows))]
     # a folder's relative paths resolve against the folder, a file's against the file's folder
     base = path if path in files else join(path, "_")
     if modality == IMAGE:
@@ -634,12 +684,13 @@ def _read_parquet(files: list[str], path: str, modality: str, options: ReadOptio
         if col in byte_columns:
             inputs = _records_to_inputs(records, list(columns), base, modality, replace(options, column=col), True, 0)
             sources = [r[col] for r in records]
-            return replace(inputs, sources=sources, notes=[*inputs.notes, f"images decoded from column {col!r}"])
+            notes = [*inputs.notes, f"images decoded from column {col!r}"]
+            return unique_ids(replace(inputs, sources=sources, notes=notes), places)
     elif options.column in byte_columns:
         raise InputError(f"column {options.column!r} holds bytes, not texts")
     records = [{k: v for k, v in r.items() if k not in byte_columns} for r in records]
     kept = [c for c in columns if c not in byte_columns]
-    return _records_to_inputs(records, kept, base, modality, options, True, 0)
+    return unique_ids(_records_to_inputs(records, kept, base, modality, options, True, 0), places)
 
 
 def _parquet_table(file: str, columns: list[str] | None = None):
@@ -706,17 +757,46 @@ TAR_EXTENSIONS = (".tar",)
 def _read_tars(shards: list[str], origin: str, modality: str) -> Inputs:
     """WebDataset shards: members grouped into samples by key (a name up to its first dot), in
     order; ``jpg``/``png``/... is the image, ``txt`` the text (a column for images), ``cls`` the
-    label. A sample's id is its key (with its shard's name when keys repeat across shards)."""
+    label. A sample's id is its key (with its shard's name when keys repeat across shards). A
+    member written twice is read from its last copy, as tar extracts it, and one suffix under two
+    cases (``a.jpg``, ``a.JPG``) from the later: each earlier copy of a sample is an error row."""
     samples: dict[tuple[str, str], dict[str, str]] = {}
+    # members a sample has beyond one a suffix, each (the one not read, the one read): error rows
+    copies: dict[tuple[str, str], list[tuple[str, str]]] = {}
     indexes = {shard: tar_index(shard) for shard in shards}  # a shard cut short is refused here
     for shard, index in indexes.items():
+        written = _member_counts(shard) if index.repeated else {}
         for name in index:
             folder, base = posixpath.split(name)
             key, _, ext = base.partition(".")
-            samples.setdefault((shard, posixpath.join(folder, key)), {})[ext.lower()] = name
+            sample = samples.setdefault((shard, posixpath.join(folder, key)), {})
+            lost = [(name, name)] * (written.get(name, 1) - 1)  # a name written twice: tar reads the last
+            if ext.lower() in sample:  # a.jpg and a.JPG: one suffix, the later one is read
+                lost.append((sample[ext.lower()], name))
+            if lost:
+                copies.setdefault((shard, posixpath.join(folder, key)), []).extend(lost)
+            sample[ext.lower()] = name
     keys = [key for _, key in samples]
     unique = len(set(keys)) == len(keys)
     ids, sources, labels, captions, skipped = [], [], [], [], []
+    for (shard, key), pairs in copies.items():  # one error row for each earlier copy of a sample
+        item, counts = key if unique else f"{_basename(shard)}/{key}", Counter(pairs)
+        for copy in range(max(counts.values())):
+            lost = [pair for pair, n in counts.items() if n > copy]
+            again = [read for was, read in lost if was == read]
+            where = "; ".join(
+                (
+                    [f"an earlier copy of {', '.join(again)} in {_basename(shard)}: tar extracts the last"]
+                    if again
+                    else []
+                )
+                + [
+                    f"{was} and {read} in {_basename(shard)} are one suffix: {read} is read"
+                    for was, read in lost
+                    if was != read
+                ]
+            )
+            skipped.append((item, duplicate_reason(item, where)))
     image_exts = [e.lstrip(".") for e in IMAGE_EXTENSIONS]
     with contextlib.ExitStack() as stack:
         opened: dict[str, IO[bytes]] = {}  # one file object a shard for its small members: a URL's are
@@ -747,6 +827,8 @@ def _read_tars(shards: list[str], origin: str, modality: str) -> Inputs:
             labels.append(label_text(member_text(shard, parts["cls"])) if "cls" in parts else "")
     if not ids:
         raise InputError(f"no {modality} samples found in the tar shards of {origin}")
+    n_copies = sum(map(len, copies.values()))
+    notes = [duplicates_note(n_copies)] if n_copies else []
     columns = {"txt": captions} if modality == IMAGE and any(captions) else {}
     if any(labels):
         columns["cls"] = labels
@@ -758,8 +840,18 @@ def _read_tars(shards: list[str], origin: str, modality: str) -> Inputs:
         modality == IMAGE,
         skipped,
         origin,
+        notes=notes,
         columns=columns,
     )
+
+
+def _member_counts(shard: str) -> dict[str, int]:
+    """How many times each member name is written in a tar shard (its headers only; read only when
+    the index says a name repeats, since the index keeps the last one)."""
+    import tarfile
+
+    with open_source(shard) as f, tarfile.open(fileobj=f, mode="r:") as tar:
+        return Counter(m.name for m in tar.getmembers() if m.isfile())
 
 
 def _read_lines(path: Path | str, encoding: str) -> Inputs:

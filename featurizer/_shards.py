@@ -6,8 +6,10 @@ sidecar written after it; ``OUT/manifest.json`` lists the shards, their ids and 
 file records its feature spec and a digest of the ids it was planned to hold, so a re-run reuses a
 shard only when its checksum, its spec and its ids all match: another ``--layer``, another
 ``--shard-size`` or a grown input recomputes exactly the shards that changed (through the cache,
-so only new items cost a forward pass). ``merge`` joins the shards into one feature file whose
-vectors are HDF5 virtual datasets over the shard files.
+so only new items cost a forward pass). Items of the input that no shard holds (a repeated id, a
+file of another type) are listed in the manifest with their reason. ``merge`` joins the shards
+into one feature file whose vectors are HDF5 virtual datasets over the shard files, with those
+items as error rows and a stamp of each shard, which every open of the merged file checks.
 """
 
 from __future__ import annotations
@@ -54,15 +56,25 @@ class EmbedReport:
     skipped: list[int]
     seconds: float
     notes: list[str] = field(default_factory=list)  # how the items were read (the Ray engine)
+    # items of the input in no shard (a repeated id, a file of another type), with the reason: in
+    # the manifest, and error rows of the merged file
+    not_read: list[tuple[str, str]] = field(default_factory=list)
+    input_notes: list[str] = field(default_factory=list)  # how the input was read (columns, repeated ids)
 
     def summary(self) -> str:
-        return "\n".join(
-            [
-                f"{self.n_shards} shards in {self.out}: {len(self.computed)} computed, {len(self.skipped)} already "
-                f"complete, in {self.seconds:.1f} s",
-                *self.notes,
-            ]
-        )
+        lines = [
+            *self.input_notes,
+            f"{self.n_shards} shards in {self.out}: {len(self.computed)} computed, {len(self.skipped)} already "
+            f"complete, in {self.seconds:.1f} s",
+            *self.notes,
+        ]
+        if self.not_read:
+            shown = "; ".join(f"{i}: {r}" for i, r in self.not_read[:5])
+            lines.append(
+                f"{len(self.not_read)} skipped: {shown}{' ...' if len(self.not_read) > 5 else ''} "
+                f"(listed in the manifest; error rows of the merged file)"
+            )
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -177,6 +189,7 @@ def write_manifest(out: Path | str, shards: Sequence[ShardPlan], spec: FeatureSp
         "shard_size": shards[0].stop - shards[0].start if len(shards) > 1 else None,
         "n_items": len(inputs),
         "shards": entries,
+        "skipped": [list(row) for row in inputs.skipped],  # error rows of items no shard holds; merge keeps them
     }
     return atomic_write_text(join(out, manifest_name(shards[0].suffix)), json.dumps(manifest, indent=1))
 
@@ -252,6 +265,7 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
             errors += f.errors
             dims.update((layer, f.shape(layer)[1]) for layer in f.layers if len(f))
             dtype = "float16" if f.attrs.get("float16") else dtype
+    errors += _manifest_skipped(manifest)  # items the input had but no shard holds (duplicates, other files)
     labels = None if any(part is None for part in labels) else [x for part in labels for x in part]
     sources = None if any(part is None for part in sources) else [x for part in sources for x in part]
     names = list(columns[0]) if columns and all(list(part) == list(columns[0]) for part in columns) else []
@@ -289,6 +303,12 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
                     start += len(f)
         writer.write_errors(errors)
     return target
+
+
+def _manifest_skipped(manifest: dict) -> list[tuple[str, str]]:
+    """The manifest's items that are in no shard, with the reason (none in manifests before they were recorded)."""
+    rows = manifest.get("skipped") or []
+    return [(str(row[0]), str(row[1])) for row in rows if isinstance(row, list | tuple) and len(row) == 2]
 
 
 def _shard_in(out: Path | str, entry: dict) -> Path | str:
@@ -383,5 +403,6 @@ def embed_options(
         )  # fmt: skip
     write_manifest(out, shards, spec, inputs)
     return EmbedReport(
-        out, len(shards), [s.index for s in todo], [s.index for s in done], time.perf_counter() - started, notes
-    )
+        out, len(shards), [s.index for s in todo], [s.index for s in done], time.perf_counter() - started, notes,
+        list(inputs.skipped), list(inputs.notes),
+    )  # fmt: skip

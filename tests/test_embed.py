@@ -191,8 +191,9 @@ def test_ray_lists_a_folder_in_storage_once_instead_of_asking_for_each_object(ph
 
 
 def test_ray_reads_what_its_readers_refuse_through_the_actors(photo_dir, tmp_path):
-    """A tar whose samples are not contiguous (Ray's reader raises on it) and a '.pq' table (Ray's
-    reader looks for '.parquet'): the same vectors as the local engine, whichever way they were read."""
+    """A tar whose samples are not contiguous (Ray's reader raises on it), one that repeats a name,
+    one with a suffix in two cases and a '.pq' table (Ray's reader looks for '.parquet'): the same
+    vectors and error rows as the local engine, whichever way they were read."""
     pytest.importorskip("ray")
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -201,9 +202,17 @@ def test_ray_reads_what_its_readers_refuse_through_the_actors(photo_dir, tmp_pat
     scattered = [(p.stem, {"jpg": p.read_bytes()}) for p in paths] + [(p.stem, {"cls": b"x"}) for p in paths[:6]]
     write_shards(scattered, tmp_path / "tars", per_shard=len(scattered))
     repeated = [(p.stem, {"jpg": p.read_bytes()}) for p in paths] + [(paths[0].stem, {"jpg": paths[1].read_bytes()})]
-    write_shards(repeated, tmp_path / "repeats", per_shard=len(repeated))  # a name twice: the last one counts
+    write_shards(repeated, tmp_path / "repeats", per_shard=len(repeated))  # a name twice: the last copy is read
+    suffixes = [(p.stem, {"jpg": p.read_bytes()}) for p in paths]
+    suffixes[0][1]["JPG"] = paths[1].read_bytes()  # one suffix in two cases: the later is read
+    write_shards(suffixes, tmp_path / "suffixes", per_shard=len(suffixes))
     pq.write_table(pa.Table.from_pylist([{"id": p.name, "image": p.read_bytes()} for p in paths]), tmp_path / "t.pq")
-    cases = (("tars", tmp_path / "tars", 0), ("repeats", tmp_path / "repeats", 0), ("pq", tmp_path / "t.pq", 12))
+    cases = (
+        ("tars", tmp_path / "tars", 0),
+        ("repeats", tmp_path / "repeats", 0),
+        ("suffixes", tmp_path / "suffixes", 12),
+        ("pq", tmp_path / "t.pq", 12),
+    )
     for name, source, streamed in cases:
         local = embed(source, tmp_path / f"{name}-local", shard_size=5, cache_dir=tmp_path / "c1", progress=False)
         ray = embed(source, tmp_path / f"{name}-ray", engine="ray", shard_size=5, cache_dir=tmp_path / "c2",
@@ -211,7 +220,10 @@ def test_ray_reads_what_its_readers_refuse_through_the_actors(photo_dir, tmp_pat
         assert local.computed == ray.computed == [0, 1, 2]
         assert ray.notes[0].startswith(f"{streamed} of 12 items streamed")
         with FeatureFile(merge(tmp_path / f"{name}-local")) as a, FeatureFile(merge(tmp_path / f"{name}-ray")) as b:
-            assert b.ids == a.ids and b.labels == a.labels
+            assert b.ids == a.ids and b.labels == a.labels and b.errors == a.errors
+            assert [i for i, r in b.errors if r.startswith("duplicate id")] == (
+                [paths[0].stem] if name in ("repeats", "suffixes") else []
+            )
             np.testing.assert_array_equal(b.read(), a.read())
 
 
@@ -384,3 +396,23 @@ def test_a_merged_file_without_stamps_is_checked_against_the_manifest(embedded, 
     (merged.parent / "shard-00000.h5.sha256").unlink()
     with pytest.raises(InputError, match=r"shard-00000\.h5 has no checksum to check it against"):
         FeatureFile(merged)
+
+
+# --- Repeated ids in embed: error rows, whichever engine -----------------------------------
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_embed_keeps_repeated_ids_as_error_rows_in_the_manifest_and_the_merged_file(engine, photo_dir, tmp_path):
+    if engine == "ray":
+        pytest.importorskip("ray")
+    photos = sorted(photo_dir.rglob("*.jpg"))
+    rows = [f"{p.stem},{p}" for p in photos] + [f"{photos[0].stem},{photos[1]}"]
+    (tmp_path / "list.csv").write_text("id,path\n" + "\n".join(rows) + "\n")
+    report = embed(tmp_path / "list.csv", tmp_path / "out", engine=engine, shard_size=5,
+                   cache_dir=tmp_path / "c", progress=False)  # fmt: skip
+    reason = f"duplicate id '{photos[0].stem}' (at line 14, also line 2): not featurized"
+    assert report.not_read == [(photos[0].stem, reason)]
+    assert "1 skipped" in report.summary() and "repeat an id" in report.summary()
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["skipped"] == [[photos[0].stem, reason]]
+    with FeatureFile(merge(tmp_path / "out")) as f:
+        assert f.ids == [p.stem for p in photos] and f.errors == [(photos[0].stem, reason)]

@@ -385,3 +385,145 @@ def test_labels_files_are_read_strictly(tmp_path):
     bare.write_text("2,star\n0,\n")  # no header; a blank cell keeps 'animal'
     read = read_inputs(table, "text", ReadOptions(labels=str(bare)))
     assert read.labels == ["animal", "thing", "star"]
+
+
+# --- Repeated ids: each later item with an id already read is an error row -------------------
+
+
+def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    import io
+    import tarfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _parquet(path: Path, rows: list[dict]) -> Path:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def _repeated_input(family: str, root: Path, photo_dir: Path) -> tuple[Path, str, list[str], str]:
+    """(input, modality, ids expected to be read, the repeated id) of one input family."""
+    photo = (photo_dir / "china" / "china_0.jpg").read_bytes()
+    other = (photo_dir / "flower" / "flower_0.jpg").read_bytes()
+    if family == "csv":
+        (root / "t.csv").write_text("id,text,label\na,the cat,x\nb,the dog,y\na,the car,z\n")
+        return root / "t.csv", "text", ["a", "b"], "a"
+    if family == "tsv":
+        (root / "t.tsv").write_text("id\ttext\nq1\tone\nq1\ttwo\nq2\tthree\nq1\tfour\n")
+        return root / "t.tsv", "text", ["q1", "q2"], "q1"
+    if family == "jsonl":
+        (root / "t.jsonl").write_text('{"id": 7, "text": "one"}\n{"id": "7", "text": "two"}\n{"id": 8, "text": "x"}\n')
+        return root / "t.jsonl", "text", ["7", "8"], "7"
+    if family == "parquet":
+        rows = [{"id": "p", "text": "one"}, {"id": "q", "text": "two"}, {"id": "p", "text": "three"}]
+        return _parquet(root / "t.parquet", rows), "text", ["p", "q"], "p"
+    if family == "parquet-folder":  # one table in two files: an id of the first file again in the second
+        _parquet(root / "table" / "a.parquet", [{"id": "r1", "image": photo}])
+        _parquet(root / "table" / "b.parquet", [{"id": "r2", "image": other}, {"id": "r1", "image": other}])
+        return root / "table", "image", ["r1", "r2"], "r1"
+    if family == "image-csv":  # a list of files (or URLs) with an id column
+        (root / "a.jpg").write_bytes(photo)
+        (root / "b.jpg").write_bytes(other)
+        (root / "list.csv").write_text(f"id,path\nx,{root / 'a.jpg'}\nx,{root / 'b.jpg'}\n")
+        return root / "list.csv", "image", ["x"], "x"
+    if family == "tar-member-twice":  # the same member name written twice (tar -r appends)
+        members = [("s0.jpg", photo), ("s0.cls", b"a"), ("s1.jpg", other), ("s0.jpg", other), ("s0.cls", b"b")]
+        return _tar(root / "shards" / "shard-0.tar", members), "image", ["s0", "s1"], "s0"
+    if family == "tar-suffix-case":  # one sample's image twice, under suffixes that differ in case only
+        members = [("k.jpg", photo), ("k.JPG", other), ("m.jpg", other)]
+        return _tar(root / "shards" / "shard-0.tar", members), "image", ["k", "m"], "k"
+    if family == "texts-tar":
+        members = [("t1.txt", b"one"), ("t2.txt", b"two"), ("t1.txt", b"again")]
+        return _tar(root / "t.tar", members), "text", ["t1", "t2"], "t1"
+    if family == "folder":  # a name that is not UTF-8 escapes to the id another file's name spells out
+        (root / "photos").mkdir()
+        with open(os.fsencode(root / "photos") + b"/caf\xe9.jpg", "wb") as f:
+            f.write(photo)
+        (root / "photos" / "caf\\xe9.jpg").write_bytes(other)
+        names = sorted(os.listdir(os.fsencode(root / "photos")))
+        assert len(names) == 2
+        return root / "photos", "image", ["caf\\xe9.jpg"], "caf\\xe9.jpg"
+    raise AssertionError(family)
+
+
+REPEATED_FAMILIES = (
+    "csv", "tsv", "jsonl", "parquet", "parquet-folder", "image-csv", "tar-member-twice", "tar-suffix-case",
+    "texts-tar", "folder",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("family", REPEATED_FAMILIES)
+def test_a_repeated_id_is_an_error_row_in_every_input_family(family, photo_dir, tmp_path):
+    """One id, one item: a later item with an id already read is not dropped and not featurized
+    under that id a second time; it is an error row saying where both are, and the summary counts it."""
+    source, modality, ids, repeated = _repeated_input(family, tmp_path, photo_dir)
+    inputs = read_inputs(source, modality)
+    assert inputs.ids == ids
+    rows = [(i, r) for i, r in inputs.skipped if r.startswith("duplicate id")]
+    assert rows and {i for i, _ in rows} == {repeated}, inputs.skipped
+    assert all(f"duplicate id {repeated!r}" in r for _, r in rows)
+    assert any("repeat an id" in note for note in inputs.notes)
+    model = "minilm" if modality == "text" else "efficientnet_lite0"
+    out = tmp_path / "f.h5"
+    result = xfer("featurize", source, "-m", model, "-o", out, "--cache-dir", tmp_path / "c", "--workers", "0")
+    assert f"{len(rows)} skipped: {repeated}: duplicate id" in result.output
+    assert "repeat an id already read" in result.output
+    with FeatureFile(out) as f:
+        assert f.ids == ids and [e for e in f.errors if e[1].startswith("duplicate id")] == rows
+    assert "duplicate id" in (tmp_path / "f.errors.csv").read_text()
+
+
+def test_where_a_repeated_id_was_seen_is_named(photo_dir, tmp_path):
+    source, *_ = _repeated_input("csv", tmp_path, photo_dir)
+    assert read_inputs(source, "text").skipped == [("a", "duplicate id 'a' (at line 4, also line 2): not featurized")]
+    tar, *_ = _repeated_input("tar-member-twice", tmp_path, photo_dir)
+    inputs = read_inputs(tar, "image")
+    assert inputs.skipped == [  # one sample written twice: one error row
+        ("s0", "duplicate id 's0' (an earlier copy of s0.jpg, s0.cls in shard-0.tar: tar extracts the last): "
+         "not featurized")
+    ]  # fmt: skip
+    assert inputs.labels == ["b", ""]  # the label of the copy that is read
+
+
+def test_the_same_content_under_two_ids_is_two_items(photo_dir, tmp_path):
+    """Not a repeated id: a list that names one file twice (no id column) is two items, computed once."""
+    photo = photo_dir / "china" / "china_0.jpg"
+    (tmp_path / "list.csv").write_text(f"path\n{photo}\n{photo}\n")
+    inputs = read_inputs(tmp_path / "list.csv")
+    assert inputs.ids == ["0", "1"] and not inputs.skipped
+
+
+@pytest.mark.parametrize("kind", ["labels", "groups"])
+@pytest.mark.parametrize("header", [True, False])
+def test_a_csv_of_ids_that_gives_an_id_twice_is_refused(kind, header, tmp_path):
+    """--labels and --by groups: two values for one id would pick one silently; refused in one line."""
+    from featurizer._inputs import id_value_columns
+
+    table = tmp_path / "t.csv"
+    table.write_text("text,label\nthe cat,animal\nthe car,thing\n")
+    mapping = tmp_path / f"{kind}.csv"
+    mapping.write_text(("id," + kind.rstrip("s") + "\n" if header else "") + "0,one\n1,two\n0,three\n")
+    first = 2 if header else 1
+    message = rf"id '0' is given twice \(lines {first} and {first + 2}\)"
+    if kind == "labels":
+        with pytest.raises(InputError, match=message):
+            read_inputs(table, "text", ReadOptions(labels=str(mapping)))
+        result = xfer("featurize", table, "-m", "minilm", "--labels", mapping, "-o", tmp_path / "f.h5", ok=False)
+        assert "given twice" in result.output
+    else:
+        import csv as csv_module
+
+        rows = [row for row in csv_module.reader(mapping.open()) if row]
+        with pytest.raises(InputError, match=message):
+            id_value_columns(rows, "group", {"0", "1"}, mapping)
