@@ -1044,10 +1044,12 @@ def fewshot(
     )
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"{'head':<18}" + "".join(f"{f'N={n}':>16}" for n in counts))
+    ran = [n for n in dict.fromkeys(counts) if any(r.shots == n for r in rows)]  # only what ran is shown
+    click.echo(f"{'head':<18}" + "".join(f"{f'N={n}':>16}" for n in ran))
     for head in dict.fromkeys(r.head for r in rows):
         mine = {r.shots: r for r in rows if r.head == head}
-        click.echo(f"{head:<18}" + "".join(f"{mine[n].mean:>9.3f} ± {mine[n].std:.3f}" for n in counts))
+        cells = (f"{mine[n].mean:>9.3f} ± {mine[n].std:.3f}" if n in mine else f"{'skipped':>16}" for n in ran)
+        click.echo(f"{head:<18}" + "".join(cells))
     plot_learning_curve(rows, png, title=f"{train.stem}: {'+'.join(chosen)}, {runs} runs")
     click.echo(f"wrote {png}")
 
@@ -1176,8 +1178,10 @@ def embed(input_path, output, features, run, read, engine) -> None:
       xfer embed photos/ -o embeddings/ --engine ray --actors 2
       xfer embed photos/ -o embeddings/ --engine ray --address auto --gpus-per-actor 1 --device cuda
     """
+    from featurizer._guard import claim
     from featurizer._shards import embed_options
 
+    claim(output, folder=True)  # an empty folder, or one xfer wrote (a re-run resumes there)
     click.echo(embed_options(input_path, output, features, run, read, engine).summary())
 
 

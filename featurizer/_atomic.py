@@ -113,12 +113,26 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _marker_text() -> str:
+    from featurizer import __version__
+
+    return json.dumps({"written_by": "featurizer", "version": __version__}) + "\n"
+
+
 def _mark_folder(tmp: Path) -> None:
     """A folder output holds a marker, so a later ``--force`` knows xfer wrote it (featurizer._guard)."""
     if tmp.is_dir():
-        from featurizer import __version__
+        (tmp / FOLDER_MARKER).write_text(_marker_text())
 
-        (tmp / FOLDER_MARKER).write_text(json.dumps({"written_by": "featurizer", "version": __version__}) + "\n")
+
+def mark_folder(path: str | os.PathLike) -> None:
+    """Mark a folder that xfer fills in place (an embed folder: its shards appear one by one) before
+    its first file, so a run killed half way leaves a folder the guard knows as xfer's."""
+    from featurizer._storage import exists, join
+
+    marker = join(str(path), FOLDER_MARKER)
+    if not exists(marker):
+        atomic_write_text(marker, _marker_text())
 
 
 @contextmanager

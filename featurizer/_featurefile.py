@@ -206,12 +206,13 @@ def storable_text(text: str) -> str:
 
 
 def check_output(path: Path | str, origin: str, force: bool = False) -> None:
-    """Refuse to replace a file that is not a feature file, or one made from other inputs, unless
-    ``force`` (``path`` local or a URL)."""
+    """Refuse an output that is an input or that xfer did not write, ``force`` or not, and one made
+    from other inputs unless ``force`` (``path`` local or a URL; the rules: featurizer._guard)."""
+    from featurizer._guard import claim
+
+    claim(path)
     if force or not (exists(path) if is_url(path) else path.exists()):
         return
-    if not is_url(path) and path.is_dir():
-        raise InputError(f"output {path} is a folder; give a file name")
     try:  # its attributes only (not FeatureFile): a merged file whose shards are gone can still be replaced
         with open_source(path) if is_url(path) else nullcontext(path) as where, h5py.File(where, "r") as f:
             made_from = f.attrs.get("origin", "") if f.attrs.get("format") == FORMAT else None

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from featurizer._atomic import atomic_output, atomic_write_text
+from featurizer._atomic import atomic_output, atomic_write_text, mark_folder
 from featurizer._errors import FeaturizerError, InputError
 from featurizer._featurefile import FeatureFile, FeatureFileWriter
+from featurizer._guard import claim
 from featurizer._hashing import file_sha256, ids_sha256
 from featurizer._inputs import Inputs, ReadOptions
 from featurizer._parquet import feature_file_as_parquet, parquet_metadata
@@ -241,6 +242,9 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(f"{manifest_path} is not an 'xfer embed' manifest ({err})") from None
     shards = [_shard_in(out, entry) for entry in entries]
+    target = target or join(out, "merged.h5")
+    target = str(target) if is_url(target) else Path(local_path(target))
+    claim(target, inputs=[manifest_path, *shards])  # never over a shard or the manifest
     ids, labels, sources, errors, sizes, columns, stamps = [], [], [], [], [], [], []
     dims, dtype = {}, "float32"
     for entry, path in zip(entries, shards):
@@ -270,8 +274,6 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     sources = None if any(part is None for part in sources) else [x for part in sources for x in part]
     names = list(columns[0]) if columns and all(list(part) == list(columns[0]) for part in columns) else []
     columns = {name: [x for part in columns for x in part[name]] for name in names}
-    target = target or join(out, "merged.h5")
-    target = str(target) if is_url(target) else Path(local_path(target))
     copy = is_url(out) or is_url(target)
     attrs = {"merged_from": json.dumps([_name(p) for p in shards])}
     with (
@@ -383,6 +385,7 @@ def embed_options(
     out = str(out) if is_url(out) else Path(local_path(out))
     if not is_url(out):
         out.mkdir(parents=True, exist_ok=True)
+    mark_folder(out)  # before any shard: a killed run's folder is known as xfer's, and resumed
     shards = plan_shards(len(inputs), shard_size, FORMATS[o.format])
     done = [s for s in shards if shard_is_complete(s.path(out), spec, inputs.ids[s.start : s.stop])]
     todo = [s for s in shards if s not in done]

@@ -335,6 +335,7 @@ def evaluate_file(
     found = model_features(card, data, run, read, tta)
     X, y = found.X, found.y
     about = {
+        "format": "featurizer-evaluation/1",
         "model": absolute(model_path),
         "model_sha256": card.sha256,
         "test": absolute(data),

@@ -138,6 +138,10 @@ def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = Fa
     side = sidecar_path(path)
     if side == path:
         raise FeaturizerError(f"{path}: the model's card would be written over the model; use another suffix (.skops)")
+    from featurizer._guard import claim
+
+    claim(side, what="the model's card")  # never an input, nor a JSON file that is no card
+    claim(path, what="model")  # never an input, nor a file xfer did not write
     if side.is_file():
         try:
             old = ModelCard.from_json(side.read_text()).train

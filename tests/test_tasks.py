@@ -113,8 +113,8 @@ def test_a_regression_target_gets_r2_near_1_and_evaluate_reports_r2_and_mae(news
     from pipelines import save_model
 
     save_model(result.model, result.card, tmp_path / "r.skops")
-    out = xfer("evaluate", tmp_path / "r.skops", news / "test.csv", "-o", tmp_path / "r.json").output
-    scores = json.loads((tmp_path / "r.json").read_text())["tasks"]["score"]
+    out = xfer("evaluate", tmp_path / "r.skops", news / "test.csv", "-o", tmp_path / "scores.json").output
+    scores = json.loads((tmp_path / "scores.json").read_text())["tasks"]["score"]
     assert scores["r2"] > 0.95 and scores["mae"] >= 0 and "r2 " in out and "mae " in out
 
 
