@@ -143,11 +143,6 @@ def test_a_head_that_cannot_run_at_an_n_is_left_out_with_its_reason(digit_featur
     assert any(w.startswith("knn at N=1 skipped") and "tie" in w for w in warnings)
 
 
-@pytest.mark.xfail(
-    reason="cli.py's fewshot table indexes every requested N (a KeyError on one that was skipped) until it prints "
-    "only the (head, N) in rows",
-    strict=False,
-)
 @pytest.mark.parametrize(
     ("shots", "heads", "skipped"),
     [("2,50", ["prototype"], "N=50 skipped"), ("1,2", ["lda", "prototype"], "lda at N=1 skipped")],
