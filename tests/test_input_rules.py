@@ -366,7 +366,7 @@ def test_a_models_card_never_overwrites_another_file(digit_features, tmp_path):
     with pytest.raises(FeaturizerError, match="card would be written over the model"):
         save_model(result.model, result.card, tmp_path / "model.json")
     (tmp_path / "notes.json").write_text('{"mine": true}')
-    with pytest.raises(FeaturizerError, match=r"notes\.json exists and is not a model card"):
+    with pytest.raises(FeaturizerError, match=r"notes\.json exists and was not written by xfer"):
         save_model(result.model, result.card, tmp_path / "notes.skops")
     assert json.loads((tmp_path / "notes.json").read_text()) == {"mine": True}
 
