@@ -257,7 +257,7 @@ def read_options(fn):
 
 
 def _engine_options(engine, address, actors, gpus_per_actor, shard_size, shard_format):
-    from featurizer._shards import EmbedOptions
+    from featurizer._embed import EmbedOptions
 
     return EmbedOptions(engine, shard_size, address, actors, gpus_per_actor, shard_format)
 
@@ -407,7 +407,7 @@ def layers(model: str, weights) -> None:
     Use the name or either index with 'xfer featurize --layer'. No weights are loaded: the shapes
     come from the architecture alone.
     """
-    from featurizer._resolve import describe_layers
+    from featurizer._describe import describe_layers
 
     click.echo(f"reading the layers of {model} ...", err=True)
     rows = describe_layers(model, weights)
@@ -1178,8 +1178,8 @@ def embed(input_path, output, features, run, read, engine) -> None:
       xfer embed photos/ -o embeddings/ --engine ray --actors 2
       xfer embed photos/ -o embeddings/ --engine ray --address auto --gpus-per-actor 1 --device cuda
     """
+    from featurizer._embed import embed_options
     from featurizer._guard import claim
-    from featurizer._shards import embed_options
 
     claim(output, folder=True)  # an empty folder, or one xfer wrote (a re-run resumes there)
     click.echo(embed_options(input_path, output, features, run, read, engine).summary())

@@ -14,8 +14,7 @@ from featurizer._inputs import Inputs, ReadOptions, read_inputs
 from featurizer._registry import DEFAULT_MODELS, BackboneConfig, Layer, default_model, get_config, list_models, register
 from featurizer._resolve import FeatureOptions, RunOptions, resolve_spec
 from featurizer._spec import FeatureSpec
-
-__version__ = "0.1.0"
+from featurizer._version import __version__ as __version__
 
 
 def __getattr__(name: str):

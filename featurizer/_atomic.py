@@ -114,7 +114,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _marker_text() -> str:
-    from featurizer import __version__
+    from featurizer._version import __version__
 
     return json.dumps({"written_by": "featurizer", "version": __version__}) + "\n"
 

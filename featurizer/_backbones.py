@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
+from featurizer._clip import open_clip_parts
 from featurizer._errors import FeaturizerError, InputError, MissingPackageError, UnknownModelError
+from featurizer._lazy import lazy_module
 from featurizer._modes import ComputeMode, validate
 from featurizer._network import not_cached, offline
 from featurizer._pooling import pool
@@ -25,6 +25,8 @@ from featurizer._preprocess import image_sizes, text_preprocessing
 from featurizer._registry import BackboneConfig, Layer
 from featurizer._weights import WeightsRef
 
+torch = lazy_module("torch")  # imported when a network is built: a cached run never needs it
+nn = lazy_module("torch.nn")
 log = logging.getLogger(__name__)
 
 
@@ -348,7 +350,7 @@ def _clip_outputs(names: list[str], out, projection: nn.Module, layers: Sequence
 # --- Building -----------------------------------------------------------------------------
 
 
-def load_backbone(config: BackboneConfig, weights: WeightsRef) -> Backbone:
+def build_backbone(config: BackboneConfig, weights: WeightsRef) -> Backbone:
     """Build the backbone of ``config`` with ``weights``, frozen and in eval mode, on the CPU."""
     return _builder(config)(config, weights)
 
@@ -457,9 +459,7 @@ def _build_text(config: BackboneConfig, weights: WeightsRef) -> Backbone:
 def _build_clip(config: BackboneConfig, weights: WeightsRef) -> Backbone:
     """The tower of a CLIP model that ``config.modality`` names (the whole model is loaded: the towers
     share one checkpoint)."""
-    from featurizer._resolve import describe
-
-    prep = describe(config, weights).preprocessing
+    prep = config.preprocessing  # described by load_backbone
     if weights.kind == "skeleton":
         transformers = _quiet_transformers()
         model = transformers.CLIPModel(transformers.AutoConfig.from_pretrained(weights.location.removeprefix("hf:")))
@@ -474,11 +474,8 @@ def _build_clip(config: BackboneConfig, weights: WeightsRef) -> Backbone:
 def _build_open_clip(config: BackboneConfig, weights: WeightsRef) -> Backbone:
     """The tower ``config.modality`` names of an open_clip model: its pretrained tag (downloaded by
     open_clip, from its cache offline) or a local checkpoint."""
-    from featurizer._clip import open_clip_parts
-    from featurizer._resolve import describe
-
     open_clip = _import("open_clip", "open_clip_torch")
-    prep = describe(config, weights).preprocessing
+    prep = config.preprocessing  # described by load_backbone
     name, tag = open_clip_parts(config.arch)
     if weights.kind == "pretrained":
         offline()

@@ -15,27 +15,13 @@ space only: their one layer is ``embeds``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from featurizer._errors import InputError
-from featurizer._registry import IMAGE, Layer
+from featurizer._registry import IMAGE, SHARED_LAYER, Layer
 
-CLIP_MODEL_TYPES = ("clip",)
-SHARED_LAYER = "embeds"
 # OpenAI CLIP's pixel statistics: the default when a folder has no preprocessor_config.json
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL codes in Hugging Face image processor configs
-
-
-def is_clip(arch: str) -> bool:
-    """Whether the ``hf/`` model ``arch`` is a CLIP model: a folder's config says so, a hub id names it."""
-    from featurizer._preprocess import read_json
-
-    folder = Path(arch).expanduser()
-    if folder.is_dir():
-        return read_json(folder / "config.json").get("model_type") in CLIP_MODEL_TYPES
-    return "clip" in arch.lower()
 
 
 def clip_description(model_config: dict, processor: dict, tokenizer: dict, modality: str):

@@ -189,7 +189,7 @@ class Extractor:
 
                 self._backbone = load_onnx(self.config, self.weights, self.spec.precision, self.cache_dir)
                 return self._backbone
-            from featurizer._backbones import load_backbone
+            from featurizer._describe import load_backbone
 
             self._backbone = load_backbone(self.config, self.weights)
             self._backbone.to(self._resolve_device(), self.mode)

@@ -22,7 +22,7 @@ import io
 import json
 import os
 import posixpath
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -328,8 +328,6 @@ def _file_is_ours(path, head: bytes) -> bool:
         return True
     if str(path).endswith(".sha256"):
         return len(text.strip()) == 64 and all(c in "0123456789abcdef" for c in text.strip())
-    from featurizer._csvout import is_xfer_header
-
     try:
         first = next(csv.reader(io.StringIO(text.splitlines()[0] if text else "")))
     except (StopIteration, csv.Error, IndexError):
@@ -374,7 +372,7 @@ def _hdf5_is_ours(path) -> bool:
 
 def _parquet_is_ours(path) -> bool:
     try:
-        from featurizer._parquet import parquet_metadata
+        from featurizer._parquetio import parquet_metadata
 
         return "spec" in parquet_metadata(path)
     except Exception:  # not a readable Parquet file, or pyarrow missing: not known to be ours
@@ -396,3 +394,30 @@ def _png_software(head: bytes) -> str | None:
             return None
         at += 12 + size
     return None
+
+
+# The headers xfer's CSVs begin with: how the output guard knows a CSV is one
+# xfer wrote, and may be replaced. a header not recognised here makes a CSV that is never replaced, so a
+# new kind of CSV belongs in this table (tests/test_guard.py checks the writers' headers).
+XFER_HEADERS = (
+    ("id", "reason"),  # the items that failed (featurize)
+    ("id", "source", "label", "predicted", "correct", "confidence", "p_label"),  # evaluate
+    ("rank", "id", "source", "predicted", "confidence", "score"),  # suggest
+    ("cluster", "id", "source", "label", "similarity"),  # audit: near-duplicates
+    ("rank", "id", "source", "label", "distance", "z"),  # audit: outliers
+    ("test_id", "test_source", "train_id", "train_source", "similarity"),  # audit: leaks
+    ("rank", "id", "source", "given", "suggested", "label_quality"),  # audit: label issues
+    ("class", "items", "share", "oof_accuracy", "looks_like", "looks_like_items"),  # audit: classes
+)
+
+
+def is_xfer_header(header: Sequence[str]) -> bool:
+    """Whether a CSV's first row is one xfer writes: a header of ``XFER_HEADERS``, predictions
+    (``id, label, p_<class>...``) or a multi-task model's predictions (``id``, then per task its
+    column and probabilities; a task's probability column ends in ``_p`` or holds ``_p_``)."""
+    cells = tuple(header)
+    if any(cells[: len(known)] == known for known in XFER_HEADERS):
+        return True
+    if cells[:2] == ("id", "label") and len(cells) > 2 and all(c.startswith("p_") for c in cells[2:]):
+        return True
+    return len(cells) > 2 and cells[0] == "id" and any(c.endswith("_p") or "_p_" in c for c in cells[1:])

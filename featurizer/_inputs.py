@@ -30,7 +30,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-import functools
 import io
 import json
 import math
@@ -46,17 +45,15 @@ from pathlib import Path
 from typing import IO
 
 from featurizer._errors import FeaturizerError, InputError
-from featurizer._parquet import read_parquet
+from featurizer._parquetio import parquet_source, read_parquet
 from featurizer._registry import IMAGE, TEXT
 from featurizer._storage import (
-    PARQUET_SOURCE,
     absolute,
     filesystem,
     is_url,
     join,
     list_files,
     local_path,
-    member_of,
     open_source,
     read_bytes,
     storage_errors,
@@ -695,58 +692,6 @@ def _read_parquet(files: list[str], path: str, modality: str, options: ReadOptio
 
 def _parquet_table(file: str, columns: list[str] | None = None):
     return read_parquet(file, lambda pq, path, fs: pq.read_table(path, filesystem=fs, columns=columns))
-
-
-def parquet_source(file: str, column: str, row: int) -> str:
-    """The source of an image held as bytes in a Parquet file: the file, the column and the row."""
-    return f"{PARQUET_SOURCE}{row}/{column}::{file}"
-
-
-def parquet_address(source: str) -> tuple[str, str, int]:
-    """(file, column, row) of a ``parquet_source``."""
-    where, file = member_of(source)
-    row, column = where.split("/", 1)
-    return file, column, int(row)
-
-
-@functools.lru_cache(maxsize=16)
-def _row_group_starts(file: str) -> tuple[int, ...]:
-    """The first row of each row group of a Parquet file, and its row count last."""
-    meta = _parquet_file(file).metadata
-    starts = [0]
-    for g in range(meta.num_row_groups):
-        starts.append(starts[-1] + meta.row_group(g).num_rows)
-    return tuple(starts)
-
-
-def parquet_num_rows(file: str) -> int:
-    """Rows of a Parquet file, from its footer."""
-    return _row_group_starts(file)[-1]
-
-
-@functools.lru_cache(maxsize=4)
-def _row_group_cells(file: str, column: str, group: int) -> list:
-    """One row group's cells of ``column``: a decoding process holds a few row groups, not whole files."""
-    return _parquet_file(file).read_row_group(group, columns=[column]).column(column).to_pylist()
-
-
-@functools.lru_cache(maxsize=16)
-def _parquet_file(file: str):
-    """An open Parquet file (its footer read once): the row groups of a decoding process come from it."""
-    return read_parquet(file, lambda pq, path, fs: pq.ParquetFile(fs.open(path, "rb") if fs else path))
-
-
-def parquet_cell(source: str) -> bytes:
-    """The bytes a ``parquet_source`` names, read with the rest of its row group."""
-    import bisect
-
-    file, column, row = parquet_address(source)
-    starts = _row_group_starts(file)
-    group = bisect.bisect_right(starts, row) - 1
-    value = _row_group_cells(file, column, group)[row - starts[group]]
-    if value is None:
-        raise InputError(f"row {row} of {file} has no image in column {column!r}")
-    return value
 
 
 # --- Tar shards (WebDataset) ------------------------------------------------------------------

@@ -160,7 +160,7 @@ def export(config: BackboneConfig, weights: WeightsRef, precision: str, graph: P
     """
     import torch
 
-    from featurizer._backbones import load_backbone
+    from featurizer._describe import load_backbone
 
     backbone = load_backbone(config, weights).to("cpu", validate("fp32", "torch", config.modality, "cpu"))
     names = backbone.layer_names()

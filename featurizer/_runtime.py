@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 
-import torch
-
 from featurizer._errors import FeaturizerError
+from featurizer._lazy import lazy_module
 from featurizer._modes import ComputeMode, check_device_name
+
+torch = lazy_module("torch")  # imported when a network runs
 
 
 def resolve_device(name: str = "auto", auto_type: str | None = None) -> torch.device:

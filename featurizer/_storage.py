@@ -18,7 +18,7 @@ import os
 import posixpath
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -168,6 +168,15 @@ def served(source: str | os.PathLike) -> bytes | None:
     return _SERVED.get(os.fspath(source)) if _SERVED else None
 
 
+_SOURCE_READERS: dict[str, Callable[[str], bytes]] = {}
+
+
+def register_source_reader(prefix: str, read: Callable[[str], bytes]) -> None:
+    """Let ``open_source`` read sources that start with ``prefix`` through ``read`` (a room above
+    storage registers the readers it owns, so storage never imports it)."""
+    _SOURCE_READERS[prefix] = read
+
+
 def open_source(source: str | os.PathLike) -> IO[bytes]:
     """A binary file object for an item's source: a local path, a URL, or a chained URL such as
     ``tar://member::s3://bucket/shard.tar`` (a member of an archive)."""
@@ -176,10 +185,9 @@ def open_source(source: str | os.PathLike) -> IO[bytes]:
         return io.BytesIO(held)
     if not is_url(source):
         return open(local_path(source), "rb")
-    if str(source).startswith(PARQUET_SOURCE):
-        from featurizer._inputs import parquet_cell
-
-        return io.BytesIO(parquet_cell(str(source)))
+    for prefix, read in _SOURCE_READERS.items():  # cells of tables (featurizer._parquetio)
+        if str(source).startswith(prefix):
+            return io.BytesIO(read(str(source)))
     if str(source).startswith(TAR_SOURCE):
         member, shard = member_of(str(source))
         offset, size = tar_index(shard)[member]

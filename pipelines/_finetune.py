@@ -350,7 +350,7 @@ def finetune_images(
     from tqdm.auto import tqdm
 
     from featurizer import Extractor, FeatureOptions
-    from featurizer._backbones import load_backbone
+    from featurizer._describe import load_backbone
     from featurizer._resolve import resolve
 
     schedule = schedule or Schedule()

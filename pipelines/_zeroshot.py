@@ -77,7 +77,7 @@ def text_spec_for(spec: FeatureSpec) -> FeatureSpec:
     """The spec that embeds class texts next to ``spec``'s vectors: ``spec`` itself for a text model,
     the text tower of the same image-text model (same weights, ``embeds`` layer) for images."""
     from featurizer import FeatureOptions, get_config
-    from featurizer._clip import SHARED_LAYER
+    from featurizer._registry import SHARED_LAYER
     from featurizer._resolve import resolve_spec
 
     if spec.modality == "text":

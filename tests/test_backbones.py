@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from featurizer import FeatureFile, MissingPackageError, featurize, get_config, list_models
-from featurizer._backbones import load_backbone
+from featurizer._describe import load_backbone
 from featurizer._hashing import file_sha256
 from featurizer._weights import resolve_weights
 

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from cli import main
 from featurizer import FeatureFile, InputError, featurize
-from featurizer._shards import embed, merge
+from featurizer._embed import embed
+from featurizer._shards import merge
 from tests.test_storage import upload_tree, write_shards
 
 ROOT = Path(__file__).resolve().parents[1]

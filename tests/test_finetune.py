@@ -29,7 +29,7 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def network():
     from featurizer import get_config
-    from featurizer._backbones import load_backbone
+    from featurizer._describe import load_backbone
     from featurizer._weights import default_weights
 
     config = get_config("efficientnet_lite0")

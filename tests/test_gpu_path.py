@@ -71,7 +71,7 @@ def test_images_decoded_ahead_are_bounded_for_gpu_sized_batches(batch_size, in_f
 
 
 def test_ray_engine_on_cuda_asks_for_gpus_before_starting(photo_dir, tmp_path):
-    from featurizer._shards import embed
+    from featurizer._embed import embed
 
     with pytest.raises(InputError, match="--gpus-per-actor"):
         embed(photo_dir, tmp_path / "out", engine="ray", device="cuda", cache_dir=tmp_path / "cache")

@@ -22,8 +22,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli import main
-from featurizer._csvout import is_xfer_header
-from featurizer._guard import FOLDER_MARKER, Guard, written_by_xfer
+from featurizer._guard import FOLDER_MARKER, Guard, is_xfer_header, written_by_xfer
 
 OUT = "{out}"
 

@@ -27,8 +27,9 @@ from featurizer import (
     list_models,
     resolve_spec,
 )
+from featurizer._embed import embed
 from featurizer._modes import MODES
-from featurizer._shards import embed, merge
+from featurizer._shards import merge
 from pipelines import few_shot_files, fit, load_model, model_features, read_xy, save_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from cli import main
 from featurizer import FeatureFile, featurize
-from featurizer._shards import embed, merge
+from featurizer._embed import embed
+from featurizer._shards import merge
 
 ROOT = Path(__file__).resolve().parents[1]
 
