@@ -44,7 +44,7 @@ class Location(click.Path):
     read or written; local paths get click's checks."""
 
     def convert(self, value, param, ctx):
-        from featurizer._storage import Url, is_url
+        from featurizer.storage import Url, is_url
 
         if isinstance(value, str) and is_url(value):
             return Url(value)
@@ -88,7 +88,7 @@ def paths(inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = (), models: t
     def apply(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            from featurizer._guard import guarding, refuse_input_write
+            from featurizer.storage import guarding, refuse_input_write
 
             given = list(flat(kwargs.get(name) for name in inputs))
             for model in flat(kwargs.get(name) for name in models):
@@ -257,7 +257,7 @@ def read_options(fn):
 
 
 def _engine_options(engine, address, actors, gpus_per_actor, shard_size, shard_format):
-    from featurizer._embed import EmbedOptions
+    from featurizer.engine import EmbedOptions
 
     return EmbedOptions(engine, shard_size, address, actors, gpus_per_actor, shard_format)
 
@@ -375,7 +375,7 @@ def featurize(
       xfer featurize photos/ --layer -1 --layer -3 --pool gem
       xfer featurize questions.txt -o cache/questions.h5
     """
-    from featurizer._extract import featurize_options
+    from featurizer.engine import featurize_options
 
     write = {"store_dtype": store_dtype, "on_error": on_error, "force": force, "augment": augment}
     report = featurize_options(input_path, features, run, read, output=output, default_output=True, **write)
@@ -385,7 +385,7 @@ def featurize(
 @main.command(context_settings=CONTEXT_SETTINGS)
 def models() -> None:
     """List the built-in backbones and whether their weights are installed."""
-    from featurizer._registry import model_table
+    from featurizer.spec import model_table
 
     rows = model_table()
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
@@ -407,7 +407,7 @@ def layers(model: str, weights) -> None:
     Use the name or either index with 'xfer featurize --layer'. No weights are loaded: the shapes
     come from the architecture alone.
     """
-    from featurizer._describe import describe_layers
+    from featurizer.backbones import describe_layers
 
     click.echo(f"reading the layers of {model} ...", err=True)
     rows = describe_layers(model, weights)
@@ -479,7 +479,7 @@ def shift(source: Path, target: Path, layers, png, as_json: bool, seed: int) -> 
     from pipelines._shift import measure_shift
 
     png = png or target.with_name(f"{target.stem}.shift.png")
-    from featurizer._guard import claim
+    from featurizer.storage import claim
 
     claim(png)  # before the work
     report = measure_shift(source, target, layers or None, seed, png)
@@ -679,7 +679,7 @@ def fit(
       xfer fit cache/photos.h5 --layer -1 --layer -3        # these two layers, concatenated
       xfer fit cache/news.h5 --label-column topic --label-column tags   # two tasks, one model
     """
-    from featurizer._guard import claim
+    from featurizer.storage import claim
     from pipelines import fit as fit_head
     from pipelines import save_model
 
@@ -802,7 +802,7 @@ def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, re
     from pipelines._saved import read_card
 
     output = output or Path(f"{data.stem or data.resolve().name}-predictions.csv")
-    from featurizer._guard import claim
+    from featurizer.storage import claim
 
     claim(output)  # before the work
     counts = predict_file(model_path, data, output, trust=trust, run=run, read=read, tta=tta)
@@ -842,13 +842,13 @@ def suggest(model_path: Path, data: Path, count: int, strategy: str, output, see
     Example:
       xfer suggest models/photos.skops unlabelled_photos/ -n 20
     """
-    from featurizer._csvout import write_csv
+    from featurizer.storage import write_csv
     from pipelines._suggest import suggest_file
 
     if tta:
         raise click.UsageError("--tta is for predict and evaluate")
     output = output or Path(f"{data.stem or data.resolve().name}-suggestions.csv")
-    from featurizer._guard import claim
+    from featurizer.storage import claim
 
     claim(output)  # before the work
     header, rows = suggest_file(model_path, data, count, strategy, trust=trust, run=run, read=read, seed=seed)
@@ -902,7 +902,7 @@ def evaluate(
         "html": report_html,
         "map": map_method,
     }
-    from featurizer._guard import claim
+    from featurizer.storage import claim
 
     for written in (output, png, reliability, groups_png, *[files[k] for k in ("predictions", "errors", "pr", "html")]):
         if written is not None:
@@ -965,8 +965,8 @@ def rank(data: Path, models, layers, per_class: int, seed: int, run, read) -> No
       xfer rank photos/ -m efficientnet_lite0 -m efficientnet_lite2
       xfer rank questions.csv -m minilm -l -1 -l -3 -l -5
     """
-    from featurizer._extract import input_modality
-    from featurizer._registry import default_model
+    from featurizer.engine import input_modality
+    from featurizer.spec import default_model
     from pipelines import rank as rank_candidates
 
     models = list(models) or [default_model(input_modality(data, None))]
@@ -1035,7 +1035,7 @@ def fewshot(
         counts = [int(n) for n in shots.split(",") if n.strip()]
     except ValueError:
         raise click.BadParameter("give numbers separated by commas, e.g. 1,2,4,8", param_hint="--shots") from None
-    from featurizer._guard import claim
+    from featurizer.storage import claim
 
     claim(png)  # before the work
     protocol = {"shots": counts, "runs": runs, "heads": heads or ("logreg", "prototype"), "max_iter": max_iter}
@@ -1178,8 +1178,8 @@ def embed(input_path, output, features, run, read, engine) -> None:
       xfer embed photos/ -o embeddings/ --engine ray --actors 2
       xfer embed photos/ -o embeddings/ --engine ray --address auto --gpus-per-actor 1 --device cuda
     """
-    from featurizer._embed import embed_options
-    from featurizer._guard import claim
+    from featurizer.engine import embed_options
+    from featurizer.storage import claim
 
     claim(output, folder=True)  # an empty folder, or one xfer wrote (a re-run resumes there)
     click.echo(embed_options(input_path, output, features, run, read, engine).summary())
@@ -1271,7 +1271,7 @@ def merge(out: Path, output) -> None:
     The vectors are HDF5 virtual datasets over the shard files (nothing is copied), so keep the
     shards beside the merged file; it reads like any feature file, and is refused if a shard goes missing.
     """
-    from featurizer._shards import merge as merge_shards
+    from featurizer.engine import merge as merge_shards
 
     click.echo(f"wrote {merge_shards(out, output)}")
 

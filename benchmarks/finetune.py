@@ -46,7 +46,7 @@ def probe_accuracy(model: str, layer: str, train, test, work: Path, name: str) -
 
 def raw_accuracy(train, test, modality: str) -> tuple[float, float]:
     """(test accuracy, seconds) of logistic regression on 16x16 raw pixels or TF-IDF."""
-    from featurizer._inputs import read_inputs
+    from featurizer.inputs import read_inputs
     from pipelines._fit import cross_validate, raw_pixels
 
     started = time.perf_counter()

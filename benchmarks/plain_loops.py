@@ -20,9 +20,8 @@ def images(folder: str, out: str, device: str = "cpu") -> None:
     import torch
     from PIL import Image
 
-    from featurizer._backbones import _rename_by_order, read_checkpoint  # the weight file's key mapping
-    from featurizer._registry import get_config
-    from featurizer._weights import resolve_weights
+    from featurizer.backbones import _rename_by_order, read_checkpoint  # the weight file's key mapping
+    from featurizer.spec import get_config, resolve_weights
 
     model = timm.create_model("tf_efficientnet_lite0")
     path = resolve_weights(get_config("efficientnet_lite0")).location

@@ -30,7 +30,7 @@ def main() -> None:
     from speed import join_results, write_section
 
     from featurizer import FeatureFile, RunOptions, featurize
-    from featurizer._resolve import last_distinct_layers
+    from featurizer.backbones import last_distinct_layers
     from pipelines import evaluate, rank, read_xy
     from pipelines._fit import cross_validate
     from pipelines._transferability import logme

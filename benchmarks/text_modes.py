@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from featurizer import Extractor
-from featurizer._inputs import texts_as_inputs
+from featurizer.inputs import texts_as_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = [("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8"), ("torch", "int8")]

@@ -1,6 +1,8 @@
 """featurizer: frozen pretrained backbones turned into cached feature vectors."""
 
-from featurizer._errors import (
+from featurizer._moved import MOVED, alias_moved_modules
+from featurizer.backbones import FeatureOptions, RunOptions, resolve_spec
+from featurizer.base import (
     FeaturizerError,
     InputError,
     ItemError,
@@ -8,20 +10,29 @@ from featurizer._errors import (
     UnknownLayerError,
     UnknownModelError,
 )
-from featurizer._extract import Extractor, FeaturizeReport, featurize
-from featurizer._featurefile import FeatureFile, FeatureFileWriter
-from featurizer._inputs import Inputs, ReadOptions, read_inputs
-from featurizer._registry import DEFAULT_MODELS, BackboneConfig, Layer, default_model, get_config, list_models, register
-from featurizer._resolve import FeatureOptions, RunOptions, resolve_spec
-from featurizer._spec import FeatureSpec
-from featurizer._version import __version__ as __version__
+from featurizer.base import __version__ as __version__
+from featurizer.cache import FeatureFile, FeatureFileWriter
+from featurizer.engine import Extractor, FeaturizeReport, featurize
+from featurizer.inputs import Inputs, ReadOptions, read_inputs
+from featurizer.spec import (
+    DEFAULT_MODELS,
+    BackboneConfig,
+    FeatureSpec,
+    Layer,
+    default_model,
+    get_config,
+    list_models,
+    register,
+)
+
+alias_moved_modules(MOVED)  # models saved before the rooms name their classes by the old paths
 
 
 def __getattr__(name: str):
     # Featurizer pulls in scikit-learn (about a second): imported on first use, so that the CLI's
     # featurize path, and a fully cached run above all, starts fast.
     if name == "Featurizer":
-        from featurizer._transformer import Featurizer
+        from featurizer.transformer import Featurizer
 
         return Featurizer
     raise AttributeError(f"module 'featurizer' has no attribute {name!r}")

@@ -354,9 +354,7 @@ def write_audit(found: Audit, folder: str | os.PathLike) -> list[Path]:
     """One CSV per finding in ``folder``: duplicates, leaks, label_issues, outliers, classes. The
     folder is replaced whole (written aside, then renamed into place), so no CSV of an earlier
     audit is left beside the new ones."""
-    from featurizer._atomic import atomic_output
-    from featurizer._csvout import write_csv
-    from featurizer._guard import claim
+    from featurizer.storage import atomic_output, claim, write_csv
 
     folder = Path(folder)
     claim(folder, folder=True)
@@ -524,7 +522,7 @@ def audit_files(
     """``xfer audit``: audit ``train`` (and leaks into ``test``), write a CSV per finding into ``out``
     (default ``<train>-audit/`` beside it) and, with ``report``, the HTML report. Returns the audit
     and the files written."""
-    from featurizer._guard import claim, guarding
+    from featurizer.storage import claim, guarding
     from pipelines._report import check_report_path, write_report
 
     out = Path(out) if out else Path(train).with_name(f"{Path(train).stem}-audit")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featurizer._csvout import write_csv
+from featurizer.storage import write_csv
 
 MAX_LEGEND = 12  # classes named in the PR legend; more would hide the curves
 

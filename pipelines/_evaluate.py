@@ -16,11 +16,9 @@ from typing import NamedTuple
 import numpy as np
 
 from featurizer import Extractor, FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, RunOptions
-from featurizer._atomic import atomic_write_text
-from featurizer._csvout import write_csv
-from featurizer._extract import default_feature_name, featurize_with, inputs_for
-from featurizer._featurefile import is_feature_file
-from featurizer._storage import absolute, is_url
+from featurizer.cache import is_feature_file
+from featurizer.engine import default_feature_name, featurize_with, inputs_for
+from featurizer.storage import absolute, atomic_write_text, is_url, write_csv
 from pipelines._calibration import calibration_report, plot_reliability
 from pipelines._fit import head_of, labelled, read_xy
 from pipelines._heads import scores_of

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from featurizer import FeatureFile, FeaturizerError
-from featurizer._atomic import atomic_output, check_new_output
-from featurizer._guard import guarding
-from featurizer._parquet import columns_and_layers, read_parquet_features, write_parquet
+from featurizer.cache import columns_and_layers, read_parquet_features, write_parquet
+from featurizer.storage import atomic_output, check_new_output, guarding
 
 __all__ = ["FORMATS", "export", "read_parquet_features"]
 

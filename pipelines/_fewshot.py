@@ -180,7 +180,7 @@ def _row_digests(X: np.ndarray) -> np.ndarray:
 
 
 def _same_file(a, b) -> bool:
-    from featurizer._storage import absolute, is_url
+    from featurizer.storage import absolute, is_url
 
     if is_url(a) or is_url(b):
         return absolute(a) == absolute(b)

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from featurizer import FeaturizerError, ReadOptions, RunOptions
-from featurizer._atomic import atomic_output, check_new_output
-from featurizer._registry import IMAGE, TEXT, TUNED_FILE
+from featurizer.spec import IMAGE, TEXT, TUNED_FILE
+from featurizer.storage import atomic_output, check_new_output
 
 FORMAT = "featurizer-tuned/1"
 
@@ -133,7 +133,7 @@ class TuneReport:
 
 def data_sha256(ids: Sequence[str], labels: Sequence[str], sources: Sequence[str], files: bool) -> str:
     """SHA-256 of the training data: each item's id, label and content (a file's bytes, or the text)."""
-    from featurizer._hashing import file_sha256_memo
+    from featurizer.storage import file_sha256_memo
 
     h = hashlib.sha256()
     for i, label, source in zip(ids, labels, sources):
@@ -160,7 +160,7 @@ def seed_everything(seed: int) -> None:
 
 
 def labelled_inputs(data, modality: str, read: ReadOptions | None):
-    from featurizer._inputs import read_inputs
+    from featurizer.inputs import read_inputs
 
     inputs = read_inputs(data, modality, read)
     if inputs.labels is None:
@@ -270,7 +270,7 @@ class _Photos:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from featurizer._preprocess import load_image
+        from featurizer.inputs import load_image
 
         return self.transform(load_image(self.paths[i])), int(self.targets[i])
 
@@ -280,7 +280,7 @@ def _transforms(prep: dict, augment: str = "light"):
     evaluation transform (also used for training with ``none``)."""
     from timm.data import create_transform
 
-    from featurizer._preprocess import image_sizes
+    from featurizer.inputs import image_sizes
 
     short, crop = image_sizes(prep)
     common = {"input_size": tuple(prep["input_size"]), "mean": tuple(prep["mean"]), "std": tuple(prep["std"])}
@@ -350,8 +350,7 @@ def finetune_images(
     from tqdm.auto import tqdm
 
     from featurizer import Extractor, FeatureOptions
-    from featurizer._describe import load_backbone
-    from featurizer._resolve import resolve
+    from featurizer.backbones import load_backbone, resolve
 
     schedule = schedule or Schedule()
     run = run or RunOptions()
@@ -557,8 +556,8 @@ def finetune_texts(
     from tqdm.auto import tqdm
 
     from featurizer import FeatureOptions
-    from featurizer._preprocess import text_preprocessing
-    from featurizer._resolve import resolve
+    from featurizer.backbones import resolve
+    from featurizer.inputs import text_preprocessing
 
     schedule = schedule or Schedule()
     run = run or RunOptions()
@@ -647,8 +646,8 @@ def finetune_texts(
 
 def finetune(data, model: str | None, out, schedule: Schedule | None = None, **options) -> TuneReport:
     """``xfer finetune``: images or texts, by the model (or, for the default model, by the data)."""
-    from featurizer._extract import input_modality
-    from featurizer._registry import default_model
+    from featurizer.engine import input_modality
+    from featurizer.spec import default_model
 
     modality = input_modality(data, model)
     model = model or default_model(modality)

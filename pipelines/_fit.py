@@ -213,7 +213,7 @@ def choose_layers(available: list[str], requested) -> tuple[str, ...] | str:
     ``requested`` is None (the file's first layer), a string or a sequence of them; ``a+b`` is
     accepted as two layers. Returns ``AUTO`` or a tuple of layer names.
     """
-    from featurizer._spec import resolve_layers
+    from featurizer.spec import resolve_layers
 
     if requested is None or requested == () or requested == []:
         return (available[0],)
@@ -224,7 +224,7 @@ def choose_layers(available: list[str], requested) -> tuple[str, ...] | str:
             raise UnknownLayerError("'auto' chooses the layers itself: give it alone")
         return AUTO
     try:
-        from featurizer._registry import Layer
+        from featurizer.spec import Layer
 
         return tuple(resolve_layers([Layer(n) for n in available], parts, available[0]))
     except UnknownLayerError as err:
@@ -545,7 +545,7 @@ def raw_pixels(paths: list[str], size: int = BASELINE_IMAGE_SIZE) -> np.ndarray:
     """Each image squashed to ``size`` x ``size`` RGB, as a flat vector in [0, 1]."""
     from PIL import Image
 
-    from featurizer._preprocess import load_image
+    from featurizer.inputs import load_image
 
     rows = [
         np.asarray(load_image(p).resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32).ravel()

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from featurizer import FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, RunOptions
-from featurizer._atomic import atomic_output, check_new_output
-from featurizer._storage import download, exists, is_url, join, staging_dir
+from featurizer.storage import atomic_output, check_new_output, download, exists, is_url, join, staging_dir
 from pipelines._linalg import unit_rows
 from pipelines._saved import spec_problem
 
@@ -120,9 +119,9 @@ def query_vectors(spec: FeatureSpec, queries, texts: list[str], run: RunOptions 
     """(query ids, unit vectors) of ``queries`` (paths: images, folders, tables, or feature files)
     and literal ``texts``, all made with ``spec``."""
     from featurizer import Extractor
-    from featurizer._extract import inputs_for
-    from featurizer._featurefile import is_feature_file
-    from featurizer._inputs import texts_as_inputs
+    from featurizer.cache import is_feature_file
+    from featurizer.engine import inputs_for
+    from featurizer.inputs import texts_as_inputs
     from pipelines._evaluate import check_compatible
 
     names, parts = [], []

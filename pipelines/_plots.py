@@ -19,8 +19,7 @@ def pyplot():
 def save_png(fig, path: str | os.PathLike) -> Path:
     """Write ``fig`` as a PNG under a temporary name, rename it into place, and close it; the PNG
     names featurizer as its software, which is how a later run knows it may replace it."""
-    from featurizer._atomic import atomic_path
-    from featurizer._guard import PNG_SOFTWARE, claim
+    from featurizer.storage import PNG_SOFTWARE, atomic_path, claim
 
     claim(path)  # never over an input, nor over a picture xfer did not draw
     with atomic_path(path) as tmp:

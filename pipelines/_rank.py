@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from featurizer import Extractor, FeatureOptions, FeaturizerError, Inputs, ReadOptions, RunOptions
-from featurizer._extract import input_modality, inputs_for
-from featurizer._resolve import last_distinct_layers
+from featurizer.backbones import last_distinct_layers
+from featurizer.engine import input_modality, inputs_for
 from pipelines._fewshot import sample_few_shot
 from pipelines._fit import check_labels
 from pipelines._transferability import logme, loo_nearest_centroid

@@ -111,7 +111,7 @@ def thumbnail(path: str, size: int = THUMB) -> str | None:
     """A small JPEG of the image at ``path`` as a data URI; None when it cannot be read."""
     from PIL import Image
 
-    from featurizer._preprocess import load_image
+    from featurizer.inputs import load_image
 
     try:
         image = load_image(path, draft_short_side=size)
@@ -232,7 +232,7 @@ def render_report(report: Report) -> str:
 
 def write_report(report: Report, path: str | os.PathLike) -> Path:
     """Render ``report`` into one self-contained HTML file at ``path`` (written atomically)."""
-    from featurizer._atomic import atomic_write_text
+    from featurizer.storage import atomic_write_text
 
     path = check_report_path(path)
     atomic_write_text(path, render_report(report))

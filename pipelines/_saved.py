@@ -25,10 +25,18 @@ from pathlib import Path
 import numpy as np
 
 from featurizer import FeatureSpec, FeaturizerError
-from featurizer._atomic import atomic_path, atomic_write_text
-from featurizer._featurefile import library_versions
-from featurizer._hashing import file_sha256
-from featurizer._storage import download, exists, is_url, read_bytes, staging_dir, upload
+from featurizer.cache import library_versions
+from featurizer.storage import (
+    atomic_path,
+    atomic_write_text,
+    download,
+    exists,
+    file_sha256,
+    is_url,
+    read_bytes,
+    staging_dir,
+    upload,
+)
 
 FORMAT = "featurizer-model/2"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -37,8 +45,10 @@ ZIP_MAGIC = b"PK\x03\x04"
 # numpy and scipy containers). Each is a plain data holder or an estimator whose state is arrays
 # and parameters; skops rebuilds them without calling anything but their ``__setstate__``.
 TRUSTED_TYPES = [
-    "featurizer._spec.FeatureSpec",
+    "featurizer.spec._spec.FeatureSpec",
+    "featurizer._spec.FeatureSpec",  # models saved before the rooms (featurizer._moved imports them)
     "pipelines._adapt.AffineMap",
+    "featurizer.transformer.Featurizer",
     "featurizer._transformer.Featurizer",
     "pipelines._prototype.KNNClassifier",
     "pipelines._prototype.PrototypeClassifier",
@@ -138,7 +148,7 @@ def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = Fa
     side = sidecar_path(path)
     if side == path:
         raise FeaturizerError(f"{path}: the model's card would be written over the model; use another suffix (.skops)")
-    from featurizer._guard import claim
+    from featurizer.storage import claim
 
     claim(side, what="the model's card")  # never an input, nor a JSON file that is no card
     claim(path, what="model")  # never an input, nor a file xfer did not write
@@ -417,7 +427,7 @@ def card_layer_dims(spec: FeatureSpec, where) -> list[int] | None:
     """The length of each of ``spec``'s layers from the backbone's registry entry, without loading
     anything (None when the registry does not list them: zoo models); a layer the backbone does
     not have is refused, naming those it has."""
-    from featurizer._registry import get_config
+    from featurizer.spec import get_config
 
     try:
         config = get_config(spec.model, spec.modality)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from featurizer import FeaturizerError, MissingPackageError, ReadOptions
-from featurizer._featurefile import is_feature_file
+from featurizer.cache import is_feature_file
 
 NO_GROUP = "(no group)"
 
@@ -49,7 +49,7 @@ def read_groups(
 
 
 def _mapping_file(path: Path, ids: set[str]) -> dict[str, str]:
-    from featurizer._inputs import id_value_columns
+    from featurizer.inputs import id_value_columns
 
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = [row for row in csv.reader(f) if row]

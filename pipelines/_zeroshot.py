@@ -55,7 +55,7 @@ def class_text_vectors(
 ) -> np.ndarray:
     """One unit vector per class: its description in every template, embedded with ``spec``, averaged."""
     from featurizer import Extractor
-    from featurizer._inputs import texts_as_inputs
+    from featurizer.inputs import texts_as_inputs
 
     spec = text_spec_for(spec)
     for template in templates:
@@ -77,8 +77,8 @@ def text_spec_for(spec: FeatureSpec) -> FeatureSpec:
     """The spec that embeds class texts next to ``spec``'s vectors: ``spec`` itself for a text model,
     the text tower of the same image-text model (same weights, ``embeds`` layer) for images."""
     from featurizer import FeatureOptions, get_config
-    from featurizer._registry import SHARED_LAYER
-    from featurizer._resolve import resolve_spec
+    from featurizer.backbones import resolve_spec
+    from featurizer.spec import SHARED_LAYER
 
     if spec.modality == "text":
         return spec

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from featurizer import Extractor, FeatureFile, featurize
-from featurizer._augment import view_spec
-from featurizer._preprocess import ImageTransform
+from featurizer.inputs._augment import view_spec
+from featurizer.inputs._preprocess import ImageTransform
 from pipelines import _fit, fit, load_model, save_model
 from tests.test_flows import xfer
 

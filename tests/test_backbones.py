@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from featurizer import FeatureFile, MissingPackageError, featurize, get_config, list_models
-from featurizer._describe import load_backbone
-from featurizer._hashing import file_sha256
-from featurizer._weights import resolve_weights
+from featurizer.backbones._describe import load_backbone
+from featurizer.spec._weights import resolve_weights
+from featurizer.storage._hashing import file_sha256
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -132,8 +132,8 @@ def test_batch_norms_are_folded_into_convolutions_without_changing_any_layer(tmp
 
 
 def test_a_norm_registered_after_a_convolution_but_not_applied_after_it_stays(caplog):
-    from featurizer._backbones import TorchvisionBackbone
-    from featurizer._weights import WeightsRef
+    from featurizer.backbones._backbones import TorchvisionBackbone
+    from featurizer.spec._weights import WeightsRef
 
     class NormFirst(torch.nn.Module):  # registers conv then norm, but normalises before convolving
         def __init__(self):

@@ -11,7 +11,7 @@ from PIL import Image
 from sklearn.datasets import load_sample_image
 
 from featurizer import FeatureFile, ItemError, featurize
-from featurizer._inputs import read_inputs, texts_as_inputs
+from featurizer.inputs._inputs import read_inputs, texts_as_inputs
 
 PHOTO = load_sample_image("china.jpg")  # 427 x 640 RGB
 

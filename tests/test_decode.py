@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from featurizer import FeaturizerError
-from featurizer._decode import DecodedBatches
-from featurizer._preprocess import ImageTransform
+from featurizer.inputs._decode import DecodedBatches
+from featurizer.inputs._preprocess import ImageTransform
 
 PREP = {"input_size": [3, 32, 32], "interpolation": "bicubic", "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0}
 

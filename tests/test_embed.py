@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from cli import main
 from featurizer import FeatureFile, InputError, featurize
-from featurizer._embed import embed
-from featurizer._shards import merge
+from featurizer.engine._embed import embed
+from featurizer.engine._shards import merge
 from tests.test_storage import upload_tree, write_shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,23 +164,26 @@ def test_ray_refuses_gpu_actors_a_local_ray_cannot_place_instead_of_waiting(ques
 
 def test_an_error_in_a_ray_actor_is_one_line():
     """As Ray prints it: the original exception first, then Ray's wrappers around it."""
-    from featurizer._ray_engine import remote_failure
+    from featurizer.engine._ray_engine import remote_failure
 
     printed = (
         '\x1b[36mray::MapWorker(MapBatches(VectorWorker)).submit()\x1b[39m (pid=1)\n  File "x.py", line 3, in f\n'
-        "featurizer._storage.StorageError: s3://b/k: access denied (check the credentials' permissions on it)\n\n"
+        "featurizer.storage._storage.StorageError: "
+        "s3://b/k: access denied (check the credentials' permissions on it)\n\n"
         "The above exception was the direct cause of the following exception:\n\n"
         "ray.exceptions.UserCodeException: UDF failed to process a data block.\n"
     )
     ours = remote_failure(printed)
     assert str(ours) == "s3://b/k: access denied (check the credentials' permissions on it)" and ours.ours
-    bug = remote_failure(printed.replace("featurizer._storage.StorageError", "KeyError"))  # named, with its type
+    bug = remote_failure(
+        printed.replace("featurizer.storage._storage.StorageError", "KeyError")
+    )  # named, with its type
     assert str(bug).startswith("a Ray task failed: KeyError: s3://b/k") and not bug.ours
 
 
 def test_ray_lists_a_folder_in_storage_once_instead_of_asking_for_each_object(photo_dir, s3):
-    from featurizer._inputs import read_inputs
-    from featurizer._ray_read import read_plan
+    from featurizer.engine._ray_read import read_plan
+    from featurizer.inputs._inputs import read_inputs
 
     upload_tree(photo_dir, f"{s3}/photos")
     inputs = read_inputs(f"{s3}/photos")
@@ -233,7 +236,7 @@ def test_ray_fails_as_itself_when_a_shard_cannot_be_written(photo_dir, tmp_path,
     pytest.importorskip("ray")
     import errno
 
-    import featurizer._ray_engine as engine
+    import featurizer.engine._ray_engine as engine
 
     real = engine.compute_shard
 
@@ -327,7 +330,7 @@ def test_a_merged_file_refuses_a_shard_damaged_after_the_merge(kind, reader, emb
 
 def test_an_untouched_merged_file_reads_with_one_stat_a_shard(embedded, tmp_path, monkeypatch):
     """Opening checks the stamps recorded at merge: a stat of each shard, no checksum, no shard opened."""
-    import featurizer._featurefile as featurefile
+    import featurizer.cache._featurefile as featurefile
 
     merged = merged_copy(embedded, tmp_path)
     with FeatureFile(merged) as f:

@@ -10,9 +10,9 @@ import torch
 from sklearn.datasets import load_sample_image
 
 from featurizer import Extractor, FeatureFile, featurize, get_config, list_models
-from featurizer._backbones import TextBackbone, TimmBackbone
-from featurizer._inputs import texts_as_inputs
-from featurizer._preprocess import ImageTransform
+from featurizer.backbones._backbones import TextBackbone, TimmBackbone
+from featurizer.inputs._inputs import texts_as_inputs
+from featurizer.inputs._preprocess import ImageTransform
 
 
 @pytest.fixture
@@ -111,9 +111,9 @@ def test_second_run_computes_nothing_and_loads_no_model(photo_dir, cache_dir, tm
     first = featurize(photo_dir, output=tmp_path / "a.h5", cache_dir=cache_dir, progress=False, runtime="torch")
     assert first.n_computed == 12 and count_forwards["n"] > 0
     count_forwards["n"] = 0
-    import featurizer._backbones as backbones
+    import featurizer.engine._extract as extract
 
-    monkeypatch.setattr(backbones, "load_backbone", lambda *a: pytest.fail("the model was loaded on a cached run"))
+    monkeypatch.setattr(extract, "load_backbone", lambda *a: pytest.fail("the model was loaded on a cached run"))
     second = featurize(photo_dir, output=tmp_path / "b.h5", cache_dir=cache_dir, progress=False, runtime="torch")
     assert (second.n_computed, second.n_cached, count_forwards["n"]) == (0, 12, 0)
     with FeatureFile(tmp_path / "a.h5") as a, FeatureFile(tmp_path / "b.h5") as b:

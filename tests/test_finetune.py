@@ -29,8 +29,8 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def network():
     from featurizer import get_config
-    from featurizer._describe import load_backbone
-    from featurizer._weights import default_weights
+    from featurizer.backbones._describe import load_backbone
+    from featurizer.spec._weights import default_weights
 
     config = get_config("efficientnet_lite0")
     return load_backbone(config, default_weights(config)).model

@@ -67,7 +67,7 @@ class Planted:
 def test_a_model_file_sent_with_its_card_runs_no_code(saved, tmp_path):
     import skops.io as sio
 
-    from featurizer._hashing import file_sha256
+    from featurizer.storage._hashing import file_sha256
 
     evil = tmp_path / "gift.skops"
     planted = Planted()
@@ -86,7 +86,7 @@ def test_a_model_file_sent_with_its_card_runs_no_code(saved, tmp_path):
 def test_old_joblib_models_load_only_when_trusted(saved, tmp_path):
     import joblib
 
-    from featurizer._hashing import file_sha256
+    from featurizer.storage._hashing import file_sha256
 
     model, _ = load_model(saved)
     old = tmp_path / "old.joblib"
@@ -175,8 +175,8 @@ def test_a_saved_model_does_not_depend_on_where_the_weights_were_installed(saved
     import dataclasses
 
     from featurizer import FeaturizerError, get_config
-    from featurizer._resolve import weights_for_spec
-    from featurizer._weights import default_weights
+    from featurizer.backbones._resolve import weights_for_spec
+    from featurizer.spec._weights import default_weights
 
     _, card = load_model(saved)
     moved = dataclasses.replace(card.spec, weights="/another/venv/site-packages/efficientnet-lite0.pth")
@@ -260,7 +260,7 @@ HOSTILE_MODELS = {  # bytes of a file named .skops, and what the one line must s
 @pytest.mark.parametrize("kind", list(HOSTILE_MODELS))
 def test_a_file_that_is_not_our_model_ends_in_one_line(kind, command, trust, saved, digit_features, tmp_path):
     """Named .skops, with a card whose SHA-256 matches it (the card proves integrity, not origin)."""
-    from featurizer._hashing import file_sha256
+    from featurizer.storage._hashing import file_sha256
 
     make, said = HOSTILE_MODELS[kind]
     model = tmp_path / "gift.skops"
@@ -354,7 +354,7 @@ def test_a_card_layer_missing_from_the_feature_file_is_named(digit_features, dig
 def test_a_bare_classifier_whose_card_names_a_layer_the_backbone_lacks_is_refused_before_featurizing(
     saved, digits_dir, tmp_path
 ):
-    from featurizer._hashing import file_sha256
+    from featurizer.storage._hashing import file_sha256
 
     model = tmp_path / "bare.skops"
     model.write_bytes(_foreign_classifier(1280, 10))  # no featurizer step to compare the card with

@@ -308,7 +308,7 @@ def test_damaged_or_foreign_model_files_end_in_one_line(
 
     import skops.io as sio
 
-    from featurizer._hashing import file_sha256
+    from featurizer.storage._hashing import file_sha256
 
     root = tmp_path_factory.mktemp("model")
     model = root / "m.skops"

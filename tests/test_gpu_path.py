@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from featurizer import Extractor, FeaturizerError
-from featurizer._decode import DecodedBatches
-from featurizer._errors import InputError
-from featurizer._modes import auto_device_type, validate
-from featurizer._runtime import is_out_of_memory, kernel_flags, resolve_device
+from featurizer.backbones._runtime import is_out_of_memory, kernel_flags, resolve_device
+from featurizer.base._errors import InputError
+from featurizer.inputs._decode import DecodedBatches
+from featurizer.spec._modes import auto_device_type, validate
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_images_decoded_ahead_are_bounded_for_gpu_sized_batches(batch_size, in_f
 
 
 def test_ray_engine_on_cuda_asks_for_gpus_before_starting(photo_dir, tmp_path):
-    from featurizer._embed import embed
+    from featurizer.engine._embed import embed
 
     with pytest.raises(InputError, match="--gpus-per-actor"):
         embed(photo_dir, tmp_path / "out", engine="ray", device="cuda", cache_dir=tmp_path / "cache")

@@ -1,4 +1,4 @@
-"""The output guard (featurizer._guard), for every command of the CLI.
+"""The output guard (featurizer.storage._guard), for every command of the CLI.
 
 Families: an output that is an input, reached through a symbolic link or ``..``, that lies inside
 an input folder, or that holds an input, is refused by every command with an output, ``--force``
@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli import main
-from featurizer._guard import FOLDER_MARKER, Guard, is_xfer_header, written_by_xfer
+from featurizer.storage._guard import FOLDER_MARKER, Guard, is_xfer_header, written_by_xfer
 
 OUT = "{out}"
 

@@ -345,8 +345,8 @@ def test_a_wrong_separator_is_named_instead_of_reading_the_header_as_data(tmp_pa
 def test_a_reader_survives_another_process_compacting_the_cache(tmp_path):
     import hashlib
 
-    from featurizer._spec import FeatureSpec
-    from featurizer._store import EmbeddingStore
+    from featurizer.cache._store import EmbeddingStore
+    from featurizer.spec._spec import FeatureSpec
 
     spec = FeatureSpec("m", "image", "w", None, {}, "fp32", ("layer",), ("avg",))
     writer = EmbeddingStore(tmp_path, spec, "layer")
@@ -508,7 +508,7 @@ def test_the_same_content_under_two_ids_is_two_items(photo_dir, tmp_path):
 @pytest.mark.parametrize("header", [True, False])
 def test_a_csv_of_ids_that_gives_an_id_twice_is_refused(kind, header, tmp_path):
     """--labels and --by groups: two values for one id would pick one silently; refused in one line."""
-    from featurizer._inputs import id_value_columns
+    from featurizer.inputs._inputs import id_value_columns
 
     table = tmp_path / "t.csv"
     table.write_text("text,label\nthe cat,animal\nthe car,thing\n")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from featurizer import InputError, ReadOptions, read_inputs
-from featurizer._inputs import guess_modality
+from featurizer.inputs._inputs import guess_modality
 
 
 def test_image_folder_layout_gives_labels_and_reports_other_files(photo_dir, tmp_path):

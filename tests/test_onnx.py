@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from featurizer import Extractor, FeatureFile, FeaturizerError, featurize
-from featurizer._inputs import Inputs, read_inputs, texts_as_inputs
-from featurizer._registry import get_config
+from featurizer.inputs._inputs import Inputs, read_inputs, texts_as_inputs
+from featurizer.spec._registry import get_config
 
 pytest.importorskip("onnxruntime")
 
@@ -190,7 +190,7 @@ def test_smoothing_keeps_the_function_and_takes_outliers_out_of_the_int8_activat
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from featurizer._onnx import quantize_smoothed
+    from featurizer.backbones._onnx import quantize_smoothed
 
     plain = tmp_path / "plain.onnx"
     layer_norm_projection(plain, {3: 30.0, 7: 15.0})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from featurizer._pooling import pool, pool_array
+from featurizer.backbones._pooling import pool, pool_array
 
 
 @pytest.mark.parametrize("method", ["mean", "cls", "max"])

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from cli import main
 from featurizer import FeatureFile, FeaturizerError, featurize
-from featurizer._featurefile import FeatureFileWriter
-from featurizer._spec import FeatureSpec
-from featurizer._store import EmbeddingStore, lock_output, release_output
+from featurizer.cache._featurefile import FeatureFileWriter
+from featurizer.cache._store import EmbeddingStore, lock_output, release_output
+from featurizer.spec._spec import FeatureSpec
 from pipelines import PrototypeClassifier
 
 BATCH_TOLERANCE = 1e-4  # documented in the README: vectors may move this much with the batch size
@@ -51,7 +51,7 @@ def test_a_full_disk_ends_with_a_clear_message_and_keeps_the_cache(photo_dir, tm
 
 
 def test_vectors_are_deterministic_and_batch_size_moves_them_within_tolerance(photo_dir, questions, tmp_path):
-    from featurizer._inputs import texts_as_inputs
+    from featurizer.inputs._inputs import texts_as_inputs
 
     for inputs, model in ((photo_dir, "efficientnet_lite0"), (texts_as_inputs(questions), "minilm")):
         runs = {}

@@ -27,9 +27,9 @@ from featurizer import (
     list_models,
     resolve_spec,
 )
-from featurizer._embed import embed
-from featurizer._modes import MODES
-from featurizer._shards import merge
+from featurizer.engine._embed import embed
+from featurizer.engine._shards import merge
+from featurizer.spec._modes import MODES
 from pipelines import few_shot_files, fit, load_model, model_features, read_xy, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -368,7 +368,7 @@ def test_a_closed_pipe_ends_quietly(digit_features, tmp_path):
 def test_offline_zoo_models_fail_at_once_with_one_line(photo_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    from featurizer._network import offline
+    from featurizer.spec._network import offline
 
     offline.cache_clear()
     try:

@@ -9,8 +9,8 @@ from PIL import Image
 from sklearn.datasets import load_sample_image
 
 from featurizer import Extractor, featurize
-from featurizer._inputs import texts_as_inputs
-from featurizer._preprocess import ImageTransform, load_image
+from featurizer.inputs._inputs import texts_as_inputs
+from featurizer.inputs._preprocess import ImageTransform, load_image
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -86,9 +86,9 @@ def test_runtime_auto_takes_onnx_runtime_where_it_runs_the_work(model, precision
 def test_runtime_auto_falls_back_to_torch_without_onnx_runtime_or_for_zoo_models(monkeypatch):
     import importlib.util
 
-    from featurizer._registry import get_config
-    from featurizer._resolve import resolve_runtime
-    from featurizer._weights import WeightsRef, default_weights
+    from featurizer.backbones._resolve import resolve_runtime
+    from featurizer.spec._registry import get_config
+    from featurizer.spec._weights import WeightsRef, default_weights
 
     lite0 = get_config("efficientnet_lite0")
     weights = default_weights(lite0)

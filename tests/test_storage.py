@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from cli import main
 from featurizer import FeatureFile, featurize
-from featurizer._embed import embed
-from featurizer._shards import merge
+from featurizer.engine._embed import embed
+from featurizer.engine._shards import merge
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -272,7 +272,7 @@ def test_a_cache_in_s3_is_shared_by_machines_that_do_not_share_a_disk(digits_dir
 
 
 def test_remote_cache_sync_adds_whole_shards_and_drops_only_merged_ones(s3, tmp_path):
-    from featurizer._remote_cache import RemoteCache
+    from featurizer.cache._remote_cache import RemoteCache
 
     mirror = tmp_path / "mirror"
     store = mirror / "store-v1" / "layer-key"
@@ -304,7 +304,7 @@ def test_embed_writes_parquet_shards_that_resume_and_read_as_one_table(digits_di
     import pyarrow.dataset as ds
     import s3fs
 
-    from featurizer._parquet import read_parquet_features
+    from featurizer.cache._parquet import read_parquet_features
 
     reference = featurize(digits_dir / "train", output=tmp_path / "ref.h5", progress=False).output
     out = f"{s3}/emb"
@@ -344,7 +344,7 @@ def test_an_index_in_s3_answers_queries_in_s3(digit_features, digits_dir, s3):
 def test_a_cached_rerun_from_s3_reads_no_object_until_one_changes(photo_dir, s3, tmp_path, monkeypatch):
     import s3fs
 
-    import featurizer._keys as keys
+    import featurizer.inputs._keys as keys
 
     upload_tree(photo_dir, f"{s3}/photos")
     first = featurize(f"{s3}/photos", output=tmp_path / "a.h5", cache_dir=tmp_path / "c", progress=False)
@@ -364,7 +364,7 @@ def test_a_cached_rerun_from_s3_reads_no_object_until_one_changes(photo_dir, s3,
 
 
 def test_a_new_object_in_s3_is_read_once_to_key_and_decode_it(photo_dir, s3, tmp_path, monkeypatch):
-    import featurizer._storage as storage
+    import featurizer.storage._storage as storage
 
     upload_tree(photo_dir, f"{s3}/photos")
     requests = []
@@ -386,7 +386,7 @@ def test_a_cached_rerun_reads_no_member_of_a_tar_shard_or_cell_of_a_table(photo_
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    import featurizer._keys as keys
+    import featurizer.inputs._keys as keys
 
     paths = sorted(photo_dir.rglob("*.jpg"))
     shards = write_shards([(p.stem, {"jpg": p.read_bytes()}) for p in paths], tmp_path / "tars", per_shard=6)
@@ -450,8 +450,8 @@ def test_items_served_from_memory_are_featurized_without_their_files(photo_dir, 
     """What a Ray actor does with the bytes Ray Data's readers sent: the files need not exist where it runs."""
     from dataclasses import replace
 
-    from featurizer._inputs import read_inputs
-    from featurizer._storage import served_from_memory
+    from featurizer.inputs._inputs import read_inputs
+    from featurizer.storage._storage import served_from_memory
 
     inputs = read_inputs(photo_dir)
     elsewhere = replace(inputs, sources=[str(tmp_path / "not-here" / Path(s).name) for s in inputs.sources])

@@ -6,8 +6,8 @@ import hashlib
 
 import numpy as np
 
-from featurizer._spec import FeatureSpec
-from featurizer._store import EmbeddingStore
+from featurizer.cache._store import EmbeddingStore
+from featurizer.spec._spec import FeatureSpec
 
 
 def spec(layer="pre_logits", weights="w", sha=None, model="m"):

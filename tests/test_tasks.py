@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurizer import FeatureFile, FeaturizerError, featurize
-from featurizer._embed import embed
-from featurizer._shards import merge
+from featurizer.engine._embed import embed
+from featurizer.engine._shards import merge
 from pipelines import fit, load_model
 from pipelines._targets import CLASSES, MULTILABEL, REGRESSION, label_set, read_target
 from pipelines._tasks import MultiLabelLogistic, best_thresholds

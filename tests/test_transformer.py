@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import estimator_checks as checks
 
 from featurizer import Featurizer, ItemError
-from featurizer._backbones import TimmBackbone
+from featurizer.backbones._backbones import TimmBackbone
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,9 +43,9 @@ def test_estimator_api_checks(check):
 
 
 def test_init_stores_parameters_only_and_loads_nothing(monkeypatch):
-    import featurizer._backbones as backbones
+    import featurizer.engine._extract as extract
 
-    monkeypatch.setattr(backbones, "load_backbone", lambda *a: pytest.fail("model loaded"))
+    monkeypatch.setattr(extract, "load_backbone", lambda *a: pytest.fail("model loaded"))
     f = Featurizer("efficientnet_lite0", layers=[-1, "blocks.4"], pooling="gem", cache=False)
     assert f.get_params()["layers"] == [-1, "blocks.4"]
     f.fit()  # built-in models resolve layers from the registry, without loading the network

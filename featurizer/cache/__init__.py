@@ -1,0 +1,33 @@
+"""Vectors at rest: the content-addressed cache, feature files and their Parquet form."""
+
+from featurizer.cache._featurefile import (
+    FeatureFile,
+    FeatureFileWriter,
+    check_output,
+    is_feature_file,
+    library_versions,
+    storable_text,
+)
+from featurizer.cache._parquet import columns_and_layers, feature_file_as_parquet, read_parquet_features, write_parquet
+from featurizer.cache._remote_cache import RemoteCache, mirror_dir
+from featurizer.cache._store import CacheDamaged, EmbeddingStore, default_cache_dir, lock_output, release_output
+
+__all__ = [
+    "CacheDamaged",
+    "EmbeddingStore",
+    "FeatureFile",
+    "FeatureFileWriter",
+    "RemoteCache",
+    "check_output",
+    "columns_and_layers",
+    "default_cache_dir",
+    "feature_file_as_parquet",
+    "is_feature_file",
+    "library_versions",
+    "lock_output",
+    "mirror_dir",
+    "read_parquet_features",
+    "release_output",
+    "storable_text",
+    "write_parquet",
+]

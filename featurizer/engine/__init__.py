@@ -1,0 +1,28 @@
+"""Running it: featurize (inputs > keys > cache > batches > backbone > pooled layers > cache), embed."""
+
+from featurizer.engine._embed import EmbedOptions, embed_options
+from featurizer.engine._extract import (
+    Extractor,
+    FeaturizeReport,
+    default_feature_name,
+    featurize,
+    featurize_options,
+    featurize_with,
+    input_modality,
+    inputs_for,
+)
+from featurizer.engine._shards import merge
+
+__all__ = [
+    "EmbedOptions",
+    "Extractor",
+    "FeaturizeReport",
+    "default_feature_name",
+    "embed_options",
+    "featurize",
+    "featurize_options",
+    "featurize_with",
+    "input_modality",
+    "inputs_for",
+    "merge",
+]
