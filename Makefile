@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 XFER := $(VENV)/bin/xfer
 DEMO ?= demo
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint docs clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# docs/cli.md: every command's --help, generated from cli.py (tests/test_docs.py checks it is current).
+docs: install
+	$(PY) docs/generate_cli.py
 
 clean:
 	rm -rf $(DEMO) cache/store-* cache/*.h5
