@@ -476,7 +476,7 @@ def shift(source: Path, target: Path, layers, png, as_json: bool, seed: int) -> 
       xfer shift cache/studio.h5 cache/phone_photos.h5
       xfer shift cache/train.h5 cache/new_batch.h5 --layer pre_logits --json
     """
-    from pipelines._shift import measure_shift
+    from pipelines.evaluate import measure_shift
 
     png = png or target.with_name(f"{target.stem}.shift.png")
     from featurizer.storage import claim
@@ -546,7 +546,7 @@ def audit(train: Path, test, layers, threshold, output, report, map_method: str,
       xfer audit cache/photos.h5 cache/photos_test.h5 --report audit.html
       xfer audit cache/questions.h5 --threshold 0.98
     """
-    from pipelines._audit import audit_files
+    from pipelines.audit import audit_files
 
     found, written = audit_files(
         train,
@@ -691,7 +691,7 @@ def fit(
     kwargs.update(calibrate=not no_calibrate, progress=True, adapt=adapt, target=target)
     kwargs.update(label_columns=label_columns, kinds=_kinds(kinds))
     if zero_shot:
-        from pipelines._zeroshot import DEFAULT_TEMPLATES, fit_zero_shot
+        from pipelines.fit import DEFAULT_TEMPLATES, fit_zero_shot
 
         if adapt or baseline or fixed is not None or label_columns:
             raise click.UsageError(
@@ -728,7 +728,7 @@ def fit(
 
 def _kinds(given: tuple[str, ...]) -> dict[str, str]:
     """``--kind COLUMN=KIND`` pairs as a dict, checked once."""
-    from pipelines._targets import KINDS
+    from pipelines.heads import KINDS
 
     kinds = {}
     for item in given:
@@ -799,7 +799,7 @@ def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, re
     precision, runtime), through the cache.
     """
     from pipelines import predict_file
-    from pipelines._saved import read_card
+    from pipelines.models import read_card
 
     output = output or Path(f"{data.stem or data.resolve().name}-predictions.csv")
     from featurizer.storage import claim
@@ -843,7 +843,7 @@ def suggest(model_path: Path, data: Path, count: int, strategy: str, output, see
       xfer suggest models/photos.skops unlabelled_photos/ -n 20
     """
     from featurizer.storage import write_csv
-    from pipelines._suggest import suggest_file
+    from pipelines.evaluate import suggest_file
 
     if tta:
         raise click.UsageError("--tta is for predict and evaluate")
@@ -1128,8 +1128,8 @@ def finetune(data: Path, model, output: Path, schedule_name, head_epochs, stages
       xfer finetune scans/ --schedule deep -o tuned-scans/      # far from photos: tune every stage
       xfer featurize photos/ -m tuned/ -o cache/photos-tuned.h5 && xfer fit cache/photos-tuned.h5
     """
-    from pipelines._finetune import Schedule
-    from pipelines._finetune import finetune as tune
+    from pipelines.finetune import Schedule
+    from pipelines.finetune import finetune as tune
 
     schedule = Schedule.preset(
         schedule_name,
@@ -1210,7 +1210,7 @@ def export(features: Path, fmt: str, output, force: bool) -> None:
     Example:
       xfer export cache/photos.h5 --format parquet -o photos.parquet
     """
-    from pipelines._export import export as write
+    from pipelines.index import export as write
 
     output = output or (
         features.with_suffix(".parquet") if fmt == "parquet" else features.with_name(f"{features.stem}-npy")
@@ -1233,7 +1233,7 @@ def export(features: Path, fmt: str, output, force: bool) -> None:
 @force_option
 def index(features: Path, output: Path, layer, kind: str, force: bool) -> None:
     """Build a similarity index (FAISS, cosine) of a feature file's vectors, for xfer search."""
-    from pipelines._index import build_index
+    from pipelines.index import build_index
 
     meta = build_index(features, output, layer, kind, force=force)
     click.echo(f"indexed {meta['items']} items ({meta['layer']}, {meta['dim']}-d, {meta['kind']}) in {output}")
@@ -1255,7 +1255,7 @@ def search(index_dir: Path, queries, texts, k: int, run, read) -> None:
       xfer search index/ query.jpg
       xfer search index/ --text "Who invented the telephone ?"
     """
-    from pipelines._index import search as nearest
+    from pipelines.index import search as nearest
 
     for query, rank, item, source, score in nearest(index_dir, queries, texts, k, run, read):
         click.echo(f"{str(query)[:40]:<40} {rank:>3}  {score:.4f}  {item}  {str(source)[:60]}")

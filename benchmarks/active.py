@@ -45,9 +45,9 @@ def agnews_halves(data: Path, work: Path) -> tuple[Path, Path]:
 
 
 def simulate(X, y, X_test, y_test, strategy: str, rounds: int, seed: int) -> list[tuple[int, float]]:
-    from pipelines._fewshot import sample_few_shot
-    from pipelines._heads import make_head
-    from pipelines._suggest import choose
+    from pipelines.evaluate import choose
+    from pipelines.fit import sample_few_shot
+    from pipelines.heads import make_head
 
     labelled = list(sample_few_shot(y, START_PER_CLASS, seed))
     curve = []

@@ -26,7 +26,7 @@ def main() -> None:
 
     from featurizer import FeatureFile, featurize
     from pipelines import evaluate, fit, read_xy
-    from pipelines._fit import labelled_views
+    from pipelines.fit import labelled_views
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")

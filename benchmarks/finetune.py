@@ -47,7 +47,7 @@ def probe_accuracy(model: str, layer: str, train, test, work: Path, name: str) -
 def raw_accuracy(train, test, modality: str) -> tuple[float, float]:
     """(test accuracy, seconds) of logistic regression on 16x16 raw pixels or TF-IDF."""
     from featurizer.inputs import read_inputs
-    from pipelines._fit import cross_validate, raw_pixels
+    from pipelines.fit import cross_validate, raw_pixels
 
     started = time.perf_counter()
     a, b = read_inputs(train, modality), read_inputs(test, modality)
@@ -69,7 +69,7 @@ def tuned_accuracy(
     model: str, layer: str, train, test, work: Path, name: str, schedule: str = "gentle"
 ) -> tuple[float, float, dict]:
     """(test accuracy, seconds of fine-tuning and probing, training report) of the tuned backbone."""
-    from pipelines._finetune import Schedule, finetune
+    from pipelines.finetune import Schedule, finetune
 
     started = time.perf_counter()
     tuned = work / f"{name}-tuned"

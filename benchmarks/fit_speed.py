@@ -41,8 +41,8 @@ def main() -> None:
 
     from featurizer import FeatureFile, featurize
     from pipelines import _fit, fit
-    from pipelines._calibration import calibration_report
-    from pipelines._fit import read_xy
+    from pipelines.fit import read_xy
+    from pipelines.heads import calibration_report
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")

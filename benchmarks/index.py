@@ -42,7 +42,7 @@ def write_index_section() -> None:
     import faiss
     from speed import write_section
 
-    from pipelines._index import HNSW_EF_SEARCH, HNSW_M
+    from pipelines.index import HNSW_EF_SEARCH, HNSW_M
 
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     rows = [

@@ -32,8 +32,8 @@ def main() -> None:
     from featurizer import FeatureFile, RunOptions, featurize
     from featurizer.backbones import last_distinct_layers
     from pipelines import evaluate, rank, read_xy
-    from pipelines._fit import cross_validate
-    from pipelines._transferability import logme
+    from pipelines.fit import cross_validate
+    from pipelines.heads import logme
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")

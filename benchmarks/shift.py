@@ -64,7 +64,7 @@ def main() -> None:
 
     from featurizer import FeatureFile, featurize
     from pipelines import evaluate, fit, read_xy
-    from pipelines._shift import measure_shift
+    from pipelines.evaluate import measure_shift
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")

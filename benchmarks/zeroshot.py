@@ -38,8 +38,7 @@ def main() -> None:
 
     from featurizer import FeatureFile, featurize
     from pipelines import read_xy
-    from pipelines._fewshot import few_shot_head, sample_few_shot
-    from pipelines._zeroshot import class_text_vectors, read_class_texts, zero_shot_head
+    from pipelines.fit import class_text_vectors, few_shot_head, read_class_texts, sample_few_shot, zero_shot_head
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")

@@ -69,3 +69,18 @@ MOVED = {
         "_transformer": "transformer",
     }.items()
 }
+MOVED |= {
+    f"pipelines.{old}": f"pipelines.{room}.{old}"
+    for room, olds in {
+        "report": ("_plots", "_report"),
+        "heads": ("_linalg", "_prototype", "_heads", "_calibration", "_targets", "_transferability"),
+        "models": ("_saved",),
+        "adapt": ("_adapt",),
+        "fit": ("_fit", "_tasks", "_fewshot", "_rank", "_zeroshot"),
+        "evaluate": ("_slices", "_evalfiles", "_evaluate", "_shift", "_suggest"),
+        "audit": ("_audit",),
+        "index": ("_index", "_export"),
+        "finetune": ("_finetune",),
+    }.items()
+    for old in olds
+}

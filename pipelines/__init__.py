@@ -1,21 +1,23 @@
 """Heads and the fit / predict / evaluate / few-shot flows on cached features."""
 
-from pipelines._evaluate import (
-    ModelInputs,
-    check_compatible,
-    evaluate,
-    evaluate_file,
-    model_features,
-    predict_file,
-    predict_rows,
-    spec_differences,
+from featurizer.spec import check_compatible, spec_differences
+from pipelines.evaluate import ModelInputs, evaluate, evaluate_file, model_features, predict_file, predict_rows
+from pipelines.fit import (
+    CVRow,
+    FewShotRow,
+    FitResult,
+    Ranking,
+    RankRow,
+    few_shot,
+    few_shot_files,
+    fit,
+    plot_learning_curve,
+    rank,
+    read_xy,
+    sample_few_shot,
 )
-from pipelines._fewshot import FewShotRow, few_shot, few_shot_files, plot_learning_curve, sample_few_shot
-from pipelines._fit import CVRow, FitResult, fit, read_xy
-from pipelines._heads import HEADS, make_cv, make_head
-from pipelines._prototype import KNNClassifier, PrototypeClassifier
-from pipelines._rank import Ranking, RankRow, rank
-from pipelines._saved import TRUSTED_TYPES, ModelCard, UntrustedModelError, load_model, save_model
+from pipelines.heads import HEADS, KNNClassifier, PrototypeClassifier, make_cv, make_head
+from pipelines.models import TRUSTED_TYPES, ModelCard, UntrustedModelError, load_model, save_model
 
 __all__ = [
     "HEADS",

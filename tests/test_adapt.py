@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipelines import fit, load_model, save_model
-from pipelines._adapt import fit_adaptation
+from pipelines.adapt._adapt import fit_adaptation
 from tests.test_flows import xfer
 
 
@@ -64,7 +64,7 @@ def test_a_saved_adapted_pipeline_applies_the_target_map_to_raw_inputs(digit_fea
     out = xfer("predict", path, digits_dir / "test", "-o", tmp_path / "p.csv", "--cache-dir", cache)
     assert "36 predictions" in out.output or "predictions written" in out.output
     from featurizer import FeatureFile
-    from pipelines._fit import read_xy
+    from pipelines.fit._fit import read_xy
 
     with FeatureFile(test) as f:
         X, _ = read_xy(f, ("pre_logits",))
@@ -87,7 +87,7 @@ def test_every_method_fits_and_evaluates(digit_features, method, tmp_path):
     plain = fit(train, "logreg", "pre_logits", params=chosen)
     from featurizer import FeatureFile
     from pipelines import evaluate
-    from pipelines._fit import read_xy
+    from pipelines.fit._fit import read_xy
 
     with FeatureFile(test) as f:
         X, y = read_xy(f, ("pre_logits",))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from featurizer import FeaturizerError, featurize
-from pipelines._audit import audit, audit_files, duplicate_clusters, text_key
+from pipelines.audit._audit import audit, audit_files, duplicate_clusters, text_key
 from tests.test_flows import xfer
 from tests.test_tasks import news_rows, write_table
 

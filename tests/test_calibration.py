@@ -9,7 +9,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from pipelines import fit, load_model, save_model
-from pipelines._calibration import (
+from pipelines.heads._calibration import (
     apply_temperature,
     as_logits,
     brier_score,
@@ -71,7 +71,7 @@ def test_fit_calibrates_the_saved_model_and_evaluate_reports_it(digit_features, 
     assert not raw.card.calibration and found["method"] == "temperature"
     assert found["out_of_fold_after"]["ece"] < found["out_of_fold_before"]["ece"]
     from featurizer import FeatureFile
-    from pipelines._fit import read_xy
+    from pipelines.fit._fit import read_xy
 
     with FeatureFile(test) as f:
         X, _ = read_xy(f, tuple(f.layers[:1]))
@@ -92,7 +92,7 @@ def test_fit_calibrates_the_saved_model_and_evaluate_reports_it(digit_features, 
 @pytest.mark.parametrize("seed", range(4))
 def test_a_temperature_is_kept_only_where_it_lowers_the_calibration_error(seed):
     """Honest scores stay as they are (T = 1) unless the fitted temperature lowers the error."""
-    from pipelines._calibration import calibrate_from_folds
+    from pipelines.heads._calibration import calibrate_from_folds
 
     logits, y = _sampled(500, 4, seed=seed)
     found = calibrate_from_folds(logits, y)

@@ -89,7 +89,7 @@ def test_images_and_texts_go_through_their_towers_into_one_space_exactly_as_tran
 
 def test_zero_shot_on_images_embeds_the_class_texts_with_the_text_tower(clip, tmp_path):
     from pipelines import load_model
-    from pipelines._zeroshot import class_text_vectors
+    from pipelines.fit._zeroshot import class_text_vectors
 
     featurize(clip / "photos", model_name(clip), "embeds", output=tmp_path / "img.h5", progress=False)
     (tmp_path / "classes.txt").write_text("palace: a palace\nflower: a flower\n")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from featurizer import FeatureFile, FeatureSpec
-from pipelines._export import read_parquet_features
+from pipelines.index._export import read_parquet_features
 from tests.test_flows import xfer
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featurizer import FeatureFile, FeaturizerError, featurize
-from pipelines._finetune import (
+from pipelines.finetune._finetune import (
     Schedule,
     batch_norms_frozen,
     finetune,

@@ -255,7 +255,7 @@ def test_urls_are_compared_folder_by_folder():
 
 
 def test_every_csv_xfer_writes_is_recognised_as_its_own():
-    from pipelines._evalfiles import prediction_rows
+    from pipelines.evaluate._evalfiles import prediction_rows
 
     header, _ = prediction_rows(["a"], ["a.jpg"], np.array(["x"]), ["x", "y"], np.array([[0.6, 0.4]]))
     assert is_xfer_header(header)

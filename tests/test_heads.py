@@ -43,7 +43,7 @@ def test_every_head_learns_digits_from_real_embeddings_and_loads_back_without_tr
 
 def test_layer_auto_screens_each_layer_and_their_concatenation_and_cross_validates_the_best(digit_features):
     """Three candidates: LogME screens all of them and the best two by LogME are cross-validated."""
-    from pipelines._fit import AUTO_FULL_CV
+    from pipelines.fit._fit import AUTO_FULL_CV
 
     result = fit(digit_features[0], "prototype", "auto")
     assert [row.name for row in result.table] == ["pre_logits", "blocks.6", "pre_logits+blocks.6"]
@@ -126,7 +126,7 @@ def test_saving_a_model_does_not_import_pytorch_and_leaves_scikit_learn_whole(tm
     code = (
         "import sys\n"
         "from sklearn.linear_model import LogisticRegression\n"
-        "from pipelines._saved import _skops_io\n"
+        "from pipelines.models._saved import _skops_io\n"
         "sio = _skops_io()\n"
         f"sio.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), {str(tmp_path / 'm.skops')!r})\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

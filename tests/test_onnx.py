@@ -130,7 +130,7 @@ def test_a_pipeline_fitted_on_onnx_features_featurizes_new_texts_on_onnx(questio
 
     from sklearn.linear_model import LogisticRegression
 
-    from pipelines._fit import end_to_end
+    from pipelines.fit._fit import end_to_end
 
     labels = ["how", "what", "who", "what", "when", "how", "why", "where", "other", "other"]
     table = tmp_path / "q.csv"

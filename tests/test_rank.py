@@ -11,7 +11,7 @@ from sklearn.preprocessing import normalize
 
 from cli import CHANCE_LOGME
 from featurizer.backbones._resolve import last_distinct_layers
-from pipelines._transferability import logme, loo_nearest_centroid
+from pipelines.heads._transferability import logme, loo_nearest_centroid
 from tests.test_flows import xfer
 
 

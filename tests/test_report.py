@@ -128,7 +128,7 @@ def hostile_report(text: str, modality: str, folder: Path):
     texts or file names, reasons, gallery titles, notes and captions, table titles, headers and cells."""
     from PIL import Image
 
-    from pipelines._report import Report
+    from pipelines.report._report import Report
 
     plain = folder / "plain.png"
     Image.new("RGB", (8, 8), "teal").save(plain)
@@ -188,7 +188,7 @@ PAGE_STATE = """() => ({
 @pytest.mark.parametrize("modality", ["text", "image"])
 @pytest.mark.parametrize("text", HOSTILE, ids=ascii)
 def test_hostile_text_anywhere_in_a_report_is_shown_as_text_and_runs_nothing(browser, tmp_path, text, modality):
-    from pipelines._report import write_report
+    from pipelines.report._report import write_report
 
     report = write_report(hostile_report(text, modality, tmp_path), tmp_path / "hostile.html")
     page, errors = open_report(browser, report)
@@ -220,7 +220,7 @@ def test_hostile_text_anywhere_in_a_report_is_shown_as_text_and_runs_nothing(bro
 
 
 def test_the_page_policy_stops_injected_scripts_and_handlers_and_the_page_still_works(browser, tmp_path):
-    from pipelines._report import write_report
+    from pipelines.report._report import write_report
 
     report = write_report(hostile_report("x", "text", tmp_path), tmp_path / "report.html")
     injected = '<img src=x onerror="alert(1)"><script>alert(2)</script><div id="bait" onclick="alert(3)">bait</div>'
@@ -237,7 +237,7 @@ def test_the_data_block_holds_no_markup_and_the_policy_allows_exactly_the_page_s
     import base64
     import hashlib
 
-    from pipelines._report import _payload, render_report, script_json
+    from pipelines.report._report import _payload, render_report, script_json
 
     report = hostile_report(" ".join(HOSTILE), "text", tmp_path)
     page = render_report(report)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from featurizer import featurize
-from pipelines._shift import centroid_drift, mmd_rbf, proxy_a_distance
+from pipelines.evaluate._shift import centroid_drift, mmd_rbf, proxy_a_distance
 from tests.test_flows import xfer
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from featurizer import featurize
 from pipelines import fit, save_model
-from pipelines._slices import group_report
+from pipelines.evaluate._slices import group_report
 from tests.test_flows import xfer
 
 THINGS = ["Hamlet", "the Eiffel tower", "the war", "Paris", "the moon landing", "the museum", "Rome", "the bridge"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipelines import fit, save_model
-from pipelines._suggest import choose, entropy_uncertainty, kcenter_greedy, margin_uncertainty
+from pipelines.evaluate._suggest import choose, entropy_uncertainty, kcenter_greedy, margin_uncertainty
 from tests.test_flows import xfer
 
 

@@ -14,8 +14,8 @@ from featurizer import FeatureFile, FeaturizerError, featurize
 from featurizer.engine._embed import embed
 from featurizer.engine._shards import merge
 from pipelines import fit, load_model
-from pipelines._targets import CLASSES, MULTILABEL, REGRESSION, label_set, read_target
-from pipelines._tasks import MultiLabelLogistic, best_thresholds
+from pipelines.fit._tasks import MultiLabelLogistic, best_thresholds
+from pipelines.heads._targets import CLASSES, MULTILABEL, REGRESSION, label_set, read_target
 from tests.test_flows import xfer
 
 SPORTS = [

@@ -9,7 +9,7 @@ import pytest
 
 from featurizer import FeaturizerError, featurize
 from pipelines import load_model, save_model
-from pipelines._zeroshot import fit_zero_shot, read_class_texts
+from pipelines.fit._zeroshot import fit_zero_shot, read_class_texts
 from tests.test_flows import xfer
 
 CLASSES = """\
@@ -107,7 +107,7 @@ def _classes_file(folder):
 
 
 def test_prototypes_move_toward_examples_as_they_accumulate():
-    from pipelines._zeroshot import ZeroShotPrototypes
+    from pipelines.fit._zeroshot import ZeroShotPrototypes
 
     text = np.array([[1.0, 0.0], [0.0, 1.0]])
     X = np.array([[0.6, 0.8]] * 4)  # four examples of class a, off its text direction

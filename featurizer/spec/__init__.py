@@ -16,7 +16,7 @@ from featurizer.spec._registry import (
     model_table,
     register,
 )
-from featurizer.spec._spec import FeatureSpec, resolve_layers, resolve_pooling
+from featurizer.spec._spec import FeatureSpec, check_compatible, resolve_layers, resolve_pooling, spec_differences
 from featurizer.spec._weights import WeightsRef, default_weights, resolve_weights
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "Layer",
     "WeightsRef",
     "auto_device_type",
+    "check_compatible",
     "check_device_name",
     "check_spec_mode",
     "default_model",
@@ -45,5 +46,6 @@ __all__ = [
     "resolve_layers",
     "resolve_pooling",
     "resolve_weights",
+    "spec_differences",
     "validate",
 ]

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 
-from featurizer.base import UnknownLayerError
+from featurizer.base import FeaturizerError, UnknownLayerError
 from featurizer.spec._registry import IMAGE, Layer
 
 IMAGE_POOLINGS = ("avg", "max", "gem")
@@ -151,3 +151,21 @@ def resolve_pooling(modality: str, layers: Sequence[str], pooling: str | None) -
             f"pooling {pooling!r} does not apply to {modality} models; choose from {', '.join(choices)}"
         )
     return tuple("model" if layer in POOLED_LAYERS else pooling for layer in layers)
+
+
+def spec_differences(needed: FeatureSpec, found: FeatureSpec) -> list[str]:
+    """What differs between the features a model needs and the ones offered (empty if compatible).
+
+    ``found`` may hold more layers than needed; the rest is compared field by field.
+    """
+    missing = [f"layer {name!r} is missing" for name in needed.layers if name not in found.layers]
+    if missing:  # the other fields still say why (another model, say)
+        found = replace(found, layers=needed.layers, pooling=needed.pooling)
+        return needed.differences(found) + missing
+    return needed.differences(found.select(needed.layers))
+
+
+def check_compatible(needed: FeatureSpec, found: FeatureSpec, where: str, what: str = "the model's features") -> None:
+    diffs = spec_differences(needed, found)
+    if diffs:
+        raise FeaturizerError(f"{where} does not match {what} (needed vs found): " + "; ".join(diffs))

@@ -31,11 +31,33 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from featurizer import FeatureFile, FeaturizerError
-from pipelines._heads import _log_grid, one_standard_error
-from pipelines._saved import ModelCard
-from pipelines._targets import CLASSES, MULTILABEL, REGRESSION, Target, join_labels, read_target
+from pipelines.fit._fit import (
+    AUTO,
+    FitResult,
+    calibrate_head,
+    candidate_layers,
+    check_labels,
+    cross_validate,
+    end_to_end,
+    read_xy,
+    unknown_label_warnings,
+)
+from pipelines.heads import (
+    CLASSES,
+    MULTILABEL,
+    REGRESSION,
+    Target,
+    join_labels,
+    label_set,
+    log_grid,
+    logme_of_targets,
+    one_standard_error,
+    read_target,
+    scores_of,
+)
+from pipelines.models import ModelCard
 
-MULTILABEL_C = _log_grid(-4, 1)
+MULTILABEL_C = log_grid(-4, 1)
 RIDGE_ALPHAS = [float(a) for a in np.logspace(5, -2, 8)]  # strongest first: the simplest model leads the grid
 THRESHOLDS = np.round(np.linspace(0.05, 0.95, 19), 2)
 SCREEN_ITEMS = 2000  # items per task LogME screens layer candidates on
@@ -101,7 +123,6 @@ class TaskHeads(BaseEstimator):
     def predict_tasks(self, X: np.ndarray) -> dict[str, dict]:
         """Per task: ``predicted`` (classes, 0/1 matrix over ``classes``, or numbers) and ``scores``
         (class probabilities; None for regression)."""
-        from pipelines._heads import scores_of
 
         out = {}
         for name, kind, classes, head in self.tasks:
@@ -167,8 +188,6 @@ def read_targets(
 
 def choose_task_layers(features: FeatureFile, targets: list[Target], layer, seed: int = 0) -> tuple[tuple, dict]:
     """The layers every task reads, and the LogME (mean over tasks) of each candidate when ``auto`` chose."""
-    from pipelines._fit import candidate_layers, read_xy
-    from pipelines._transferability import logme_of_targets
 
     candidates = candidate_layers(features, layer)
     if len(candidates) == 1:
@@ -208,7 +227,6 @@ def fit_tasks(
     notes: list[str] | None = None,
 ):
     """One head per target on the same layers of ``train``, as one end-to-end model and its card."""
-    from pipelines._fit import AUTO, FitResult, end_to_end, read_xy
 
     with FeatureFile(train) as features:
         spec = features.spec
@@ -241,7 +259,6 @@ def fit_task(target: Target, X: np.ndarray, head: str, normalise, seed: int, n_j
         return fit_regression(target, X, y, seed)
     if target.kind == MULTILABEL:
         return fit_multilabel(target, X, y, seed)
-    from pipelines._fit import calibrate_head, check_labels, cross_validate
 
     check_labels(y, f"column {target.name!r}")
     searched = cross_validate(X, y, head, normalise, seed, n_jobs)
@@ -386,7 +403,6 @@ def evaluate_tasks(heads: TaskHeads, X: np.ndarray, ids: list[str], columns: dic
             }
             continue
         y = target.y()
-        from pipelines._evaluate import unknown_label_warnings
 
         warnings += [f"task {name!r}: {w}" for w in unknown_label_warnings(y, classes, "the model")]
         guess = np.asarray(predicted[known]).astype(str)
@@ -406,7 +422,6 @@ def evaluate_tasks(heads: TaskHeads, X: np.ndarray, ids: list[str], columns: dic
 
 
 def _all_labels(target: Target) -> list[str]:
-    from pipelines._targets import label_set
 
     return [label for cell in target.cells if cell for label in label_set(cell, target.name)]
 

@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from featurizer import FeatureFile, FeaturizerError
+from featurizer.spec import spec_differences
+from pipelines.fit import choose_layers, read_xy
+from pipelines.report import pyplot, save_png
 
 SAMPLE = 500  # items per domain, at most, for the kernel and the domain classifier (the cost grows with its square)
 PERMUTATIONS = 200
@@ -138,8 +141,6 @@ def measure_shift(
     png: str | os.PathLike | None = None,
 ) -> ShiftReport:
     """Shift measures between two feature files on ``layer`` (default: every layer both hold, side by side)."""
-    from pipelines._evaluate import spec_differences
-    from pipelines._fit import choose_layers, read_xy
 
     with FeatureFile(source) as s, FeatureFile(target) as t:
         shared = [name for name in s.layers if name in t.layers]
@@ -174,7 +175,6 @@ def measure_shift(
 
 def plot_domains(X, y, Xt, yt, path, title: str, rng: np.random.Generator) -> Path:
     """Both domains on the first two principal components of their union: colour by class, marker by domain."""
-    from pipelines._plots import pyplot, save_png
 
     plt = pyplot()
     from sklearn.decomposition import PCA

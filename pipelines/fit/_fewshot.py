@@ -15,7 +15,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines._heads import make_head
+from featurizer import FeatureFile, FeaturizerError
+from featurizer.spec import check_compatible
+from featurizer.storage import absolute, is_url
+from pipelines.adapt import fit_adaptation
+from pipelines.fit._fit import (
+    AUTO,
+    check_labels,
+    choose_layers,
+    labelled,
+    read_xy,
+    sample_few_shot,
+    unknown_label_warnings,
+)
+from pipelines.heads import make_head
 
 
 @dataclass
@@ -33,16 +46,6 @@ class FewShotRow:
         return float(np.std(self.scores))
 
 
-def sample_few_shot(y: np.ndarray, shots: int, seed: int) -> np.ndarray:
-    """Indices of ``shots`` examples of every class (all of a smaller class), drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    y = np.asarray(y)
-    chosen = [
-        rng.choice(np.flatnonzero(y == c), size=min(shots, int((y == c).sum())), replace=False) for c in np.unique(y)
-    ]
-    return np.sort(np.concatenate(chosen))
-
-
 def few_shot_head(head: str, max_iter: int | None = None):
     """A head with fixed defaults (too few examples to cross-validate); logistic regression as in MTEB."""
     if head == "logreg":
@@ -57,7 +60,6 @@ def plan_shots(y: np.ndarray, shots: Sequence[int], runs: int) -> tuple[list[tup
     would not be N), and runs once when it takes every example of every class (every draw is the same
     one). Nothing runnable is an error naming the smallest class.
     """
-    from featurizer import FeaturizerError
 
     classes, counts = np.unique(np.asarray(y), return_counts=True)
     plan, notes = [], []
@@ -180,7 +182,6 @@ def _row_digests(X: np.ndarray) -> np.ndarray:
 
 
 def _same_file(a, b) -> bool:
-    from featurizer.storage import absolute, is_url
 
     if is_url(a) or is_url(b):
         return absolute(a) == absolute(b)
@@ -203,9 +204,6 @@ def few_shot_files(
     aligned to the test features (``pipelines._adapt``, fitted on all of both files' features,
     labels unused): the same head with and without adaptation, side by side.
     """
-    from featurizer import FeatureFile, FeaturizerError
-    from pipelines._evaluate import check_compatible, unknown_label_warnings
-    from pipelines._fit import AUTO, check_labels, choose_layers, labelled, read_xy
 
     with FeatureFile(train) as tr, FeatureFile(test) as te:
         chosen = choose_layers(tr.layers, layers)
@@ -220,8 +218,6 @@ def few_shot_files(
     warnings += overlap_warnings(X_train, X_test, str(train), str(test), "the training file")
     rows = few_shot(X_train, y_train, X_test, y_test, **protocol, notes=warnings)
     if adapt:
-        from pipelines._adapt import fit_adaptation
-
         source_map, target_map = fit_adaptation(adapt, X_train, X_test)
         skipped: list[str] = []
         adapted = few_shot(

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines._linalg import as_logits, softmax  # noqa: F401 - part of this module's interface
+from pipelines.heads._linalg import as_logits, softmax  # noqa: F401 - part of this module's interface
+from pipelines.report import pyplot, save_png
 
 ECE_BINS = 15  # equal-width confidence bins, as Guo et al.
 
@@ -97,7 +98,6 @@ def calibrate_from_folds(logits: np.ndarray, y: np.ndarray) -> dict:
 
 def plot_reliability(proba: np.ndarray, y: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:
     """Reliability diagram: accuracy against confidence per bin (bars), with the diagonal and bin counts."""
-    from pipelines._plots import pyplot, save_png
 
     plt = pyplot()
     confidence = proba.max(axis=1)

@@ -18,9 +18,8 @@ import numpy as np
 from featurizer import Extractor, FeatureOptions, FeaturizerError, Inputs, ReadOptions, RunOptions
 from featurizer.backbones import last_distinct_layers
 from featurizer.engine import input_modality, inputs_for
-from pipelines._fewshot import sample_few_shot
-from pipelines._fit import check_labels
-from pipelines._transferability import logme, loo_nearest_centroid
+from pipelines.fit._fit import check_labels, sample_few_shot
+from pipelines.heads import logme, loo_nearest_centroid
 
 DEFAULT_PER_CLASS = 30
 

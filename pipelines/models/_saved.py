@@ -23,12 +23,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+from sklearn.pipeline import Pipeline
 
 from featurizer import FeatureSpec, FeaturizerError
 from featurizer.cache import library_versions
+from featurizer.spec import get_config
 from featurizer.storage import (
     atomic_path,
     atomic_write_text,
+    claim,
     download,
     exists,
     file_sha256,
@@ -46,10 +49,17 @@ ZIP_MAGIC = b"PK\x03\x04"
 # and parameters; skops rebuilds them without calling anything but their ``__setstate__``.
 TRUSTED_TYPES = [
     "featurizer.spec._spec.FeatureSpec",
-    "featurizer._spec.FeatureSpec",  # models saved before the rooms (featurizer._moved imports them)
-    "pipelines._adapt.AffineMap",
     "featurizer.transformer.Featurizer",
+    "pipelines.adapt._adapt.AffineMap",
+    "pipelines.fit._tasks.MultiLabelLogistic",
+    "pipelines.fit._tasks.TaskHeads",
+    "pipelines.fit._zeroshot.ZeroShotPrototypes",
+    "pipelines.heads._prototype.KNNClassifier",
+    "pipelines.heads._prototype.PrototypeClassifier",
+    # the same types by their paths before the rooms: older model files name them so (featurizer._moved)
+    "featurizer._spec.FeatureSpec",
     "featurizer._transformer.Featurizer",
+    "pipelines._adapt.AffineMap",
     "pipelines._prototype.KNNClassifier",
     "pipelines._prototype.PrototypeClassifier",
     "pipelines._tasks.MultiLabelLogistic",
@@ -148,7 +158,6 @@ def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = Fa
     side = sidecar_path(path)
     if side == path:
         raise FeaturizerError(f"{path}: the model's card would be written over the model; use another suffix (.skops)")
-    from featurizer.storage import claim
 
     claim(side, what="the model's card")  # never an input, nor a JSON file that is no card
     claim(path, what="model")  # never an input, nor a file xfer did not write
@@ -379,7 +388,6 @@ def check_model(model, card: ModelCard, path) -> None:
     card goes with a multi-task head and the other way round; the classes agree; and the layers the
     card names exist in its backbone with as many values, in all, as the model reads.
     """
-    from pipelines._fit import head_of
 
     side = sidecar_path(path)
     if not callable(getattr(model, "predict", None)):
@@ -427,7 +435,6 @@ def card_layer_dims(spec: FeatureSpec, where) -> list[int] | None:
     """The length of each of ``spec``'s layers from the backbone's registry entry, without loading
     anything (None when the registry does not list them: zoo models); a layer the backbone does
     not have is refused, naming those it has."""
-    from featurizer.spec import get_config
 
     try:
         config = get_config(spec.model, spec.modality)
@@ -454,3 +461,12 @@ def _what(value) -> str:
 def _listed(classes) -> str:
     shown = ", ".join(map(repr, list(classes)[:5]))
     return f"[{shown}{', ...' if len(classes) > 5 else ''}]"
+
+
+def head_of(model):
+    """What an end-to-end pipeline does with features (the head, after the adaptation map if any);
+    the model itself otherwise."""
+    if isinstance(model, Pipeline) and "features" in model.named_steps:
+        rest = model.steps[1:]
+        return rest[0][1] if len(rest) == 1 else Pipeline(rest)
+    return model

@@ -20,8 +20,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, Normalizer, StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
-from pipelines._linalg import softmax
-from pipelines._prototype import KNNClassifier, PrototypeClassifier
+from pipelines.heads._linalg import softmax
+from pipelines.heads._prototype import KNNClassifier, PrototypeClassifier
 
 NORMALISATIONS = ("standard", "l2", "none")
 
@@ -36,31 +36,31 @@ class HeadSpec:
     description: str
 
 
-def _log_grid(lo: int, hi: int) -> list[float]:
+def log_grid(lo: int, hi: int) -> list[float]:
     return [float(c) for c in np.logspace(lo, hi, hi - lo + 1)]
 
 
 HEADS: dict[str, HeadSpec] = {
     "logreg": HeadSpec(
         lambda: LogisticRegression(max_iter=2000),
-        lambda n: {"clf__C": _log_grid(-4, 2)},
+        lambda n: {"clf__C": log_grid(-4, 2)},
         "standard",
         "multinomial logistic regression; C chosen by cross-validation",
     ),
     "linear-svm": HeadSpec(
         lambda: LinearSVC(max_iter=10000),
-        lambda n: {"clf__C": _log_grid(-5, 0)},
+        lambda n: {"clf__C": log_grid(-5, 0)},
         "standard",
         "linear support vector machine; C chosen by cross-validation",
     ),
     "svm": HeadSpec(
         lambda: SVC(kernel="rbf", gamma="scale"),
-        lambda n: {"clf__C": _log_grid(-1, 3)},
+        lambda n: {"clf__C": log_grid(-1, 3)},
         "l2",  # on standardised high-dimensional features the RBF kernel is nearly flat
         "RBF-kernel support vector machine; C chosen by cross-validation",
     ),
     "ridge": HeadSpec(
-        lambda: RidgeClassifierCV(alphas=_log_grid(-2, 4)),
+        lambda: RidgeClassifierCV(alphas=log_grid(-2, 4)),
         lambda n: {},  # alpha is chosen inside, by exact leave-one-out from one decomposition
         "standard",
         "ridge classification (least squares on +-1 targets); alpha by efficient leave-one-out, closed form",

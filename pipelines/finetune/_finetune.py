@@ -36,9 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from featurizer import FeaturizerError, ReadOptions, RunOptions
-from featurizer.spec import IMAGE, TEXT, TUNED_FILE
-from featurizer.storage import atomic_output, check_new_output
+from featurizer import Extractor, FeatureOptions, FeaturizerError, ReadOptions, RunOptions
+from featurizer.backbones import load_backbone, resolve
+from featurizer.engine import input_modality
+from featurizer.inputs import image_sizes, load_image, read_inputs, text_preprocessing
+from featurizer.spec import IMAGE, TEXT, TUNED_FILE, default_model
+from featurizer.storage import atomic_output, check_new_output, file_sha256_memo
+from pipelines.fit import cross_validate
 
 FORMAT = "featurizer-tuned/1"
 
@@ -133,7 +137,6 @@ class TuneReport:
 
 def data_sha256(ids: Sequence[str], labels: Sequence[str], sources: Sequence[str], files: bool) -> str:
     """SHA-256 of the training data: each item's id, label and content (a file's bytes, or the text)."""
-    from featurizer.storage import file_sha256_memo
 
     h = hashlib.sha256()
     for i, label, source in zip(ids, labels, sources):
@@ -160,7 +163,6 @@ def seed_everything(seed: int) -> None:
 
 
 def labelled_inputs(data, modality: str, read: ReadOptions | None):
-    from featurizer.inputs import read_inputs
 
     inputs = read_inputs(data, modality, read)
     if inputs.labels is None:
@@ -242,8 +244,6 @@ def probe_head(X: np.ndarray, y: np.ndarray, classes: list[str], seed: int):
     more than the cached ones did, so the head would start out saturated."""
     import torch
 
-    from pipelines._fit import cross_validate
-
     mean = X.mean(axis=0)
     scale = float((X - mean).std()) or 1.0
     clf = cross_validate((X - mean) / scale, y, "logreg", normalise="none", seed=seed).model.named_steps["clf"]
@@ -270,7 +270,6 @@ class _Photos:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from featurizer.inputs import load_image
 
         return self.transform(load_image(self.paths[i])), int(self.targets[i])
 
@@ -279,8 +278,6 @@ def _transforms(prep: dict, augment: str = "light"):
     """timm's training transform (the backbone's own augmentation, at strength ``augment``) and its
     evaluation transform (also used for training with ``none``)."""
     from timm.data import create_transform
-
-    from featurizer.inputs import image_sizes
 
     short, crop = image_sizes(prep)
     common = {"input_size": tuple(prep["input_size"]), "mean": tuple(prep["mean"]), "std": tuple(prep["std"])}
@@ -348,9 +345,6 @@ def finetune_images(
     import torch
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
-
-    from featurizer import Extractor, FeatureOptions
-    from featurizer.backbones import load_backbone, resolve
 
     schedule = schedule or Schedule()
     run = run or RunOptions()
@@ -555,10 +549,6 @@ def finetune_texts(
     import torch
     from tqdm.auto import tqdm
 
-    from featurizer import FeatureOptions
-    from featurizer.backbones import resolve
-    from featurizer.inputs import text_preprocessing
-
     schedule = schedule or Schedule()
     run = run or RunOptions()
     tuned_again = [model] if model and os.path.exists(model) else []  # a tuned folder, tuned again
@@ -646,8 +636,6 @@ def finetune_texts(
 
 def finetune(data, model: str | None, out, schedule: Schedule | None = None, **options) -> TuneReport:
     """``xfer finetune``: images or texts, by the model (or, for the default model, by the data)."""
-    from featurizer.engine import input_modality
-    from featurizer.spec import default_model
 
     modality = input_modality(data, model)
     model = model or default_model(modality)

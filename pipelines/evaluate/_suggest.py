@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from featurizer import FeatureFile, FeaturizerError, ReadOptions, RunOptions
-from pipelines._linalg import unit_rows
+from pipelines.evaluate._evaluate import averaged_scores, model_features
+from pipelines.fit import read_xy
+from pipelines.heads import unit_rows
+from pipelines.models import load_model
 
 STRATEGIES = ("hybrid", "margin", "entropy", "kcenter", "random")
 HYBRID_POOL = 5
@@ -97,9 +100,6 @@ def suggest_file(
 ) -> tuple[list[str], list[list]]:
     """CSV header and rows (rank, id, source, predicted label, score) of the ``n`` items of ``data``
     most worth labelling for the saved model; k-center keeps away from the model's training items."""
-    from pipelines._evaluate import averaged_scores, model_features
-    from pipelines._fit import read_xy
-    from pipelines._saved import load_model
 
     model, card = load_model(model_path, trust=trust)
     if card.tasks:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from featurizer import FeaturizerError, MissingPackageError, ReadOptions
+from featurizer import FeaturizerError, MissingPackageError, ReadOptions, read_inputs
 from featurizer.cache import is_feature_file
+from featurizer.inputs import id_value_columns
+from pipelines.report import pyplot, save_png
 
 NO_GROUP = "(no group)"
 
@@ -25,7 +27,6 @@ def read_groups(
 ) -> tuple[np.ndarray, list[str]]:
     """The group of each item in ``ids`` and notes: from a CSV of id,group (``by`` names a file), or
     from column ``by`` of the input table ``data``. Items without a group are grouped as NO_GROUP."""
-    from featurizer import read_inputs
 
     data = Path(data)
     if Path(by).is_file():
@@ -49,7 +50,6 @@ def read_groups(
 
 
 def _mapping_file(path: Path, ids: set[str]) -> dict[str, str]:
-    from featurizer.inputs import id_value_columns
 
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = [row for row in csv.reader(f) if row]
@@ -101,7 +101,6 @@ def group_report(y: np.ndarray, predicted: np.ndarray, groups: np.ndarray, label
 
 def plot_groups(report: dict, overall: float, path: str | os.PathLike, title: str = "") -> Path:
     """Accuracy per group as bars (count on each), the overall accuracy as a line."""
-    from pipelines._plots import pyplot, save_png
 
     plt = pyplot()
 

@@ -20,8 +20,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from featurizer import FeatureFile, FeatureSpec, FeaturizerError, RunOptions
-from pipelines._linalg import softmax, unit_rows
+from featurizer import Extractor, FeatureFile, FeatureOptions, FeatureSpec, FeaturizerError, RunOptions, get_config
+from featurizer.backbones import resolve_spec
+from featurizer.inputs import texts_as_inputs
+from featurizer.spec import SHARED_LAYER
+from pipelines.fit._fit import CVRow, FitResult, choose_layers, end_to_end, grid_search, labelled, read_xy
+from pipelines.heads import softmax, unit_rows
+from pipelines.models import ModelCard
 
 DEFAULT_TEMPLATES = ("{}",)
 # Pseudo-examples the class text counts for, strongest prior first: the one-standard-error rule
@@ -54,8 +59,6 @@ def class_text_vectors(
     spec: FeatureSpec, descriptions: list[str], templates=DEFAULT_TEMPLATES, run: RunOptions | None = None
 ) -> np.ndarray:
     """One unit vector per class: its description in every template, embedded with ``spec``, averaged."""
-    from featurizer import Extractor
-    from featurizer.inputs import texts_as_inputs
 
     spec = text_spec_for(spec)
     for template in templates:
@@ -76,9 +79,6 @@ def class_text_vectors(
 def text_spec_for(spec: FeatureSpec) -> FeatureSpec:
     """The spec that embeds class texts next to ``spec``'s vectors: ``spec`` itself for a text model,
     the text tower of the same image-text model (same weights, ``embeds`` layer) for images."""
-    from featurizer import FeatureOptions, get_config
-    from featurizer.backbones import resolve_spec
-    from featurizer.spec import SHARED_LAYER
 
     if spec.modality == "text":
         return spec
@@ -141,7 +141,6 @@ class ZeroShotPrototypes(ClassifierMixin, BaseEstimator):
 def zero_shot_head(vectors: np.ndarray, classes: list[str], X=None, y=None, seed: int = 0):
     """(fitted head, params, CV mean, CV std): the class texts alone without labels, else the text as
     a prior with its weight chosen by cross-validation (``WEIGHTS``; one example per class: 4)."""
-    from pipelines._fit import grid_search
 
     head = ZeroShotPrototypes(vectors, classes)
     if y is None or not len(y):
@@ -160,8 +159,6 @@ def fit_zero_shot(
 ):
     """A zero-shot head for ``train``'s feature spec; with labelled items in ``train``, the text as a
     prior whose weight is chosen by cross-validation. Returns a ``FitResult`` like ``fit``."""
-    from pipelines._fit import CVRow, FitResult, choose_layers, end_to_end, labelled, read_xy
-    from pipelines._saved import ModelCard
 
     classes, descriptions = read_class_texts(labels_file)
     with FeatureFile(train) as features:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from featurizer.storage import write_csv
+from pipelines.heads import unit_rows
+from pipelines.report import Report, embedding_map, map_sample, pyplot, save_png
 
 MAX_LEGEND = 12  # classes named in the PR legend; more would hide the curves
 
@@ -40,8 +42,6 @@ def write_prediction_files(predictions: Path, errors: Path, ids, sources, y, cla
 def plot_precision_recall(y, classes, scores, path: str | os.PathLike, names: str) -> Path:
     """One precision-recall curve per class (one-vs-rest) with its average precision."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
-
-    from pipelines._plots import pyplot, save_png
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 5))
@@ -71,8 +71,6 @@ def evaluation_report(
 ):
     """The HTML report of an evaluation: the map of the test items coloured by their label with the
     errors ringed, the worst errors, the row-normalised confusion matrix and per-class metrics."""
-    from pipelines._linalg import unit_rows
-    from pipelines._report import Report, embedding_map, map_sample
 
     predicted = np.asarray(classes)[scores.argmax(axis=1)]
     confidence = scores.max(axis=1)

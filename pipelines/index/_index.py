@@ -17,10 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from featurizer import FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, RunOptions
+from featurizer import Extractor, FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, RunOptions
+from featurizer.cache import is_feature_file
+from featurizer.engine import inputs_for
+from featurizer.inputs import texts_as_inputs
+from featurizer.spec import check_compatible
 from featurizer.storage import atomic_output, check_new_output, download, exists, is_url, join, staging_dir
-from pipelines._linalg import unit_rows
-from pipelines._saved import spec_problem
+from pipelines.fit import choose_layers, read_xy
+from pipelines.heads import unit_rows
+from pipelines.models import spec_problem
 
 FLAT_UP_TO = 1_000_000  # items; exact search stays fast to here, HNSW loses recall (BENCHMARKS.md, Index)
 KINDS = ("auto", "flat", "hnsw")
@@ -32,8 +37,6 @@ def build_index(
 ) -> dict:
     """Index the vectors of ``layer`` (default: the file's first) of ``features`` into the folder ``output``."""
     import faiss
-
-    from pipelines._fit import choose_layers, read_xy
 
     if kind not in KINDS:
         raise FeaturizerError(f"--kind is one of {', '.join(KINDS)}, not {kind!r}")
@@ -118,11 +121,6 @@ def _first_line(err: BaseException) -> str:
 def query_vectors(spec: FeatureSpec, queries, texts: list[str], run: RunOptions | None, read: ReadOptions | None):
     """(query ids, unit vectors) of ``queries`` (paths: images, folders, tables, or feature files)
     and literal ``texts``, all made with ``spec``."""
-    from featurizer import Extractor
-    from featurizer.cache import is_feature_file
-    from featurizer.engine import inputs_for
-    from featurizer.inputs import texts_as_inputs
-    from pipelines._evaluate import check_compatible
 
     names, parts = [], []
     extractor = None

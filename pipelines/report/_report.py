@@ -27,6 +27,8 @@ import numpy as np
 from markupsafe import Markup
 
 from featurizer import FeaturizerError
+from featurizer.inputs import load_image
+from featurizer.storage import atomic_write_text
 
 MAP_POINTS = 2000
 PAGE = 48
@@ -110,8 +112,6 @@ def embedding_map(X: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[n
 def thumbnail(path: str, size: int = THUMB) -> str | None:
     """A small JPEG of the image at ``path`` as a data URI; None when it cannot be read."""
     from PIL import Image
-
-    from featurizer.inputs import load_image
 
     try:
         image = load_image(path, draft_short_side=size)
@@ -232,7 +232,6 @@ def render_report(report: Report) -> str:
 
 def write_report(report: Report, path: str | os.PathLike) -> Path:
     """Render ``report`` into one self-contained HTML file at ``path`` (written atomically)."""
-    from featurizer.storage import atomic_write_text
 
     path = check_report_path(path)
     atomic_write_text(path, render_report(report))

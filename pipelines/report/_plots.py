@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from featurizer.storage import PNG_SOFTWARE, atomic_path, claim
+
 
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
@@ -19,7 +21,6 @@ def pyplot():
 def save_png(fig, path: str | os.PathLike) -> Path:
     """Write ``fig`` as a PNG under a temporary name, rename it into place, and close it; the PNG
     names featurizer as its software, which is how a later run knows it may replace it."""
-    from featurizer.storage import PNG_SOFTWARE, atomic_path, claim
 
     claim(path)  # never over an input, nor over a picture xfer did not draw
     with atomic_path(path) as tmp:

@@ -29,7 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from featurizer import FeatureFile, FeaturizerError
-from pipelines._linalg import unit_rows
+from featurizer.spec import check_compatible
+from featurizer.storage import atomic_output, claim, guarding, write_csv
+from pipelines.fit import choose_layers, cross_validate, read_xy
+from pipelines.heads import make_head, quiet_small_classes, unit_rows
+from pipelines.report import Report, check_report_path, embedding_map, map_sample, write_report
 
 AUTO_THRESHOLD_RANGE = (0.90, 0.995)  # cosine similarity; benchmarks/audit.py measures what fixed ones find
 AUTO_THRESHOLD_SHARE = 0.75
@@ -71,7 +75,6 @@ class Audit:
 
 def audit_vectors(features: FeatureFile, layer=None) -> tuple[np.ndarray, tuple[str, ...]]:
     """The unit vectors an audit compares: each of the chosen layers (default: all) scaled to unit length, joined."""
-    from pipelines._fit import choose_layers, read_xy
 
     layers = tuple(features.layers) if layer is None else choose_layers(features.layers, layer)
     if layers == "auto":
@@ -106,8 +109,6 @@ def audit(
     texts = sources if modality == "text" else None
     found.duplicates = duplicate_clusters(X, threshold, texts)
     if test is not None:
-        from pipelines._evaluate import check_compatible
-
         with FeatureFile(test) as t:
             check_compatible(spec, t.spec, str(test), f"the features of {Path(train).name}")
             Xt, _ = audit_vectors(t, layers)
@@ -283,9 +284,6 @@ def out_of_fold_proba(X: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[np.n
     (``OOF_FOLDS`` stratified folds; C chosen by ``xfer fit``'s cross-validation), and the class order."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from pipelines._fit import cross_validate
-    from pipelines._heads import make_head, quiet_small_classes
-
     classes = sorted(set(y))
     C = cross_validate(X, y, "logreg", seed=seed).params.get("C", 1.0)
     smallest = int(np.unique(y, return_counts=True)[1].min())
@@ -354,7 +352,6 @@ def write_audit(found: Audit, folder: str | os.PathLike) -> list[Path]:
     """One CSV per finding in ``folder``: duplicates, leaks, label_issues, outliers, classes. The
     folder is replaced whole (written aside, then renamed into place), so no CSV of an earlier
     audit is left beside the new ones."""
-    from featurizer.storage import atomic_output, claim, write_csv
 
     folder = Path(folder)
     claim(folder, folder=True)
@@ -441,7 +438,6 @@ def write_audit(found: Audit, folder: str | os.PathLike) -> list[Path]:
 def audit_report(found: Audit, title: str, map_method: str = "auto", seed: int = 0):
     """The HTML report of an audit (``pipelines._report``): the map of the training items with every
     finding ringed, a gallery per finding, and the class table."""
-    from pipelines._report import Report, embedding_map, map_sample
 
     n = len(found.ids)
     src = found.sources or [""] * n
@@ -522,8 +518,6 @@ def audit_files(
     """``xfer audit``: audit ``train`` (and leaks into ``test``), write a CSV per finding into ``out``
     (default ``<train>-audit/`` beside it) and, with ``report``, the HTML report. Returns the audit
     and the files written."""
-    from featurizer.storage import claim, guarding
-    from pipelines._report import check_report_path, write_report
 
     out = Path(out) if out else Path(train).with_name(f"{Path(train).stem}-audit")
     with guarding(train, test):

@@ -9,38 +9,30 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from featurizer import Extractor, FeatureFile, FeatureSpec, FeaturizerError, ReadOptions, RunOptions
+from featurizer import Extractor, FeatureFile, FeaturizerError, ReadOptions, RunOptions
 from featurizer.cache import is_feature_file
 from featurizer.engine import default_feature_name, featurize_with, inputs_for
+from featurizer.spec import check_compatible
 from featurizer.storage import absolute, atomic_write_text, is_url, write_csv
-from pipelines._calibration import calibration_report, plot_reliability
-from pipelines._fit import head_of, labelled, read_xy
-from pipelines._heads import scores_of
-from pipelines._saved import ModelCard, load_model
-
-
-def spec_differences(needed: FeatureSpec, found: FeatureSpec) -> list[str]:
-    """What differs between the features a model needs and the ones offered (empty if compatible).
-
-    ``found`` may hold more layers than needed; the rest is compared field by field.
-    """
-    missing = [f"layer {name!r} is missing" for name in needed.layers if name not in found.layers]
-    if missing:  # the other fields still say why (another model, say)
-        found = replace(found, layers=needed.layers, pooling=needed.pooling)
-        return needed.differences(found) + missing
-    return needed.differences(found.select(needed.layers))
-
-
-def check_compatible(needed: FeatureSpec, found: FeatureSpec, where: str, what: str = "the model's features") -> None:
-    diffs = spec_differences(needed, found)
-    if diffs:
-        raise FeaturizerError(f"{where} does not match {what} (needed vs found): " + "; ".join(diffs))
+from pipelines.evaluate._evalfiles import evaluation_report, plot_precision_recall, write_prediction_files
+from pipelines.evaluate._slices import group_report, plot_groups, read_groups
+from pipelines.fit import (
+    evaluate_tasks,
+    fit_fixed,
+    labelled,
+    overlap_warnings,
+    read_xy,
+    task_prediction_rows,
+    unknown_label_warnings,
+)
+from pipelines.heads import calibration_report, plot_reliability, scores_of
+from pipelines.models import ModelCard, head_of, load_model
+from pipelines.report import check_report_path, pyplot, save_png, write_report
 
 
 class ModelInputs(NamedTuple):
@@ -186,8 +178,6 @@ def evaluate(
             names = " on ".join(Path(report[k]).name for k in ("model", "test") if report.get(k))
             plot_reliability(proba, truth, reliability_path, names)
     if groups is not None:
-        from pipelines._slices import group_report, plot_groups
-
         report["by_group"] = group_report(y, predicted, groups, labels)
         if report["by_group"]["small_groups"]:
             shown = ", ".join(map(repr, report["by_group"]["small_groups"][:5]))
@@ -206,8 +196,6 @@ def evaluate(
 
 def write_evaluation_files(model, report: dict, X, y, views, items, files: dict) -> None:
     """The per-item CSVs, precision-recall curves and HTML report that ``files`` asks for."""
-    from pipelines._evalfiles import evaluation_report, plot_precision_recall, write_prediction_files
-    from pipelines._report import write_report
 
     classes = [str(c) for c in model.classes_]
     scores = averaged_scores(model, X, views)
@@ -223,26 +211,9 @@ def write_evaluation_files(model, report: dict, X, y, views, items, files: dict)
         write_report(page, files["html"])
 
 
-def unknown_label_warnings(y: np.ndarray, classes: list[str], whose: str) -> list[str]:
-    """Warnings when test labels are not classes the model knows (none of them, or some)."""
-    unknown = sorted(set(map(str, y)) - set(classes))
-    if not unknown:
-        return []
-    shown = ", ".join(map(repr, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
-    if len(unknown) == len(set(map(str, y))):
-        return [
-            f"none of the test labels ({shown}) is a class of {whose} ({', '.join(map(repr, classes[:5]))}"
-            f"{' ...' if len(classes) > 5 else ''}): every prediction is wrong by construction; are these the "
-            "right files?"
-        ]
-    n = int(np.isin(np.asarray(y).astype(str), unknown).sum())
-    return [f"{n} test items have labels that are not classes of {whose} ({shown}): they count as errors"]
-
-
 def plot_confusion(report: dict, path: str | os.PathLike) -> Path:
     """The confusion matrix normalised by row (the share of each true class predicted as each
     column): by raw counts a small class looks empty. The counts stay in the JSON report."""
-    from pipelines._plots import pyplot, save_png
 
     plt = pyplot()
     from sklearn.metrics import ConfusionMatrixDisplay
@@ -289,8 +260,6 @@ def predict_file(
     found = model_features(card, data, run, read, tta)
     check_width(model, found.X, data)
     if card.tasks:
-        from pipelines._tasks import task_prediction_rows
-
         header, rows = task_prediction_rows(head_of(model), found.X, found.ids)
         write_csv(output, header, rows)
         return {task["name"]: len(rows) for task in card.tasks}
@@ -324,8 +293,6 @@ def evaluate_file(
     ``by``: a column of the input table, or a CSV of id,group, to report metrics per group.
     """
     if files and files.get("html"):
-        from pipelines._report import check_report_path
-
         check_report_path(files["html"])  # before the work, not after
     model, card = load_model(model_path, trust=trust)
     if card.tasks and by:
@@ -344,8 +311,6 @@ def evaluate_file(
     scored = X if y is None or card.tasks else X[np.asarray(y).astype(str) != ""]
     overlap = training_overlap(card, data, scored)
     if card.tasks:
-        from pipelines._tasks import evaluate_tasks
-
         report = {**about, **evaluate_tasks(head_of(model), X, found.ids, found.columns, found.labels)}
         report["warnings"] = [*overlap, *report.get("warnings", [])]
         if report_path:
@@ -353,8 +318,6 @@ def evaluate_file(
         return report
     groups, notes = None, []
     if by:
-        from pipelines._slices import read_groups
-
         groups, notes = read_groups(by, data, found.ids, card.spec.modality, read)
     paths = {"report_path": report_path, "png_path": png_path, "reliability_path": reliability_path}
     slices = {"groups": groups, "groups_png": groups_png, "notes": [*overlap, *notes]}
@@ -379,7 +342,6 @@ def check_width(model, X: np.ndarray, where) -> None:
 def training_overlap(card: ModelCard, data, X: np.ndarray) -> list[str]:
     """A warning when test items are items of the model's training file (``card.train``), by
     identical vectors; nothing when that file is gone or no longer holds the card's layers."""
-    from pipelines._fewshot import overlap_warnings
 
     if not card.train or not (is_url(card.train) or Path(card.train).is_file()):
         return []
@@ -395,8 +357,6 @@ def unadapted_accuracy(card: ModelCard, X: np.ndarray, y: np.ndarray | None) -> 
     """Test accuracy of the card's head and hyperparameters fitted on its training file without the
     adaptation; None when the training file is gone or the test data has no labels."""
     from sklearn.metrics import accuracy_score
-
-    from pipelines._fit import fit_fixed
 
     if y is None or not Path(card.train).is_file():
         return None

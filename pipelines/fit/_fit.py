@@ -18,10 +18,21 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from featurizer import FeatureFile, FeatureSpec, Featurizer, FeaturizerError, UnknownLayerError
-from pipelines._calibration import apply_temperature, as_logits, calibrate_from_folds
-from pipelines._heads import head_grid, make_cv, make_head, one_standard_error, quiet_small_classes
-from pipelines._saved import ModelCard
-from pipelines._targets import CLASSES
+from featurizer.inputs import load_image
+from featurizer.spec import Layer, check_compatible, resolve_layers
+from pipelines.adapt import fit_adaptation
+from pipelines.heads import (
+    apply_temperature,
+    as_logits,
+    calibrate_from_folds,
+    head_grid,
+    logme,
+    make_cv,
+    make_head,
+    one_standard_error,
+    quiet_small_classes,
+)
+from pipelines.models import ModelCard, head_of
 
 AUTO = "auto"
 AUTO_FULL_CV = 2  # candidates --layer auto cross-validates in full: the best by LogME (benchmarks/rank_agreement.py)
@@ -213,7 +224,6 @@ def choose_layers(available: list[str], requested) -> tuple[str, ...] | str:
     ``requested`` is None (the file's first layer), a string or a sequence of them; ``a+b`` is
     accepted as two layers. Returns ``AUTO`` or a tuple of layer names.
     """
-    from featurizer.spec import resolve_layers
 
     if requested is None or requested == () or requested == []:
         return (available[0],)
@@ -224,8 +234,6 @@ def choose_layers(available: list[str], requested) -> tuple[str, ...] | str:
             raise UnknownLayerError("'auto' chooses the layers itself: give it alone")
         return AUTO
     try:
-        from featurizer.spec import Layer
-
         return tuple(resolve_layers([Layer(n) for n in available], parts, available[0]))
     except UnknownLayerError as err:
         raise UnknownLayerError(str(err).replace("(see 'xfer layers')", "(the layers of this feature file)")) from None
@@ -337,8 +345,6 @@ def screen_candidates(
     features: FeatureFile, candidates: list[tuple[str, ...]], seed: int = 0, label_column: str | None = None
 ) -> dict:
     """LogME of each candidate on up to ``SCREEN_PER_CLASS`` labelled items per class: {layers: score}."""
-    from pipelines._fewshot import sample_few_shot
-    from pipelines._transferability import logme
 
     scores = {}
     for layers in candidates:
@@ -347,117 +353,6 @@ def screen_candidates(
         keep = sample_few_shot(y, SCREEN_PER_CLASS, seed)
         scores[layers] = logme(X[keep], y[keep])
     return scores
-
-
-def fit(
-    train: str | os.PathLike,
-    head: str = "logreg",
-    layer=None,
-    *,
-    normalise: str | None = None,
-    baseline: bool = False,
-    seed: int = 0,
-    n_jobs: int | None = None,
-    params: dict | None = None,
-    calibrate: bool = True,
-    progress: bool = False,
-    adapt: str | None = None,
-    target: str | os.PathLike | None = None,
-    label_columns: tuple[str, ...] = (),
-    kinds: dict[str, str] | None = None,
-) -> FitResult:
-    """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``.
-
-    ``layer='auto'``, the default, considers every layer of the file and their concatenation: with more than
-    ``AUTO_FULL_CV`` of them, LogME screens them and only the best ``AUTO_FULL_CV`` are
-    cross-validated (the others are listed with their LogME). ``params`` fixes the head's
-    hyperparameters (``{"C": 1.0}``; ``{}`` for its defaults): no cross-validation then, so nothing
-    is scored, ``layer='auto'`` cannot choose and the default is the file's first layer.
-    ``calibrate`` divides a logistic regression's logits by a temperature fitted on its out-of-fold
-    scores (``pipelines._calibration``): predictions do not change, probabilities become honest.
-    ``progress`` shows a bar over the candidates when the fit takes more than a second. ``adapt``
-    (``mean``, ``coral``, ``subspace``) aligns the source features to the unlabelled feature file
-    ``target`` (``pipelines._adapt``) and saves the target's map in the model.
-
-    ``label_columns`` name the input's columns to learn (default: the file's labels); ``kinds``
-    overrides how a column is read (``pipelines._targets``). One column of classes is fitted here;
-    several, or label sets or numbers, by ``pipelines._tasks.fit_tasks``.
-    """
-    from tqdm.auto import tqdm
-
-    from pipelines._tasks import fit_tasks, read_targets
-
-    if (adapt is None) != (target is None):
-        raise FeaturizerError("--adapt and --target go together: the method, and the unlabelled target feature file")
-    with FeatureFile(train) as features:
-        targets, target_notes = read_targets(features, tuple(label_columns), kinds)
-    if len(targets) > 1 or (targets and targets[0].kind != CLASSES):
-        if adapt or baseline or params is not None:
-            raise FeaturizerError(
-                "--adapt, --baseline, --C and --no-cv fit a single classifier: leave them out for several "
-                f"tasks, label sets or numbers ({', '.join(f'{t.name}: {t.kind}' for t in targets)})"
-            )
-        options = {"normalise": normalise, "seed": seed, "n_jobs": n_jobs, "calibrate": calibrate}
-        return fit_tasks(train, targets, head, layer, **options, notes=target_notes)
-    label_column = label_columns[0] if label_columns else None
-    maps = {}
-    with FeatureFile(train) as features:
-        spec = features.spec
-        if params is not None and choose_layers(features.layers, layer) == AUTO:
-            raise FeaturizerError(
-                "--layer auto chooses by cross-validation; it cannot be combined with fixed parameters"
-            )
-        table, best, notes = [], None, []
-        candidates = candidate_layers(features, AUTO if layer is None and params is None else layer)
-        screened = screen_candidates(features, candidates, seed, label_column) if len(candidates) > AUTO_FULL_CV else {}
-        full = sorted(candidates, key=lambda c: -screened[c])[:AUTO_FULL_CV] if screened else candidates
-        bar = tqdm(total=len(full), desc="fit", unit="candidate", disable=not progress, delay=1.0, leave=False)
-        for layers in candidates:
-            if layers not in full:  # screened out by LogME: listed, not cross-validated
-                table.append(CVRow(layers, {}, float("nan"), float("nan"), screened[layers], tried=False))
-                continue
-            bar.set_postfix_str("+".join(layers))
-            X, y, notes = labelled(*read_xy(features, layers, label_column), str(train))
-            check_labels(y, str(train))
-            views = labelled_views(features, layers, label_column)
-            if adapt:
-                source_map, maps[layers] = adaptation(adapt, target, spec.select(layers), X)
-                X = source_map.transform(X)
-                views = None if views is None else np.stack([source_map.transform(v) for v in views])
-            searched = cross_validate(X, y, head, normalise, seed, n_jobs, views) if params is None else None
-            searched = searched or fit_fixed(*stack_views(X, y, views), head, normalise, params)
-            table.append(CVRow(layers, searched.params, searched.mean, searched.std, screened.get(layers)))
-            if best is None or searched.mean > best[1].mean:  # NaN (no CV possible) never beats the first
-                best = (searched, table[-1])
-            bar.update()
-        bar.close()
-        sources = features.sources
-        labels = features.labels if label_column is None else features.column(label_column)
-        if sources is not None and labels is not None:
-            sources = [s for s, label in zip(sources, labels) if label != ""]
-    searched, row = best
-    calibration = calibrate_head(searched) if calibrate else {}
-    model = end_to_end(spec.select(row.layers), searched.model, maps.get(row.layers))
-    card = ModelCard(
-        spec=spec.select(row.layers),
-        classes=[str(c) for c in model.classes_],
-        head=head,
-        params={**row.params, "normalise": normalise or "default"},
-        cv=[
-            {"layers": r.name, "params": r.params, "mean": r.mean, "std": r.std, "logme": r.logme, "tried": r.tried}
-            for r in table
-        ],
-        cv_score=row.mean,
-        train=str(os.path.abspath(train)),
-        calibration=calibration,
-        adaptation={"method": adapt, "target": str(os.path.abspath(target))} if adapt else {},
-        label_column=label_column or "",
-    )
-    result = FitResult(model, card, table, warnings=target_notes + notes + small_class_warnings(y))
-    if baseline:
-        result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
-        result.warnings += baseline_warnings(row, result.baseline)
-    return result
 
 
 def calibrate_head(searched: Searched) -> dict:
@@ -507,19 +402,8 @@ def end_to_end(spec: FeatureSpec, head, adapt=None) -> Pipeline:
     return Pipeline([*steps, *([("adapt", adapt)] if adapt is not None else []), ("head", head)])
 
 
-def head_of(model):
-    """What an end-to-end pipeline does with features (the head, after the adaptation map if any);
-    the model itself otherwise."""
-    if isinstance(model, Pipeline) and "features" in model.named_steps:
-        rest = model.steps[1:]
-        return rest[0][1] if len(rest) == 1 else Pipeline(rest)
-    return model
-
-
 def adaptation(method: str, target: str | os.PathLike, spec: FeatureSpec, X: np.ndarray):
     """(source map, target map) of ``method`` between ``X`` and the features ``spec`` selects in ``target``."""
-    from pipelines._adapt import fit_adaptation
-    from pipelines._evaluate import check_compatible
 
     with FeatureFile(target) as t:
         check_compatible(spec, t.spec, str(target), "the training features")
@@ -545,8 +429,6 @@ def raw_pixels(paths: list[str], size: int = BASELINE_IMAGE_SIZE) -> np.ndarray:
     """Each image squashed to ``size`` x ``size`` RGB, as a flat vector in [0, 1]."""
     from PIL import Image
 
-    from featurizer.inputs import load_image
-
     rows = [
         np.asarray(load_image(p).resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32).ravel()
         for p in paths
@@ -566,3 +448,29 @@ def _tfidf_baseline(texts: list[str], y: np.ndarray, head: str, seed: int) -> CV
         Pipeline([*steps, ("clf", clf)]), head_grid(head, y), np.asarray(texts, dtype=object), y, seed
     )
     return CVRow(("tf-idf",), searched.params, searched.mean, searched.std)
+
+
+def sample_few_shot(y: np.ndarray, shots: int, seed: int) -> np.ndarray:
+    """Indices of ``shots`` examples of every class (all of a smaller class), drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(y)
+    chosen = [
+        rng.choice(np.flatnonzero(y == c), size=min(shots, int((y == c).sum())), replace=False) for c in np.unique(y)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def unknown_label_warnings(y: np.ndarray, classes: list[str], whose: str) -> list[str]:
+    """Warnings when test labels are not classes the model knows (none of them, or some)."""
+    unknown = sorted(set(map(str, y)) - set(classes))
+    if not unknown:
+        return []
+    shown = ", ".join(map(repr, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
+    if len(unknown) == len(set(map(str, y))):
+        return [
+            f"none of the test labels ({shown}) is a class of {whose} ({', '.join(map(repr, classes[:5]))}"
+            f"{' ...' if len(classes) > 5 else ''}): every prediction is wrong by construction; are these the "
+            "right files?"
+        ]
+    n = int(np.isin(np.asarray(y).astype(str), unknown).sum())
+    return [f"{n} test items have labels that are not classes of {whose} ({shown}): they count as errors"]

@@ -1,0 +1,5 @@
+"""Fine-tuning a backbone when frozen features are not enough; the result is another backbone."""
+
+from pipelines.finetune._finetune import Schedule, finetune
+
+__all__ = ["Schedule", "finetune"]

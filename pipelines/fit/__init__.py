@@ -1,0 +1,64 @@
+"""Fitting heads on cached features: data, cross-validation, layers, tasks, few-shot, zero-shot, ranking."""
+
+from pipelines.fit._fewshot import (
+    FewShotRow,
+    few_shot,
+    few_shot_files,
+    few_shot_head,
+    overlap_warnings,
+    plot_learning_curve,
+)
+from pipelines.fit._fit import (
+    CVRow,
+    FitResult,
+    choose_layers,
+    cross_validate,
+    fit_fixed,
+    labelled,
+    labelled_views,
+    raw_pixels,
+    read_xy,
+    sample_few_shot,
+    unknown_label_warnings,
+)
+from pipelines.fit._flow import fit
+from pipelines.fit._rank import Ranking, RankRow, rank
+from pipelines.fit._tasks import evaluate_tasks, task_prediction_rows
+from pipelines.fit._zeroshot import (
+    DEFAULT_TEMPLATES,
+    class_text_vectors,
+    fit_zero_shot,
+    read_class_texts,
+    zero_shot_head,
+)
+
+__all__ = [
+    "DEFAULT_TEMPLATES",
+    "CVRow",
+    "FewShotRow",
+    "FitResult",
+    "RankRow",
+    "Ranking",
+    "choose_layers",
+    "class_text_vectors",
+    "cross_validate",
+    "evaluate_tasks",
+    "few_shot",
+    "few_shot_files",
+    "few_shot_head",
+    "fit",
+    "fit_fixed",
+    "fit_zero_shot",
+    "labelled",
+    "labelled_views",
+    "overlap_warnings",
+    "plot_learning_curve",
+    "rank",
+    "raw_pixels",
+    "read_class_texts",
+    "read_xy",
+    "sample_few_shot",
+    "task_prediction_rows",
+    "unknown_label_warnings",
+    "zero_shot_head",
+]

@@ -1,0 +1,148 @@
+"""``fit``, what ``xfer fit`` runs: read a feature file, choose the layer (or try them all with
+``layer='auto'``), search the head's grid with stratified folds, refit on everything and describe
+the result in a ``ModelCard``; several label columns, label sets or numbers go to the tasks.
+``baseline=True`` also fits the same head on a representation with no transfer (raw pixels or
+TF-IDF), to show whether the pretrained features help.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from featurizer import FeatureFile, FeaturizerError
+from pipelines.fit._fit import (
+    AUTO,
+    AUTO_FULL_CV,
+    CVRow,
+    FitResult,
+    adaptation,
+    baseline_warnings,
+    calibrate_head,
+    candidate_layers,
+    check_labels,
+    choose_layers,
+    cross_validate,
+    end_to_end,
+    fit_baseline,
+    fit_fixed,
+    labelled,
+    labelled_views,
+    read_xy,
+    screen_candidates,
+    small_class_warnings,
+    stack_views,
+)
+from pipelines.fit._tasks import fit_tasks, read_targets
+from pipelines.heads import CLASSES
+from pipelines.models import ModelCard
+
+
+def fit(
+    train: str | os.PathLike,
+    head: str = "logreg",
+    layer=None,
+    *,
+    normalise: str | None = None,
+    baseline: bool = False,
+    seed: int = 0,
+    n_jobs: int | None = None,
+    params: dict | None = None,
+    calibrate: bool = True,
+    progress: bool = False,
+    adapt: str | None = None,
+    target: str | os.PathLike | None = None,
+    label_columns: tuple[str, ...] = (),
+    kinds: dict[str, str] | None = None,
+) -> FitResult:
+    """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``.
+
+    ``layer='auto'``, the default, considers every layer of the file and their concatenation: with more than
+    ``AUTO_FULL_CV`` of them, LogME screens them and only the best ``AUTO_FULL_CV`` are
+    cross-validated (the others are listed with their LogME). ``params`` fixes the head's
+    hyperparameters (``{"C": 1.0}``; ``{}`` for its defaults): no cross-validation then, so nothing
+    is scored, ``layer='auto'`` cannot choose and the default is the file's first layer.
+    ``calibrate`` divides a logistic regression's logits by a temperature fitted on its out-of-fold
+    scores (``pipelines._calibration``): predictions do not change, probabilities become honest.
+    ``progress`` shows a bar over the candidates when the fit takes more than a second. ``adapt``
+    (``mean``, ``coral``, ``subspace``) aligns the source features to the unlabelled feature file
+    ``target`` (``pipelines._adapt``) and saves the target's map in the model.
+
+    ``label_columns`` name the input's columns to learn (default: the file's labels); ``kinds``
+    overrides how a column is read (``pipelines._targets``). One column of classes is fitted here;
+    several, or label sets or numbers, by ``pipelines._tasks.fit_tasks``.
+    """
+    from tqdm.auto import tqdm
+
+    if (adapt is None) != (target is None):
+        raise FeaturizerError("--adapt and --target go together: the method, and the unlabelled target feature file")
+    with FeatureFile(train) as features:
+        targets, target_notes = read_targets(features, tuple(label_columns), kinds)
+    if len(targets) > 1 or (targets and targets[0].kind != CLASSES):
+        if adapt or baseline or params is not None:
+            raise FeaturizerError(
+                "--adapt, --baseline, --C and --no-cv fit a single classifier: leave them out for several "
+                f"tasks, label sets or numbers ({', '.join(f'{t.name}: {t.kind}' for t in targets)})"
+            )
+        options = {"normalise": normalise, "seed": seed, "n_jobs": n_jobs, "calibrate": calibrate}
+        return fit_tasks(train, targets, head, layer, **options, notes=target_notes)
+    label_column = label_columns[0] if label_columns else None
+    maps = {}
+    with FeatureFile(train) as features:
+        spec = features.spec
+        if params is not None and choose_layers(features.layers, layer) == AUTO:
+            raise FeaturizerError(
+                "--layer auto chooses by cross-validation; it cannot be combined with fixed parameters"
+            )
+        table, best, notes = [], None, []
+        candidates = candidate_layers(features, AUTO if layer is None and params is None else layer)
+        screened = screen_candidates(features, candidates, seed, label_column) if len(candidates) > AUTO_FULL_CV else {}
+        full = sorted(candidates, key=lambda c: -screened[c])[:AUTO_FULL_CV] if screened else candidates
+        bar = tqdm(total=len(full), desc="fit", unit="candidate", disable=not progress, delay=1.0, leave=False)
+        for layers in candidates:
+            if layers not in full:  # screened out by LogME: listed, not cross-validated
+                table.append(CVRow(layers, {}, float("nan"), float("nan"), screened[layers], tried=False))
+                continue
+            bar.set_postfix_str("+".join(layers))
+            X, y, notes = labelled(*read_xy(features, layers, label_column), str(train))
+            check_labels(y, str(train))
+            views = labelled_views(features, layers, label_column)
+            if adapt:
+                source_map, maps[layers] = adaptation(adapt, target, spec.select(layers), X)
+                X = source_map.transform(X)
+                views = None if views is None else np.stack([source_map.transform(v) for v in views])
+            searched = cross_validate(X, y, head, normalise, seed, n_jobs, views) if params is None else None
+            searched = searched or fit_fixed(*stack_views(X, y, views), head, normalise, params)
+            table.append(CVRow(layers, searched.params, searched.mean, searched.std, screened.get(layers)))
+            if best is None or searched.mean > best[1].mean:  # NaN (no CV possible) never beats the first
+                best = (searched, table[-1])
+            bar.update()
+        bar.close()
+        sources = features.sources
+        labels = features.labels if label_column is None else features.column(label_column)
+        if sources is not None and labels is not None:
+            sources = [s for s, label in zip(sources, labels) if label != ""]
+    searched, row = best
+    calibration = calibrate_head(searched) if calibrate else {}
+    model = end_to_end(spec.select(row.layers), searched.model, maps.get(row.layers))
+    card = ModelCard(
+        spec=spec.select(row.layers),
+        classes=[str(c) for c in model.classes_],
+        head=head,
+        params={**row.params, "normalise": normalise or "default"},
+        cv=[
+            {"layers": r.name, "params": r.params, "mean": r.mean, "std": r.std, "logme": r.logme, "tried": r.tried}
+            for r in table
+        ],
+        cv_score=row.mean,
+        train=str(os.path.abspath(train)),
+        calibration=calibration,
+        adaptation={"method": adapt, "target": str(os.path.abspath(target))} if adapt else {},
+        label_column=label_column or "",
+    )
+    result = FitResult(model, card, table, warnings=target_notes + notes + small_class_warnings(y))
+    if baseline:
+        result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
+        result.warnings += baseline_warnings(row, result.baseline)
+    return result
