@@ -5,6 +5,7 @@ from featurizer.backbones._describe import describe_layers, load_backbone
 from featurizer.backbones._onnx import load_onnx
 from featurizer.backbones._resolve import (
     FeatureOptions,
+    Resolved,
     RunOptions,
     last_distinct_layers,
     layer_dims,
@@ -17,6 +18,7 @@ from featurizer.backbones._runtime import is_out_of_memory, resolve_device
 
 __all__ = [
     "FeatureOptions",
+    "Resolved",
     "RunOptions",
     "_rename_by_order",
     "describe_layers",

@@ -80,9 +80,10 @@ def embed_options(
             "Ray hides GPUs from actors that do not ask for one"
         )
     device = "cuda" if gpus_per_actor else run.device  # where the work runs decides runtime 'auto'
-    spec = resolve(features, input_modality(inputs, features.model), device).spec
+    resolved = resolve(features, input_modality(inputs, features.model), device)
+    spec = resolved.spec
     # With Ray the actors featurize; the driver only plans, so it keeps any model it loads off the GPU.
-    local = Extractor(spec, replace(run, device="cpu") if engine == "ray" else run)
+    local = Extractor.from_resolved(resolved, replace(run, device="cpu") if engine == "ray" else run)
     inputs = inputs_for(local, inputs, read)
     out = str(out) if is_url(out) else Path(local_path(out))
     if not is_url(out):

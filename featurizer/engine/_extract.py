@@ -21,6 +21,7 @@ import numpy as np
 
 from featurizer.backbones import (
     FeatureOptions,
+    Resolved,
     RunOptions,
     is_out_of_memory,
     layer_dims,
@@ -137,11 +138,14 @@ class Extractor:
     from what a user asks for (``Extractor.from_options``). The backbone is built on first need.
     """
 
-    def __init__(self, spec: FeatureSpec, run: RunOptions | None = None):
+    def __init__(self, spec: FeatureSpec, run: RunOptions | None = None, resolved: Resolved | None = None):
         self.spec = spec
         self.run = run or RunOptions()
-        self.config: BackboneConfig = get_config(spec.model, spec.modality)
-        self.weights: WeightsRef = weights_for_spec(self.config, spec)
+        if resolved is not None and resolved.spec != spec:
+            raise ValueError("resolved is the resolver's result for another spec")
+        # the resolver's config and weights when it ran (from_options); from a spec alone, looked up once
+        self.config: BackboneConfig = resolved.config if resolved else get_config(spec.model, spec.modality)
+        self.weights: WeightsRef = resolved.weights if resolved else weights_for_spec(self.config, spec)
         self.cache_dir = self.run.cache()
         check_device_name(self.run.device)
         pinned = auto_device_type(spec.precision, spec.runtime)
@@ -176,7 +180,12 @@ class Extractor:
     @classmethod
     def from_options(cls, options: FeatureOptions, run: RunOptions | None = None, modality: str | None = None):
         run = run or RunOptions()
-        return cls(resolve(options, modality, run.device).spec, run)
+        return cls.from_resolved(resolve(options, modality, run.device), run)
+
+    @classmethod
+    def from_resolved(cls, resolved: Resolved, run: RunOptions | None = None) -> Extractor:
+        """An extractor for what ``resolve`` decided: its config and weights are used as they are."""
+        return cls(resolved.spec, run, resolved)
 
     @property
     def modality(self) -> str:
