@@ -11,7 +11,7 @@ DEMO ?= demo
 
 install: $(VENV)/.installed
 
-# constraints.txt pins torch and torchvision (see README: Install).
+# constraints.txt pins torch and torchvision (see README: Set up and run).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -28,7 +28,10 @@ command definitions. The guides in [docs/](index.md) explain what the options ar
 
 
 def _context(command: click.Command, name: str, parent: click.Context | None = None) -> click.Context:
-    return click.Context(command, info_name=name, parent=parent, terminal_width=WIDTH, max_content_width=WIDTH)
+    # The command's own context settings (-h as well as --help) are passed explicitly: whether a bare
+    # click.Context applies them differs between click releases, and the page must not.
+    settings = {**command.context_settings, "terminal_width": WIDTH, "max_content_width": WIDTH}
+    return click.Context(command, info_name=name, parent=parent, **settings)
 
 
 def render() -> str:
