@@ -1,6 +1,7 @@
 """Vectors at rest: the content-addressed cache, feature files and their Parquet form."""
 
 from featurizer.cache._featurefile import (
+    STORE_DTYPES,
     FeatureFile,
     FeatureFileWriter,
     check_output,
@@ -13,6 +14,7 @@ from featurizer.cache._remote_cache import RemoteCache, mirror_dir
 from featurizer.cache._store import CacheDamaged, EmbeddingStore, default_cache_dir, lock_output, release_output
 
 __all__ = [
+    "STORE_DTYPES",
     "CacheDamaged",
     "EmbeddingStore",
     "FeatureFile",

@@ -2,6 +2,7 @@
 
 from featurizer.engine._embed import EmbedOptions, embed_options
 from featurizer.engine._extract import (
+    ON_ERROR,
     Extractor,
     FeaturizeReport,
     default_feature_name,
@@ -11,9 +12,12 @@ from featurizer.engine._extract import (
     input_modality,
     inputs_for,
 )
-from featurizer.engine._shards import merge
+from featurizer.engine._shards import ENGINES, SHARD_FORMATS, merge
 
 __all__ = [
+    "ENGINES",
+    "ON_ERROR",
+    "SHARD_FORMATS",
     "EmbedOptions",
     "Extractor",
     "FeaturizeReport",

@@ -34,6 +34,7 @@ from featurizer.storage import (
     atomic_output,
     atomic_write_text,
     claim,
+    default_outputs,
     exists,
     file_sha256,
     ids_sha256,
@@ -56,6 +57,7 @@ ENGINES = ("local", "ray")
 SHARD_INPUTS = "shard_inputs"  # attribute of a shard file: the digest of the ids it was planned to hold
 _SHARD_NAME = re.compile(r"shard-(\d{5,})(\.h5|\.parquet)")
 FORMATS = {"h5": ".h5", "parquet": ".parquet"}  # embed --format: a feature file or a Parquet file per shard
+SHARD_FORMATS = tuple(FORMATS)
 
 
 @dataclass
@@ -251,7 +253,7 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(f"{manifest_path} is not an 'xfer embed' manifest ({err})") from None
     shards = [_shard_in(out, entry) for entry in entries]
-    target = target or join(out, "merged.h5")
+    target = target or default_outputs("merge", out)["output"]
     target = str(target) if is_url(target) else Path(local_path(target))
     claim(target, inputs=[manifest_path, *shards])  # never over a shard or the manifest
     ids, labels, sources, errors, sizes, columns, stamps = [], [], [], [], [], [], []

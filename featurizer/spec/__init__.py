@@ -1,6 +1,15 @@
 """What made a vector: the registry of backbones, the feature spec, compute modes and weights."""
 
-from featurizer.spec._modes import MODES, ComputeMode, auto_device_type, check_device_name, check_spec_mode, validate
+from featurizer.spec._modes import (
+    MODES,
+    PRECISIONS,
+    RUNTIMES,
+    ComputeMode,
+    auto_device_type,
+    check_device_name,
+    check_spec_mode,
+    validate,
+)
 from featurizer.spec._network import not_cached, offline
 from featurizer.spec._registry import (
     DEFAULT_MODELS,
@@ -16,13 +25,23 @@ from featurizer.spec._registry import (
     model_table,
     register,
 )
-from featurizer.spec._spec import FeatureSpec, check_compatible, resolve_layers, resolve_pooling, spec_differences
+from featurizer.spec._spec import (
+    POOLINGS,
+    FeatureSpec,
+    check_compatible,
+    resolve_layers,
+    resolve_pooling,
+    spec_differences,
+)
 from featurizer.spec._weights import WeightsRef, default_weights, resolve_weights
 
 __all__ = [
     "DEFAULT_MODELS",
     "IMAGE",
     "MODES",
+    "POOLINGS",
+    "PRECISIONS",
+    "RUNTIMES",
     "SHARED_LAYER",
     "TEXT",
     "TUNED_FILE",

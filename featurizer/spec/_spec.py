@@ -18,6 +18,7 @@ from featurizer.spec._registry import IMAGE, Layer
 
 IMAGE_POOLINGS = ("avg", "max", "gem")
 TEXT_POOLINGS = ("mean", "cls", "max")
+POOLINGS = tuple(dict.fromkeys(IMAGE_POOLINGS + TEXT_POOLINGS))  # every pooling, images first
 # Layers that are vectors already (the network's own pooling): pooling does not apply.
 POOLED_LAYERS = ("pre_logits", "pooled", "embeds")  # timm/torchvision pre-logits; a CLIP tower's outputs
 

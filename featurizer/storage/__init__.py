@@ -12,6 +12,7 @@ from featurizer.storage._csvout import write_csv
 from featurizer.storage._guard import PNG_SOFTWARE, claim, guarding, refuse_input_write
 from featurizer.storage._h5 import H5Output, as_os_error, h5_output
 from featurizer.storage._hashing import file_sha256, file_sha256_memo, ids_sha256, sha256_file
+from featurizer.storage._outputs import DEFAULT_OUTPUTS, default_outputs, name_of
 from featurizer.storage._parquetio import (
     parquet_address,
     parquet_metadata,
@@ -48,6 +49,7 @@ from featurizer.storage._storage import (
 )
 
 __all__ = [
+    "DEFAULT_OUTPUTS",
     "PNG_SOFTWARE",
     "TAR_SOURCE",
     "H5Output",
@@ -59,6 +61,7 @@ __all__ = [
     "atomic_write_text",
     "check_new_output",
     "claim",
+    "default_outputs",
     "download",
     "exists",
     "file_sha256",
@@ -74,6 +77,7 @@ __all__ = [
     "local_path",
     "mark_folder",
     "member_of",
+    "name_of",
     "object_stamps",
     "open_source",
     "parquet_address",

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from featurizer import FeaturizerError
 
-METHODS = ("mean", "coral", "subspace")
+ADAPT_METHODS = ("mean", "coral", "subspace")
 CORAL_RIDGE = 0.1
 SUBSPACE_DIMS = 64
 
@@ -59,8 +59,8 @@ def fit_adaptation(
     method: str, source: np.ndarray, target: np.ndarray, ridge: float = CORAL_RIDGE, dims: int = SUBSPACE_DIMS
 ) -> tuple[AffineMap, AffineMap]:
     """(source map, target map) of ``method`` fitted on the two domains' features."""
-    if method not in METHODS:
-        raise FeaturizerError(f"adaptation must be one of {', '.join(METHODS)}, not {method!r}")
+    if method not in ADAPT_METHODS:
+        raise FeaturizerError(f"adaptation must be one of {', '.join(ADAPT_METHODS)}, not {method!r}")
     if len(target) < 2:
         raise FeaturizerError("the target needs at least two items to adapt to")
     Xs, Xt = np.asarray(source, np.float64), np.asarray(target, np.float64)

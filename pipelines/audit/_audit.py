@@ -30,7 +30,7 @@ import numpy as np
 
 from featurizer import FeatureFile, FeaturizerError
 from featurizer.spec import check_compatible
-from featurizer.storage import atomic_output, claim, guarding, write_csv
+from featurizer.storage import atomic_output, claim, default_outputs, guarding, write_csv
 from pipelines.fit import choose_layers, cross_validate, read_xy
 from pipelines.heads import make_head, quiet_small_classes, unit_rows
 from pipelines.report import Report, check_report_path, embedding_map, map_sample, write_report
@@ -519,7 +519,7 @@ def audit_files(
     (default ``<train>-audit/`` beside it) and, with ``report``, the HTML report. Returns the audit
     and the files written."""
 
-    out = Path(out) if out else Path(train).with_name(f"{Path(train).stem}-audit")
+    out = Path(out) if out else default_outputs("audit", Path(train))["output"]
     with guarding(train, test):
         claim(out, folder=True)  # before the work, not after
         if report is not None:

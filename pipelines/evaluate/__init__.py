@@ -9,9 +9,10 @@ from pipelines.evaluate._evaluate import (
     predict_rows,
 )
 from pipelines.evaluate._shift import measure_shift
-from pipelines.evaluate._suggest import choose, suggest_file
+from pipelines.evaluate._suggest import STRATEGIES, choose, suggest_file
 
 __all__ = [
+    "STRATEGIES",
     "ModelInputs",
     "choose",
     "evaluate",

@@ -1,5 +1,5 @@
 """Fine-tuning a backbone when frozen features are not enough; the result is another backbone."""
 
-from pipelines.finetune._finetune import Schedule, finetune
+from pipelines.finetune._finetune import AUGMENTATIONS, SCHEDULES, Schedule, finetune
 
-__all__ = ["Schedule", "finetune"]
+__all__ = ["AUGMENTATIONS", "SCHEDULES", "Schedule", "finetune"]

@@ -22,7 +22,7 @@ from pipelines.fit._fit import (
     unknown_label_warnings,
 )
 from pipelines.fit._flow import fit
-from pipelines.fit._rank import Ranking, RankRow, rank
+from pipelines.fit._rank import CHANCE_LOGME, DEFAULT_PER_CLASS, Ranking, RankRow, rank
 from pipelines.fit._tasks import evaluate_tasks, task_prediction_rows
 from pipelines.fit._zeroshot import (
     DEFAULT_TEMPLATES,
@@ -33,6 +33,8 @@ from pipelines.fit._zeroshot import (
 )
 
 __all__ = [
+    "CHANCE_LOGME",
+    "DEFAULT_PER_CLASS",
     "DEFAULT_TEMPLATES",
     "CVRow",
     "FewShotRow",

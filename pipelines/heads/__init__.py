@@ -3,6 +3,7 @@
 from pipelines.heads._calibration import apply_temperature, calibrate_from_folds, calibration_report, plot_reliability
 from pipelines.heads._heads import (
     HEADS,
+    NORMALISATIONS,
     head_grid,
     log_grid,
     make_cv,
@@ -21,6 +22,7 @@ __all__ = [
     "HEADS",
     "KINDS",
     "MULTILABEL",
+    "NORMALISATIONS",
     "REGRESSION",
     "KNNClassifier",
     "PrototypeClassifier",

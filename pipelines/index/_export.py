@@ -18,17 +18,17 @@ from featurizer import FeatureFile, FeaturizerError
 from featurizer.cache import columns_and_layers, read_parquet_features, write_parquet
 from featurizer.storage import atomic_output, check_new_output, guarding
 
-__all__ = ["FORMATS", "export", "read_parquet_features"]
+__all__ = ["EXPORT_FORMATS", "export", "read_parquet_features"]
 
-FORMATS = ("parquet", "npy")
+EXPORT_FORMATS = ("parquet", "npy")
 
 
 def export(
     features: str | os.PathLike, output: str | os.PathLike, format: str = "parquet", force: bool = False
 ) -> Path:
     """Write the feature file ``features`` as Parquet (a file) or NumPy (a folder); returns the output."""
-    if format not in FORMATS:
-        raise FeaturizerError(f"--format is one of {', '.join(FORMATS)}, not {format!r}")
+    if format not in EXPORT_FORMATS:
+        raise FeaturizerError(f"--format is one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
     with guarding(features):
         output = check_new_output(output, force, folder=format == "npy")
         with FeatureFile(features) as f:

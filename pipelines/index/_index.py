@@ -28,7 +28,7 @@ from pipelines.heads import unit_rows
 from pipelines.models import spec_problem
 
 FLAT_UP_TO = 1_000_000  # items; exact search stays fast to here, HNSW loses recall (BENCHMARKS.md, Index)
-KINDS = ("auto", "flat", "hnsw")
+INDEX_KINDS = ("auto", "flat", "hnsw")
 HNSW_M, HNSW_EF_SEARCH = 32, 128
 
 
@@ -38,8 +38,8 @@ def build_index(
     """Index the vectors of ``layer`` (default: the file's first) of ``features`` into the folder ``output``."""
     import faiss
 
-    if kind not in KINDS:
-        raise FeaturizerError(f"--kind is one of {', '.join(KINDS)}, not {kind!r}")
+    if kind not in INDEX_KINDS:
+        raise FeaturizerError(f"--kind is one of {', '.join(INDEX_KINDS)}, not {kind!r}")
     output = check_new_output(output, force, folder=True, inputs=[features])
     with FeatureFile(features) as f:
         layers = choose_layers(f.layers, layer)

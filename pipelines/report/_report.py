@@ -30,6 +30,7 @@ from featurizer import FeaturizerError
 from featurizer.inputs import load_image
 from featurizer.storage import atomic_write_text
 
+MAP_METHODS = ("auto", "umap", "tsne", "pca")  # auto: UMAP where umap-learn is installed, else PCA
 MAP_POINTS = 2000
 PAGE = 48
 GALLERY_CARDS = 480
@@ -103,7 +104,7 @@ def embedding_map(X: np.ndarray, method: str = "auto", seed: int = 0) -> tuple[n
         perplexity = float(min(30, max(2, (len(X) - 1) / 3)))
         return TSNE(perplexity=perplexity, init="pca", random_state=seed).fit_transform(X), "t-SNE"
     if method != "pca":
-        raise FeaturizerError(f"unknown map method {method!r}; choose auto, umap, tsne or pca")
+        raise FeaturizerError(f"unknown map method {method!r}; choose {', '.join(MAP_METHODS)}")
     from sklearn.decomposition import PCA
 
     return PCA(n_components=2, random_state=seed).fit_transform(X), "PCA"
