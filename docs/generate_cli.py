@@ -39,13 +39,15 @@ def render() -> str:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from cli import main
+    from commands import all_commands
 
     root = _context(main, "xfer")
-    names = sorted(main.commands)
+    commands = all_commands()
+    names = sorted(commands)
     parts = [HEADER, "## xfer\n\n```text\n" + main.get_help(root).rstrip() + "\n```\n"]
     parts.append("Commands: " + ", ".join(f"[{name}](#xfer-{name})" for name in names) + ".\n")
     for name in names:
-        command = main.commands[name]
+        command = commands[name]
         text = command.get_help(_context(command, name, parent=root)).rstrip()
         parts.append(f"## xfer {name}\n\n```text\n{text}\n```\n")
     return "\n".join(parts)

@@ -33,10 +33,11 @@ ROOMS = (
     "pipelines.index",
     "pipelines.finetune",
     "pipelines",
+    "commands",
     "cli",
     "benchmarks",
 )
-PROJECT = ("featurizer", "pipelines", "cli", "benchmarks")
+PROJECT = ("featurizer", "pipelines", "commands", "cli", "benchmarks")
 
 
 def module_name(path: Path) -> str:
@@ -58,7 +59,7 @@ def room_of(module: str) -> str:
 
 def sources() -> list[Path]:
     files = [ROOT / "cli.py", *sorted((ROOT / "benchmarks").glob("*.py"))]
-    for package in ("featurizer", "pipelines"):
+    for package in ("featurizer", "pipelines", "commands"):
         files += sorted((ROOT / package).rglob("*.py"))
     return files
 
@@ -110,8 +111,13 @@ def violations() -> list[str]:
     return found
 
 
-AREAS = {"featurizer": "featurizer/", "pipelines": "pipelines/", "cli and benchmarks": ("cli.py", "benchmarks/")}
-NOT_YET = {"cli and benchmarks"}  # issue 29: moved room by room
+AREAS = {
+    "featurizer": "featurizer/",
+    "pipelines": "pipelines/",
+    "commands and cli": ("commands/", "cli.py"),
+    "benchmarks": "benchmarks/",
+}
+NOT_YET = {"benchmarks"}  # issue 29: moved room by room
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from cli import main
+from commands import all_commands
 from featurizer import FeatureFile
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args, ok=True):
@@ -19,10 +24,10 @@ def run(*args, ok=True):
     return result
 
 
-@pytest.mark.parametrize("command", sorted(main.commands))
+@pytest.mark.parametrize("command", sorted(all_commands()))
 def test_every_command_has_help(command):
     out = run(command, "--help").output
-    assert len(main.commands[command].help or "") > 20 and "Usage" in out
+    assert len(all_commands()[command].help or "") > 20 and "Usage" in out
 
 
 def test_featurize_then_info(photo_dir, tmp_path):
@@ -75,3 +80,23 @@ def test_models_and_layers(tmp_path):
     layers = run("layers", "efficientnet_lite0").output
     assert "pre_logits" in layers and "(default)" in layers and "320x7x7" in layers
     assert run("layers", "nothing", ok=False).exit_code == 1
+
+
+@pytest.mark.parametrize("args", [["--help"], ["models"], ["info", "--help"], ["featurize", "--help"]])
+def test_commands_that_fit_nothing_do_not_load_scikit_learn(args):
+    """Each command's module loads only when it runs: listing models or help starts without sklearn."""
+    code = (
+        "import sys; from click.testing import CliRunner; from cli import main; "
+        f"r = CliRunner().invoke(main, {args!r}); assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in ('sklearn', 'pipelines', 'torch') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "[]", done.stdout
+
+
+def test_the_command_list_reads_each_help_as_the_command_shows_it():
+    from commands import short_help
+
+    for name, command in all_commands().items():
+        assert short_help(name, 60) == command.get_short_help_str(60), name

@@ -78,11 +78,11 @@ def test_cli_reference_is_independent_of_the_terminal(monkeypatch):
 
 
 def test_cli_reference_has_every_command_in_order():
-    from cli import main
+    from commands import all_commands
 
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     sections = re.findall(r"^## xfer (\S+)$", text, re.M)
-    assert sections == sorted(main.commands)
+    assert sections == sorted(all_commands())
 
 
 def test_readme_is_one_screen():
@@ -116,12 +116,12 @@ def test_docs_pages_start_with_a_title_and_a_way_back(path):
 
 
 def test_every_command_is_in_the_readme_table():
-    from cli import main
+    from commands import all_commands
 
     rows = [line for line in README.read_text(encoding="utf-8").splitlines() if line.lstrip().startswith("|")]
     missing = [
         name
-        for name in sorted(main.commands)
+        for name in sorted(all_commands())
         if not any(re.search(rf"xfer {re.escape(name)}\b|`{re.escape(name)}`", row) for row in rows)
     ]
     assert not missing, f"commands missing from the README's command table: {', '.join(missing)}"

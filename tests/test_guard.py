@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli import main
+from commands import all_commands
 from featurizer.storage._guard import FOLDER_MARKER, Guard, is_xfer_header, written_by_xfer
 
 OUT = "{out}"
@@ -54,7 +55,7 @@ def path_params(command: click.Command) -> list[str]:
 
 
 def test_every_path_option_is_declared_to_the_guard():
-    for name, command in main.commands.items():
+    for name, command in all_commands().items():
         declared = getattr(command.callback, "guarded_paths", None)
         params = path_params(command)
         if not params:
@@ -65,7 +66,7 @@ def test_every_path_option_is_declared_to_the_guard():
 
 
 def test_every_command_with_an_output_is_probed():
-    with_outputs = {n for n, c in main.commands.items() if getattr(c.callback, "guarded_paths", {}).get("outputs")}
+    with_outputs = {n for n, c in all_commands().items() if getattr(c.callback, "guarded_paths", {}).get("outputs")}
     assert with_outputs == {case.split("-")[0] for case in CASES}
 
 

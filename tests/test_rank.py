@@ -9,8 +9,8 @@ import pytest
 from sklearn.neighbors import NearestCentroid
 from sklearn.preprocessing import normalize
 
-from cli import CHANCE_LOGME
 from featurizer.backbones._resolve import last_distinct_layers
+from pipelines.fit import CHANCE_LOGME
 from pipelines.heads._transferability import logme, loo_nearest_centroid
 from tests.test_flows import xfer
 

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli import main
+from commands import all_commands
 from featurizer import (
     Extractor,
     FeatureFile,
@@ -335,7 +336,7 @@ def test_fit_and_evaluate_outputs_name_their_inputs(digit_features, tmp_path, mo
 
 
 def test_every_command_and_option_has_help():
-    for name, command in main.commands.items():
+    for name, command in all_commands().items():
         assert command.help, name
         for param in command.params:
             if isinstance(param, __import__("click").Option):

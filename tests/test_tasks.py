@@ -145,9 +145,9 @@ def test_bad_task_options_get_one_line_errors(news):
     cases = [
         (("--label-column", "nope"), "no column 'nope'"),
         (("--label-column", "topic", "--label-column", "topic"), "given twice"),
-        (("--label-column", "topic", "--kind", "topic=numbers"), "COLUMN=KIND"),
-        (("--label-column", "topic", "--kind", "tags=multilabel"), "no --label-column names"),
-        (("--label-column", "topic", "--kind", "topic=regression"), "are text"),
+        (("--label-column", "topic", "--label-kind", "topic=numbers"), "COLUMN=KIND"),
+        (("--label-column", "topic", "--label-kind", "tags=multilabel"), "no --label-column names"),
+        (("--label-column", "topic", "--label-kind", "topic=regression"), "are text"),
     ]
     for args, message in cases:
         result = xfer("fit", news / "train.h5", *args, ok=False)

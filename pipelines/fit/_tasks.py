@@ -167,7 +167,7 @@ def read_targets(
     kinds = kinds or {}
     unknown = sorted(set(kinds) - set(columns or ("label",)))
     if unknown:
-        raise FeaturizerError(f"--kind names {', '.join(map(repr, unknown))}, which no --label-column names")
+        raise FeaturizerError(f"--label-kind names {', '.join(map(repr, unknown))}, which no --label-column names")
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
         raise FeaturizerError(f"--label-column {repeated[0]!r} is given twice")

@@ -7,7 +7,7 @@ model card so that evaluation reads test cells the same way:
   (``sports|politics``); ``[]`` is an item with no label from the set, a blank cell an item
   without a label for this task;
 - **regression** when every labelled cell is a number and one at least is not a whole number
-  (whole numbers alone are classes: digits, star ratings, 0/1 flags; ``--kind age=regression``);
+  (whole numbers alone are classes: digits, star ratings, 0/1 flags; ``--label-kind age=regression``);
 - **classes** otherwise.
 
 Refused, with the cell named: a cell that reads as labels joined by a separator other than ``|``
@@ -97,7 +97,7 @@ def read_target(
     if len(whole) == len(classes) and len(classes) > 20:
         notes.append(
             f"column {name!r} holds {len(classes)} distinct whole numbers: fitted as classes "
-            f"(--kind {name}=regression to fit a number)"
+            f"(--label-kind {name}=regression to fit a number)"
         )
     return Target(name, CLASSES, cells, tuple(classes)), notes
 
@@ -154,7 +154,7 @@ def _check_numbers(name: str, labelled: list[tuple[str, str]]) -> None:
         shown = ", ".join(f"{i!r}: {cell[:30]!r}" for i, cell in text[:3]) + (" ..." if len(text) > 3 else "")
         raise FeaturizerError(
             f"column {name!r} holds numbers, but {len(text)} of its cells are text ({shown}): correct them, or "
-            f"blank them for items without a value (or --kind {name}=classes to treat every cell as a class)"
+            f"blank them for items without a value (or --label-kind {name}=classes to treat every cell as a class)"
         )
     bad = [(i, cell) for i, cell in labelled if not math.isfinite(float(cell))]
     if bad:
