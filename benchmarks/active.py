@@ -22,6 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from featurizer import FeatureFile, featurize
+from pipelines import read_xy
+from pipelines.evaluate import choose
+from pipelines.fit import sample_few_shot
+from pipelines.heads import make_head
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -45,9 +51,6 @@ def agnews_halves(data: Path, work: Path) -> tuple[Path, Path]:
 
 
 def simulate(X, y, X_test, y_test, strategy: str, rounds: int, seed: int) -> list[tuple[int, float]]:
-    from pipelines.evaluate import choose
-    from pipelines.fit import sample_few_shot
-    from pipelines.heads import make_head
 
     labelled = list(sample_few_shot(y, START_PER_CLASS, seed))
     curve = []
@@ -77,9 +80,6 @@ def main() -> None:
     import matplotlib.pyplot as plt
     from accuracy import trec_files
     from speed import join_results, write_section
-
-    from featurizer import FeatureFile, featurize
-    from pipelines import read_xy
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")

@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from featurizer import FeatureFile, featurize
+from pipelines.audit import audit, leaks
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -105,8 +108,6 @@ def text_test_with_copies(train_csv: Path, test_csv: Path, out: Path, seed: int 
 
 
 def run(name: str, model: str, layer: str, train_in: Path, test_in: Path, copy_ids, work: Path, cache: Path) -> list:
-    from featurizer import FeatureFile, featurize
-    from pipelines.audit import audit
 
     clean = work / f"{name}-train-clean.h5"
     featurize(train_in, model, layer, output=clean, cache_dir=cache, progress=False)
@@ -131,8 +132,6 @@ def run(name: str, model: str, layer: str, train_in: Path, test_in: Path, copy_i
     copies = set(copy_ids)
     texts = (found.sources, found.test["sources"]) if found.modality == "text" else (None, None)
     for threshold in (*THRESHOLDS, found.threshold):
-        from pipelines.audit import leaks
-
         flagged = {found.test["ids"][t["test_row"]] for t in leaks(found.X, found.test["X"], threshold, *texts)}
         shown = f"{threshold:.3f} (auto, the default)" if threshold == found.threshold else f"{threshold:.2f}"
         leak_rows.append(f"| {name} | {shown} | {len(flagged & copies)} / {COPIES} | {len(flagged - copies)} |")

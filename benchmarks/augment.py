@@ -17,16 +17,16 @@ import sys
 import time
 from pathlib import Path
 
+from featurizer import FeatureFile, featurize
+from pipelines import evaluate, fit, read_xy
+from pipelines.fit import labelled_views
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
 
 def main() -> None:
     from speed import join_results, write_section
-
-    from featurizer import FeatureFile, featurize
-    from pipelines import evaluate, fit, read_xy
-    from pipelines.fit import labelled_views
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")

@@ -24,6 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from featurizer import FeatureFile, featurize
+from featurizer.inputs import read_inputs
+from pipelines import evaluate, fit, read_xy
+from pipelines.demo_data import write_digits
+from pipelines.finetune import Schedule, finetune
+from pipelines.fit import cross_validate, raw_pixels
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 IMAGE_LAYER, TEXT_LAYER = "pre_logits", "layer.5"
@@ -31,8 +38,6 @@ IMAGE_LAYER, TEXT_LAYER = "pre_logits", "layer.5"
 
 def probe_accuracy(model: str, layer: str, train, test, work: Path, name: str) -> tuple[float, float]:
     """(test accuracy, seconds) of logistic regression on ``model``'s features of ``train``."""
-    from featurizer import FeatureFile, featurize
-    from pipelines import evaluate, fit, read_xy
 
     started = time.perf_counter()
     paths = [work / f"{name}-train.h5", work / f"{name}-test.h5"]
@@ -46,8 +51,6 @@ def probe_accuracy(model: str, layer: str, train, test, work: Path, name: str) -
 
 def raw_accuracy(train, test, modality: str) -> tuple[float, float]:
     """(test accuracy, seconds) of logistic regression on 16x16 raw pixels or TF-IDF."""
-    from featurizer.inputs import read_inputs
-    from pipelines.fit import cross_validate, raw_pixels
 
     started = time.perf_counter()
     a, b = read_inputs(train, modality), read_inputs(test, modality)
@@ -69,7 +72,6 @@ def tuned_accuracy(
     model: str, layer: str, train, test, work: Path, name: str, schedule: str = "gentle"
 ) -> tuple[float, float, dict]:
     """(test accuracy, seconds of fine-tuning and probing, training report) of the tuned backbone."""
-    from pipelines.finetune import Schedule, finetune
 
     started = time.perf_counter()
     tuned = work / f"{name}-tuned"
@@ -96,8 +98,6 @@ def trec_subset(train_csv: Path, per_class: int, out: Path, seed: int = 0) -> Pa
 def main() -> None:
     from accuracy import trec_files
     from speed import join_results, write_section
-
-    from pipelines.demo_data import write_digits
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")

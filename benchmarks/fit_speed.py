@@ -21,6 +21,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
+from featurizer import FeatureFile, featurize
+from pipelines import fit
+from pipelines.fit import read_xy
+from pipelines.heads import calibration_report
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -38,11 +43,6 @@ def sets(data: Path, work: Path) -> dict[str, tuple[Path, Path]]:
 
 def main() -> None:
     import numpy as np
-
-    from featurizer import FeatureFile, featurize
-    from pipelines import _fit, fit
-    from pipelines.fit import read_xy
-    from pipelines.heads import calibration_report
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")
@@ -72,7 +72,9 @@ def main() -> None:
             X_test, y_test = read_xy(f, tuple(f.layers[:1]))
         timings = {}
         for mode in ("grid", "path"):
-            with mock.patch.object(_fit, "_warm_startable", lambda *a: False) if mode == "grid" else nullcontext():
+            with (
+                mock.patch("pipelines.fit._fit._warm_startable", lambda *a: False) if mode == "grid" else nullcontext()
+            ):
                 started = time.perf_counter()
                 result = fit(files[0], "logreg")
                 seconds = time.perf_counter() - started

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.index import HNSW_EF_SEARCH, HNSW_M
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(ROOT))
@@ -41,8 +43,6 @@ def write_index_section() -> None:
     ``speed.py --sections storage``)."""
     import faiss
     from speed import write_section
-
-    from pipelines.index import HNSW_EF_SEARCH, HNSW_M
 
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     rows = [

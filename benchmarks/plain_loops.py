@@ -1,9 +1,10 @@
 """What users write by hand, for comparison: the baselines of benchmarks/speed.py.
 
-python benchmarks/plain_loops.py images FOLDER OUT.npy [DEVICE]   # PIL + timm transform, batches of 64
+python benchmarks/plain_loops.py images FOLDER OUT.npy WEIGHTS.pth [DEVICE]  # PIL + timm transform, batches of 64
 python benchmarks/plain_loops.py st TEXTS.csv OUT.npy [DEVICE]    # sentence-transformers encode, batch 64
 
-DEVICE is ``cpu`` (default) or ``cuda``: on a GPU, the model and each batch are moved there, as users do.
+WEIGHTS is a timm state dict of tf_efficientnet_lite0 (benchmarks/speed.py writes one from the
+installed ImageNet weights); nothing of featurizer is imported here. DEVICE is ``cpu`` (default) or ``cuda``: on a GPU, the model and each batch are moved there, as users do.
 """
 
 from __future__ import annotations
@@ -15,17 +16,13 @@ from pathlib import Path
 import numpy as np
 
 
-def images(folder: str, out: str, device: str = "cpu") -> None:
+def images(folder: str, out: str, weights: str, device: str = "cpu") -> None:
     import timm
     import torch
     from PIL import Image
 
-    from featurizer.backbones import _rename_by_order, read_checkpoint  # the weight file's key mapping
-    from featurizer.spec import get_config, resolve_weights
-
     model = timm.create_model("tf_efficientnet_lite0")
-    path = resolve_weights(get_config("efficientnet_lite0")).location
-    model.load_state_dict(_rename_by_order(read_checkpoint(path), model.state_dict(), path), strict=False)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.eval().to(device)
     transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))

@@ -19,6 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from featurizer import FeatureFile, RunOptions, featurize
+from featurizer.backbones import last_distinct_layers
+from pipelines import evaluate, rank, read_xy
+from pipelines.fit import cross_validate
+from pipelines.heads import logme
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -28,12 +34,6 @@ from accuracy import trec_files  # noqa: E402 - the one TREC-to-CSV conversion
 def main() -> None:
     from scipy.stats import kendalltau
     from speed import join_results, write_section
-
-    from featurizer import FeatureFile, RunOptions, featurize
-    from featurizer.backbones import last_distinct_layers
-    from pipelines import evaluate, rank, read_xy
-    from pipelines.fit import cross_validate
-    from pipelines.heads import logme
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")

@@ -20,6 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+from featurizer import FeatureFile, featurize
+from pipelines import evaluate, fit, read_xy
+from pipelines.evaluate import measure_shift
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -61,10 +65,6 @@ def write_corrupted(src: Path, dst: Path, name: str, strength) -> Path:
 
 def main() -> None:
     from speed import join_results, write_section
-
-    from featurizer import FeatureFile, featurize
-    from pipelines import evaluate, fit, read_xy
-    from pipelines.evaluate import measure_shift
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")

@@ -28,6 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from featurizer import FeatureFile
+from featurizer.backbones import _rename_by_order, read_checkpoint
+from featurizer.spec import get_config, resolve_weights
+
 ROOT = Path(__file__).resolve().parents[1]
 XFER = [sys.executable, str(ROOT / "cli.py")]
 PLAIN = [sys.executable, str(ROOT / "benchmarks" / "plain_loops.py")]
@@ -56,7 +60,6 @@ def featurize(src, out: Path, cache: Path, *args) -> tuple[float, float]:
 
 
 def read_h5(path: Path, layer: str) -> tuple[np.ndarray, list]:
-    from featurizer import FeatureFile
 
     with FeatureFile(path) as f:
         return f.read(layer), f.labels
@@ -116,6 +119,20 @@ def exporting_runs(src: Path, cache: Path, modes: list[list[str]]) -> list[str]:
     ]
 
 
+def timm_checkpoint(work: Path) -> Path:
+    """EfficientNet-Lite0's installed ImageNet weights as a timm state dict, for the plain loop to load
+    as a timm user would (the weight package names its keys its own way; featurizer maps them)."""
+    import timm
+    import torch
+
+    out = work / "tf_efficientnet_lite0.pth"
+    model = timm.create_model("tf_efficientnet_lite0")
+    path = resolve_weights(get_config("efficientnet_lite0")).location
+    model.load_state_dict(_rename_by_order(read_checkpoint(path), model.state_dict(), path), strict=False)
+    torch.save(model.state_dict(), out)
+    return out
+
+
 def image_section(
     name: str, train: Path, test: Path, work: Path, modes: list[list[str]], repeat: int, device: str = "cpu"
 ) -> tuple[list[str], list[str]]:
@@ -124,12 +141,13 @@ def image_section(
     The plain loop runs on ``device``; the modes say their own ``--device`` where it is not the default.
     """
     notes = [f"{note} ({len(folder_labels(test))} images)" for note in exporting_runs(test, work / "cache", modes)]
-    commands = {"plain": lambda: run([*PLAIN, "images", train, work / "plain_train.npy", device])[0]}
+    weights = timm_checkpoint(work)
+    commands = {"plain": lambda: run([*PLAIN, "images", train, work / "plain_train.npy", weights, device])[0]}
     for i, args in enumerate(modes):
         commands[f"mode{i}"] = lambda i=i, args=args: featurize(train, work / f"train{i}.h5", work / "cache", *args)[0]
     seconds = interleaved(commands, repeat)
     plain_t = statistics.median(seconds["plain"])
-    run([*PLAIN, "images", test, work / "plain_test.npy", device])
+    run([*PLAIN, "images", test, work / "plain_test.npy", weights, device])
     acc = probe(
         np.load(work / "plain_train.npy"),
         folder_labels(train),

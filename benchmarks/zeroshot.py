@@ -21,6 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from featurizer import FeatureFile, featurize
+from pipelines import read_xy
+from pipelines.fit import class_text_vectors, few_shot_head, read_class_texts, sample_few_shot, zero_shot_head
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -35,10 +39,6 @@ def main() -> None:
     from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
     from speed import join_results, write_section
-
-    from featurizer import FeatureFile, featurize
-    from pipelines import read_xy
-    from pipelines.fit import class_text_vectors, few_shot_head, read_class_texts, sample_few_shot, zero_shot_head
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")

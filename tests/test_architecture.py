@@ -117,12 +117,9 @@ AREAS = {
     "commands and cli": ("commands/", "cli.py"),
     "benchmarks": "benchmarks/",
 }
-NOT_YET = {"benchmarks"}  # issue 29: moved room by room
 
 
-@pytest.mark.parametrize(
-    "area", [pytest.param(a, marks=pytest.mark.xfail(strict=True)) if a in NOT_YET else a for a in AREAS]
-)
+@pytest.mark.parametrize("area", AREAS)
 def test_rooms_import_only_rooms_below_them_through_their_init(area):
     found = [v for v in violations() if v.startswith(AREAS[area])]
     assert not found, f"{len(found)} imports break the house rules:\n" + "\n".join(found)
