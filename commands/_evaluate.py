@@ -47,7 +47,6 @@ def shift(source: Path, target: Path, layers, png, as_json: bool, seed: int) -> 
       xfer shift cache/studio.h5 cache/phone_photos.h5
       xfer shift cache/train.h5 cache/new_batch.h5 --layer pre_logits --json
     """
-
     png = png or default_outputs("shift", target)["png"]
     claim(png)  # before the work
     report = measure_shift(source, target, layers or None, seed, png)
@@ -108,7 +107,6 @@ def audit(train: Path, test, layers, threshold, output, report, map_method: str,
       xfer audit cache/photos.h5 cache/photos_test.h5 --report audit.html
       xfer audit cache/questions.h5 --threshold 0.98
     """
-
     found, written = audit_files(
         train,
         test,
@@ -152,7 +150,6 @@ def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, re
     Inputs are featurized with exactly the model's feature spec (model, weights, layers, pooling,
     precision, runtime), through the cache.
     """
-
     output = output or default_outputs("predict", data)["output"]
     claim(output)  # before the work
     counts = predict_file(model_path, data, output, trust=trust, run=run, read=read, tta=tta)
@@ -192,7 +189,6 @@ def suggest(model_path: Path, data: Path, count: int, strategy: str, output, see
     Example:
       xfer suggest models/photos.skops unlabelled_photos/ -n 20
     """
-
     if tta:
         raise click.UsageError("--tta is for predict and evaluate")
     output = output or default_outputs("suggest", data)["output"]
@@ -234,12 +230,9 @@ def evaluate(
     recall curves per class, every item's prediction with its path or text, and the misclassified
     items (CSVs beside the model); with --report, one self-contained HTML page of it all.
     """
-
     named = default_outputs("evaluate", model_path, data, png=png, by=bool(by))
-    output, png, reliability, groups_png = (
-        (output or named["output"]),
-        *(named[k] for k in ("png", "reliability", "groups")),
-    )
+    output, png = output or named["output"], named["png"]
+    reliability, groups_png = named["reliability"], named["groups"]
     files = {"predictions": named["predictions"], "errors": named["errors"], "pr": named["pr"], "html": report_html}
     for written in (output, png, reliability, groups_png, *files.values()):
         if written is not None:

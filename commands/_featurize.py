@@ -71,7 +71,6 @@ def featurize(
       xfer featurize photos/ --layer -1 --layer -3 --pool gem
       xfer featurize questions.txt -o cache/questions.h5
     """
-
     write = {"store_dtype": store_dtype, "on_error": on_error, "force": force, "augment": augment}
     report = featurize_options(input_path, features, run, read, output=output, default_output=True, **write)
     click.echo(report.summary())
@@ -80,7 +79,6 @@ def featurize(
 @click.command(context_settings=CONTEXT_SETTINGS)
 def models() -> None:
     """List the built-in backbones and whether their weights are installed."""
-
     rows = model_table()
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
@@ -101,7 +99,6 @@ def layers(model: str, weights) -> None:
     Use the name or either index with 'xfer featurize --layer'. No weights are loaded: the shapes
     come from the architecture alone.
     """
-
     click.echo(f"reading the layers of {model} ...", err=True)
     rows = describe_layers(model, weights)
     click.echo(f"{'index':>5} {'-index':>6}  {'layer':<14} {'output shape':<20} pooled dim")
@@ -116,7 +113,6 @@ def layers(model: str, weights) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def info(path: Path, as_json: bool) -> None:
     """Describe a feature file: items, labels, layers, feature spec and versions."""
-
     with FeatureFile(path) as f:
         data = f.describe()
     if as_json:
@@ -168,7 +164,6 @@ def embed(input_path, output, features, run, read, engine) -> None:
       xfer embed photos/ -o embeddings/ --engine ray --actors 2
       xfer embed photos/ -o embeddings/ --engine ray --address auto --gpus-per-actor 1 --device cuda
     """
-
     claim(output, folder=True)  # an empty folder, or one xfer wrote (a re-run resumes there)
     click.echo(embed_options(input_path, output, features, run, read, engine).summary())
 
@@ -183,5 +178,4 @@ def merge(out: Path, output) -> None:
     The vectors are HDF5 virtual datasets over the shard files (nothing is copied), so keep the
     shards beside the merged file; it reads like any feature file, and is refused if a shard goes missing.
     """
-
     click.echo(f"wrote {merge_shards(out, output)}")

@@ -92,7 +92,6 @@ def finetune(data: Path, model, output: Path, schedule_name, head_epochs, stages
       xfer finetune scans/ --schedule deep -o tuned-scans/      # far from photos: tune every stage
       xfer featurize photos/ -m tuned/ -o cache/photos-tuned.h5 && xfer fit cache/photos-tuned.h5
     """
-
     schedule = Schedule.preset(
         schedule_name,
         head_epochs=head_epochs,

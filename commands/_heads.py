@@ -141,7 +141,6 @@ def fit(
       xfer fit cache/photos.h5 --layer -1 --layer -3        # these two layers, concatenated
       xfer fit cache/news.h5 --label-column topic --label-column tags   # two tasks, one model
     """
-
     named = default_outputs("fit", train, "zero-shot" if zero_shot else head)
     output = output or named["output"]
     claim(output, what="model")  # before the work: never an input, nor a file xfer did not write
@@ -186,7 +185,6 @@ def fit(
 
 def _kinds(given: tuple[str, ...]) -> dict[str, str]:
     """``--label-kind COLUMN=KIND`` pairs as a dict, checked once."""
-
     kinds = {}
     for item in given:
         column, sep, kind = item.rpartition("=")
@@ -240,7 +238,6 @@ def rank(data: Path, models, layers, per_class: int, seed: int, run, read) -> No
       xfer rank photos/ -m efficientnet_lite0 -m efficientnet_lite2
       xfer rank questions.csv -m minilm -l -1 -l -3 -l -5
     """
-
     models = list(models) or [default_model(input_modality(data, None))]
     ranking = rank_candidates(data, models, layers or None, per_class=per_class, seed=seed, run=run, read=read)
     if ranking.skipped:
@@ -301,7 +298,6 @@ def fewshot(
     MTEB's classification protocol:
       xfer fewshot train.h5 test.h5 --head logreg --max-iter 100 --shots 8 --runs 10
     """
-
     try:
         counts = [int(n) for n in shots.split(",") if n.strip()]
     except ValueError:

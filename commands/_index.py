@@ -48,7 +48,6 @@ def export(features: Path, fmt: str, output, force: bool) -> None:
     Example:
       xfer export cache/photos.h5 --format parquet -o photos.parquet
     """
-
     output = output or default_outputs("export", features, fmt)["output"]
     click.echo(f"wrote {write(features, output, fmt, force=force)}")
 
@@ -68,7 +67,6 @@ def export(features: Path, fmt: str, output, force: bool) -> None:
 @force_option
 def index(features: Path, output: Path, layer, kind: str, force: bool) -> None:
     """Build a similarity index (FAISS, cosine) of a feature file's vectors, for xfer search."""
-
     meta = build_index(features, output, layer, kind, force=force)
     click.echo(f"indexed {meta['items']} items ({meta['layer']}, {meta['dim']}-d, {meta['kind']}) in {output}")
 
@@ -89,6 +87,5 @@ def search(index_dir: Path, queries, texts, k: int, run, read) -> None:
       xfer search index/ query.jpg
       xfer search index/ --text "Who invented the telephone ?"
     """
-
     for query, rank, item, source, score in nearest(index_dir, queries, texts, k, run, read):
         click.echo(f"{str(query)[:40]:<40} {rank:>3}  {score:.4f}  {item}  {str(source)[:60]}")
