@@ -19,8 +19,6 @@ from commands._options import (
     run_options,
     task_scores,
 )
-from featurizer.engine import input_modality
-from featurizer.spec import default_model
 from featurizer.storage import claim, default_outputs
 from pipelines import few_shot_files, plot_learning_curve, save_model
 from pipelines import fit as fit_head
@@ -238,7 +236,6 @@ def rank(data: Path, models, layers, per_class: int, seed: int, run, read) -> No
       xfer rank photos/ -m efficientnet_lite0 -m efficientnet_lite2
       xfer rank questions.csv -m minilm -l -1 -l -3 -l -5
     """
-    models = list(models) or [default_model(input_modality(data, None))]
     ranking = rank_candidates(data, models, layers or None, per_class=per_class, seed=seed, run=run, read=read)
     if ranking.skipped:
         click.echo(f"warning: {len(ranking.skipped)} sampled items could not be featurized and were left out", err=True)

@@ -187,3 +187,15 @@ def test_a_file_changed_in_place_is_recomputed_and_a_touched_one_is_not(photo_di
 
     Image.fromarray(load_sample_image("flower.jpg")[:100, :100]).save(first)
     assert featurize(folder, cache_dir=cache_dir, progress=False).n_computed == 1
+
+
+def test_the_model_and_the_modality_are_decided_together_from_the_input(photo_dir, questions, tmp_path):
+    """No model named: what the input holds picks both; a named model decides the modality."""
+    from featurizer.engine import model_for
+
+    csv = tmp_path / "questions.csv"
+    csv.write_text("text\n" + "\n".join(f'"{q}"' for q in questions[:4]) + "\n")
+    assert model_for(photo_dir, None) == ("efficientnet_lite0", "image")
+    assert model_for(csv, None) == ("minilm", "text")
+    assert model_for(photo_dir, "minilm") == ("minilm", "text")  # the model decides; reading then says what is wrong
+    assert model_for(texts_as_inputs(questions), None) == ("minilm", "text")

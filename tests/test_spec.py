@@ -378,3 +378,12 @@ def test_offline_zoo_models_fail_at_once_with_one_line(photo_dir, tmp_path, monk
         offline.cache_clear()
     assert result.exit_code == 1 and "no network to download" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_only_full_fp32_modes_count_as_exact():
+    """GPU kernels may trade accuracy for speed (TF32) only where the mode is not exact fp32."""
+    from featurizer.spec import MODES
+
+    exact = {(m.precision, m.runtime) for m in MODES.values() if m.exact}
+    assert exact == {("fp32", "torch"), ("fp32", "onnx")}
+    assert all(m.quantize == (m.precision == "int8") for m in MODES.values())

@@ -477,3 +477,19 @@ def test_a_tar_shard_under_a_name_that_is_not_utf8_is_keyed_and_memoised(photo_d
     embed(folder, tmp_path / "emb", shard_size=2, cache_dir=tmp_path / "c", progress=False)  # its name in the manifest
     with FeatureFile(merge(tmp_path / "emb")) as merged, FeatureFile(again.output) as single:
         assert merged.ids == single.ids and merged.attrs["origin"] == single.attrs["origin"]
+
+
+def test_a_location_answers_the_same_questions_local_or_in_s3(s3, tmp_path):
+    """``location`` is the one type of a place: a folder in S3 and one on disk are asked alike."""
+    from featurizer.storage import Url, location, upload
+
+    (tmp_path / "card.json").write_text('{"a": 1}')
+    upload(tmp_path / "card.json", f"{s3}/models/card.json")
+    for folder in (location(f"{s3}/models"), location(f"file://{tmp_path}")):
+        card = folder / "card.json"
+        assert card.is_file() and card.exists() and card.read_text() == '{"a": 1}'
+        assert card.name == "card.json" and card.with_suffix(".skops").name == "card.skops"
+        assert card.parent == folder and not (folder / "missing.json").is_file()
+        folder.mkdir(parents=True, exist_ok=True)  # nothing to make in S3; already there on disk
+    assert isinstance(location(f"{s3}/models"), Url) and location(f"file://{tmp_path}") == tmp_path
+    assert location(location(f"{s3}/x")) == f"{s3}/x"

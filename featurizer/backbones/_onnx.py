@@ -25,7 +25,7 @@ from featurizer.backbones._describe import load_backbone
 from featurizer.backbones._pooling import pool_array
 from featurizer.base import FeaturizerError, MissingPackageError
 from featurizer.inputs import pad_token_batch
-from featurizer.spec import BackboneConfig, Layer, WeightsRef, validate
+from featurizer.spec import BackboneConfig, ComputeMode, Layer, WeightsRef, validate
 from featurizer.storage import atomic_path
 
 EXPORT_VERSION = 3  # bump when the exported graph changes: old files are then not reused
@@ -108,24 +108,25 @@ def _fast_tokenizer(weights: WeightsRef, max_length: int):
     return tokenizer, int(pad_id)
 
 
-def graph_path(cache_dir: Path, config: BackboneConfig, weights: WeightsRef, precision: str) -> Path:
-    """Where the exported graph of this model and weights at this precision lives: the cache folder's
+def graph_path(cache_dir: Path, config: BackboneConfig, weights: WeightsRef, mode: ComputeMode) -> Path:
+    """Where the exported graph of this model and weights in this mode lives: the cache folder's
     ``onnx/``, or ``$FEATURIZER_ONNX_DIR`` (one folder of graphs shared by several cache folders)."""
+    precision = mode.precision
     ident = [config.name, weights.sha256 or weights.location, precision, EXPORT_VERSION]
-    if precision == "int8":  # its scales come from the calibration texts: other texts, another graph
+    if mode.quantize:  # its scales come from the calibration texts: other texts, another graph
         ident.append(hashlib.sha256(CALIBRATION_TEXTS.read_bytes()).hexdigest())
     ident = json.dumps(ident)
     folder = Path(os.environ["FEATURIZER_ONNX_DIR"]) if os.environ.get("FEATURIZER_ONNX_DIR") else cache_dir / "onnx"
     return folder / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}-{precision}.onnx"
 
 
-def load_onnx(config: BackboneConfig, weights: WeightsRef, precision: str, cache_dir: Path) -> OnnxBackbone:
+def load_onnx(config: BackboneConfig, weights: WeightsRef, mode: ComputeMode, cache_dir: Path) -> OnnxBackbone:
     """The ONNX backbone of ``config``, exporting (and quantising) it first if the cache has no graph."""
     _onnxruntime()
     kind = OnnxTextBackbone if config.modality == "text" else OnnxBackbone
-    graph = graph_path(cache_dir, config, weights, precision)
+    graph = graph_path(cache_dir, config, weights, mode)
     if not graph.is_file():
-        export(config, weights, precision, graph)
+        export(config, weights, mode, graph)
     try:
         return kind(config, weights, graph)
     except FeaturizerError:
@@ -133,7 +134,7 @@ def load_onnx(config: BackboneConfig, weights: WeightsRef, precision: str, cache
     except Exception as err:  # a graph damaged after it was written (files are replaced whole): export again
         log.warning("cannot load %s (%s); exporting it again", graph, str(err).splitlines()[0])
         graph.unlink(missing_ok=True)
-        export(config, weights, precision, graph)
+        export(config, weights, mode, graph)
         return kind(config, weights, graph)
 
 
@@ -153,7 +154,7 @@ def _outputs_module(backbone, inputs: list[str]):
     return Outputs()
 
 
-def export(config: BackboneConfig, weights: WeightsRef, precision: str, graph: Path) -> None:
+def export(config: BackboneConfig, weights: WeightsRef, mode: ComputeMode, graph: Path) -> None:
     """Export the backbone's layers (one output each) with its metadata to ``graph``, atomically.
 
     Image CNNs are exported with their batch norms folded, as the torch runtime runs them.
@@ -183,7 +184,7 @@ def export(config: BackboneConfig, weights: WeightsRef, precision: str, graph: P
                 )
             _add_metadata(tmp, backbone)
             _check_export(tmp, feed, expected)
-            if precision == "int8":  # quantised from the checked fp32 graph, then in its place
+            if mode.quantize:  # quantised from the checked fp32 graph, then in its place
                 with atomic_path(tmp.with_suffix(".int8")) as quantized:
                     quantize_smoothed(tmp, quantized, _calibration_feeds(backbone), check=(feed, expected))
                 os.replace(tmp.with_suffix(".int8"), tmp)

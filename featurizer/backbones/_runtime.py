@@ -52,7 +52,7 @@ def kernel_flags(device: torch.device, mode: ComputeMode | None):
     """
     if device.type != "cuda":
         return contextlib.nullcontext()
-    exact = mode is None or mode.precision == "fp32"
+    exact = mode is None or mode.exact
     return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=not exact)
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from featurizer.base import FeaturizerError, InputError
 from featurizer.spec import FeatureSpec
-from featurizer.storage import H5Output, as_os_error, claim, exists, file_sha256, is_url, local_path, open_source
+from featurizer.storage import H5Output, as_os_error, claim, file_sha256, is_url, local_path, location, open_source
 
 FORMAT = "featurizer-features/1"
 CHUNK_ROWS = 1024
@@ -208,7 +208,7 @@ def check_output(path: Path | str, origin: str, force: bool = False) -> None:
     from other inputs unless ``force`` (``path`` local or a URL; the rules: featurizer._guard)."""
 
     claim(path)
-    if force or not (exists(path) if is_url(path) else path.exists()):
+    if force or not location(path).exists():
         return
     try:  # its attributes only (not FeatureFile): a merged file whose shards are gone can still be replaced
         with open_source(path) if is_url(path) else nullcontext(path) as where, h5py.File(where, "r") as f:

@@ -9,8 +9,8 @@ from featurizer.engine._extract import (
     featurize,
     featurize_options,
     featurize_with,
-    input_modality,
     inputs_for,
+    model_for,
 )
 from featurizer.engine._shards import ENGINES, SHARD_FORMATS, merge
 
@@ -26,7 +26,7 @@ __all__ = [
     "featurize",
     "featurize_options",
     "featurize_with",
-    "input_modality",
     "inputs_for",
     "merge",
+    "model_for",
 ]

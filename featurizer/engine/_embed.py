@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 
 from featurizer.backbones import FeatureOptions, RunOptions, resolve
 from featurizer.base import InputError
-from featurizer.engine._extract import Extractor, featurize_with, input_modality, inputs_for, split_options
+from featurizer.engine._extract import Extractor, featurize_with, inputs_for, model_for, split_options
 from featurizer.engine._ray_engine import embed_ray
 from featurizer.engine._shards import (
     ENGINES,
@@ -26,7 +25,7 @@ from featurizer.engine._shards import (
     write_manifest,
 )
 from featurizer.inputs import Inputs, ReadOptions
-from featurizer.storage import is_url, local_path, mark_folder
+from featurizer.storage import location, mark_folder
 
 
 @dataclass(frozen=True)
@@ -80,15 +79,14 @@ def embed_options(
             "Ray hides GPUs from actors that do not ask for one"
         )
     device = "cuda" if gpus_per_actor else run.device  # where the work runs decides runtime 'auto'
-    resolved = resolve(features, input_modality(inputs, features.model), device)
+    model, modality = model_for(inputs, features.model)
+    resolved = resolve(replace(features, model=model), modality, device)
     spec = resolved.spec
     # With Ray the actors featurize; the driver only plans, so it keeps any model it loads off the GPU.
     local = Extractor.from_resolved(resolved, replace(run, device="cpu") if engine == "ray" else run)
     inputs = inputs_for(local, inputs, read)
-    out = str(out) if is_url(out) else Path(local_path(out))
-    if not is_url(out):
-        out.mkdir(parents=True, exist_ok=True)
-    mark_folder(out)  # before any shard: a killed run's folder is known as xfer's, and resumed
+    out = location(out)
+    mark_folder(out)  # makes a local folder; before any shard: a killed run's folder is known as xfer's, and resumed
     shards = plan_shards(len(inputs), shard_size, FORMATS[o.format])
     done = [s for s in shards if shard_is_complete(s.path(out), spec, inputs.ids[s.start : s.stop])]
     todo = [s for s in shards if s not in done]

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -226,7 +226,7 @@ class Extractor:
             self.device = self._backbone_of.device
         if self._backbone is None:
             if self.spec.runtime == "onnx":  # the CPU, and no torch import: start-up is most of a small run
-                self._backbone = load_onnx(self.config, self.weights, self.spec.precision, self.cache_dir)
+                self._backbone = load_onnx(self.config, self.weights, self.mode, self.cache_dir)
                 return self._backbone
 
             self._backbone = load_backbone(self.config, self.weights)
@@ -407,14 +407,16 @@ def split_options(**options) -> tuple[FeatureOptions, RunOptions, ReadOptions]:
     return tuple(cls(**{k: v for k, v in options.items() if k in n}) for cls, n in zip(groups, names))
 
 
-def input_modality(inputs: str | os.PathLike | Inputs, model: str | None) -> str:
-    """What the items are: the named model's modality, else what the input holds (for the default model
-    and image-text models, which read both)."""
+def model_for(inputs: str | os.PathLike | Inputs, model: str | None) -> tuple[str, str]:
+    """The model to run on ``inputs`` and the modality of their items, decided together, once.
+
+    A named model decides the modality (an image-text model reads what the input holds); with none
+    named, what the input holds decides both (``default_model`` of its modality).
+    """
     if model and not get_config(model).image_text:
-        return get_config(model).modality
-    if isinstance(inputs, Inputs):
-        return inputs.modality
-    return guess_modality(inputs)
+        return model, get_config(model).modality
+    modality = inputs.modality if isinstance(inputs, Inputs) else guess_modality(inputs)
+    return model or default_model(modality), modality
 
 
 def featurize(
@@ -472,8 +474,9 @@ def featurize_options(
     name that carries the input, the model and a digest of both (``default_feature_name``).
     """
     started = time.perf_counter()
-    modality = input_modality(inputs, features.model)
-    extractor = Extractor.from_options(with_default_layers(features, modality), run, modality)
+    model, modality = model_for(inputs, features.model)
+    features = with_default_layers(replace(features, model=model), modality)
+    extractor = Extractor.from_options(features, run, modality)
     inputs = inputs_for(extractor, inputs, read)
     if output is None and default_output:
         output = extractor.cache_dir / default_feature_name(inputs.origin, extractor.spec)

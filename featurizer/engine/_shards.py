@@ -20,7 +20,6 @@ import posixpath
 import re
 import tempfile
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -41,9 +40,9 @@ from featurizer.storage import (
     is_url,
     join,
     list_files,
-    local_path,
+    local_copy_out,
+    location,
     parquet_metadata,
-    read_bytes,
     remove,
     staging_dir,
 )
@@ -104,15 +103,13 @@ class ShardPlan:
 
 def shard_path(out: Path | str, index: int, suffix: str = ".h5") -> Path | str:
     """The shard's file: a path in a local ``out``, a URL in one in object storage."""
-    name = f"shard-{index:05d}{suffix}"
-    return join(out, name) if is_url(out) else Path(out) / name
+    return location(out) / f"shard-{index:05d}{suffix}"
 
 
 def sidecar(path: Path | str) -> Path | str:
     """The checksum file of a shard (hidden from Parquet readers for a Parquet shard)."""
-    head, name = posixpath.split(str(path)) if is_url(path) else os.path.split(path)
-    name = f"_{name}.sha256" if name.endswith(".parquet") else f"{name}.sha256"
-    return join(head, name) if is_url(path) else Path(head) / name
+    path = location(path)
+    return path.with_name(f"_{path.name}.sha256" if path.name.endswith(".parquet") else f"{path.name}.sha256")
 
 
 def manifest_name(suffix: str) -> str:
@@ -155,11 +152,11 @@ def subset(inputs: Inputs, start: int, stop: int) -> Inputs:
 
 
 def _is_file(path: Path | str) -> bool:
-    return exists(path) if is_url(path) else Path(path).is_file()
+    return location(path).is_file()
 
 
 def read_text(path: Path | str) -> str:
-    return read_bytes(path).decode() if is_url(path) else Path(path).read_text()
+    return location(path).read_text()
 
 
 def compute_shard(featurize_fn: Callable, inputs: Inputs, out: Path | str, shard: ShardPlan) -> None:
@@ -174,7 +171,7 @@ def compute_shard(featurize_fn: Callable, inputs: Inputs, out: Path | str, shard
             feature_file_as_parquet(Path(aside) / "shard.h5", local, attrs)
             digest = file_sha256(local)
     else:
-        with atomic_output(path) if is_url(path) else nullcontext(path) as local:
+        with local_copy_out(path) as local:
             featurize_fn(part, local, attrs)
             digest = file_sha256(local)
     atomic_write_text(sidecar(path), digest)
@@ -237,13 +234,13 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     point at local files. Refused: a manifest entry that points outside ``out``, a shard that is
     missing or does not match its checksum, and shards whose specs differ from the manifest's.
     """
-    out = str(out) if is_url(out) else Path(out)
-    if _is_file(join(out, PARQUET_MANIFEST)):
+    out = location(out)
+    if _is_file(out / PARQUET_MANIFEST):
         raise InputError(
             f"the shards of {out} are Parquet files: together they are one table already "
             "(pyarrow.dataset, pandas, polars and Spark read the folder); merge joins feature files"
         )
-    manifest_path = join(out, MANIFEST)
+    manifest_path = out / MANIFEST
     if not _is_file(manifest_path):
         raise InputError(f"{out} has no {MANIFEST}: run 'xfer embed' first (or let it finish)")
     try:
@@ -254,7 +251,7 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
         raise InputError(f"{manifest_path} is not an 'xfer embed' manifest ({err})") from None
     shards = [_shard_in(out, entry) for entry in entries]
     target = target or default_outputs("merge", out)["output"]
-    target = str(target) if is_url(target) else Path(local_path(target))
+    target = location(target)
     claim(target, inputs=[manifest_path, *shards])  # never over a shard or the manifest
     ids, labels, sources, errors, sizes, columns, stamps = [], [], [], [], [], [], []
     dims, dtype = {}, "float32"
@@ -288,7 +285,7 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     copy = is_url(out) or is_url(target)
     attrs = {"merged_from": json.dumps([_name(p) for p in shards])}
     with (
-        atomic_output(target) if is_url(target) else nullcontext(target) as local,
+        local_copy_out(target) as local,
         FeatureFileWriter(
             local,
             spec,

@@ -53,6 +53,7 @@ from featurizer.storage import (
     join,
     list_files,
     local_path,
+    location,
     open_source,
     parquet_source,
     read_bytes,
@@ -358,7 +359,7 @@ class _Replacements:
 
 def decode_file(path: Path | str, encoding: str = "utf-8") -> tuple[str, int]:
     """A text file's contents (a local path or a URL) and how many bytes could not be decoded."""
-    return decode_data(read_bytes(str(path)) if is_url(path) else Path(path).read_bytes(), path, encoding)
+    return decode_data(location(path).read_bytes(), path, encoding)
 
 
 def decode_data(data: bytes, path, encoding: str = "utf-8") -> tuple[str, int]:
@@ -653,7 +654,7 @@ def _table_folder(names: Sequence[str]) -> tuple[str, ...] | None:
 
 
 def _basename(path: str | Path) -> str:
-    return posixpath.basename(str(path).rstrip("/")) if is_url(path) else Path(path).name
+    return location(path).name
 
 
 def _read_parquet(files: list[str], path: str, modality: str, options: ReadOptions) -> Inputs:

@@ -39,6 +39,11 @@ class ComputeMode:
     quantize: bool = False  # int8 dynamic quantisation of Linear layers (torch) or MatMuls (onnx)
 
     @property
+    def exact(self) -> bool:
+        """Whether the pass is full fp32 arithmetic (so GPU kernels must not trade accuracy for speed)."""
+        return self.weight_dtype == "float32" and self.autocast_dtype is None and not self.quantize
+
+    @property
     def default_batch_size(self) -> int:
         if self.device_type != "cpu":
             return GPU_BATCH

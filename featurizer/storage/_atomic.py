@@ -17,7 +17,16 @@ from pathlib import Path
 
 from featurizer.base import FeaturizerError, __version__
 from featurizer.storage._guard import FOLDER_MARKER, claim, refuse_input_write
-from featurizer.storage._storage import exists, filesystem, is_url, join, local_path, staging_dir, upload, upload_folder
+from featurizer.storage._storage import (
+    filesystem,
+    is_url,
+    join,
+    local_path,
+    location,
+    staging_dir,
+    upload,
+    upload_folder,
+)
 
 TMP_SUFFIX = ".tmp"
 
@@ -62,16 +71,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path | str:
 
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    return str(path) if is_url(path) else Path(path)
+    return location(path)
 
 
 def check_new_output(path: str | os.PathLike, force: bool, folder: bool | None = None, inputs=()) -> Path | str:
     """``path`` for a new output (file or folder, local or a URL), through the output guard: never
     an input, never something xfer did not write, and an xfer output only with ``force``."""
 
-    path = str(path) if is_url(path) else Path(local_path(path))
+    path = location(path)
     claim(path, folder=folder, force=force, needs_force=True, inputs=inputs)
     return path
+
+
+@contextmanager
+def local_copy_out(path: str | os.PathLike) -> Iterator[Path]:
+    """A local path to write ``path`` at: itself where it is local (the writer makes it safe), a
+    staged file uploaded whole on success where it is a URL."""
+    if is_url(path):
+        with atomic_output(path) as staged:
+            yield staged
+    else:
+        yield Path(local_path(path))
 
 
 @contextmanager
@@ -125,9 +145,10 @@ def mark_folder(path: str | os.PathLike) -> None:
     """Mark a folder that xfer fills in place (an embed folder: its shards appear one by one) before
     its first file, so a run killed half way leaves a folder the guard knows as xfer's."""
 
-    marker = join(str(path), FOLDER_MARKER)
-    if not exists(marker):
-        atomic_write_text(marker, _marker_text())
+    folder = location(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / FOLDER_MARKER).exists():
+        atomic_write_text(folder / FOLDER_MARKER, _marker_text())
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from featurizer.storage._atomic import atomic_path
 from featurizer.storage._guard import claim
-from featurizer.storage._storage import is_url
+from featurizer.storage._storage import location
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -29,7 +29,7 @@ def spreadsheet_safe(cell):
 def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> Path | str:
     """Write a CSV atomically (a local path or a URL), every text cell made spreadsheet-safe.
     A header that ``is_xfer_header`` does not recognise makes a file that is never replaced later."""
-    path = path if is_url(path) else Path(path)
+    path = location(path)
     claim(path)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

@@ -1,7 +1,9 @@
 """Where paths may be URLs: local paths and ``file://``, or any fsspec protocol (``s3://``, ``gs://``).
 
-The one place that talks to object storage. Everything else asks ``is_url`` and calls these
-functions, which turn the backends' exceptions into one-line messages: a bucket that does not
+The one place that talks to object storage. A location is one type: ``location`` makes a URL a
+``Url`` and anything else a ``Path``, and both answer the same questions (``/``, ``name``,
+``parent``, ``with_name``, ``is_file``, ``read_bytes``, ``read_text``), so callers need not ask
+``is_url``. These functions turn the backends' exceptions into one-line messages: a bucket that does not
 exist, missing credentials (named by where they are looked for, never printed), a missing
 package. Credentials come from the backends' own environment and configuration files.
 
@@ -84,6 +86,31 @@ class Url(str):
 
     def resolve(self) -> Url:
         return self
+
+    def __truediv__(self, part: str) -> Url:
+        return Url(posixpath.join(self.rstrip("/"), part))
+
+    def exists(self) -> bool:
+        return exists(self)
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        """Nothing to make: an object store's folders are prefixes of the objects in them."""
+
+    def is_file(self) -> bool:
+        return exists(self)  # an object store has objects (files) and prefixes that exist through them
+
+    def read_bytes(self) -> bytes:
+        return read_bytes(self)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        return read_bytes(self).decode(encoding)
+
+
+def location(path: str | os.PathLike) -> Path | Url:
+    """A location as one type: a URL as a ``Url``, anything else a ``Path`` (``file://`` stripped)."""
+    if isinstance(path, (Path, Url)):
+        return path
+    return Url(os.fspath(path)) if is_url(path) else Path(local_path(path))
 
 
 def local_path(path: str | os.PathLike) -> str | os.PathLike:
@@ -318,8 +345,8 @@ def exists(url: str) -> bool:
         return fs.exists(path)
 
 
-def join(base: str, *parts: str) -> str:
-    """``base`` and relative parts joined with ``/`` (URLs) or the OS's separator (local paths)."""
+def join(base: str | os.PathLike, *parts: str) -> str:
+    """``base`` and relative parts joined with ``/`` (URLs) or the OS's separator (local paths), as text."""
     return posixpath.join(base, *parts) if is_url(base) else os.path.join(base, *parts)
 
 

@@ -18,7 +18,7 @@ from featurizer import Extractor, FeatureFile, FeaturizerError, ReadOptions, Run
 from featurizer.cache import is_feature_file
 from featurizer.engine import default_feature_name, featurize_with, inputs_for
 from featurizer.spec import check_compatible
-from featurizer.storage import absolute, atomic_write_text, is_url, write_csv
+from featurizer.storage import absolute, atomic_write_text, location, write_csv
 from pipelines.evaluate._evalfiles import evaluation_report, plot_precision_recall, write_prediction_files
 from pipelines.evaluate._slices import group_report, plot_groups, read_groups
 from pipelines.fit import (
@@ -59,7 +59,7 @@ def model_features(
     ``tta=N`` also gives N augmented views of each image (a feature file must hold them).
     """
     run = run or RunOptions()
-    data = data if is_url(data) else Path(data)
+    data = location(data)
     if tta and card.spec.modality != "image":
         raise FeaturizerError("test-time augmentation makes views of images; this model reads texts")
     if tta and card.tasks:
@@ -343,9 +343,11 @@ def training_overlap(card: ModelCard, data, X: np.ndarray) -> list[str]:
     """A warning when test items are items of the model's training file (``card.train``), by
     identical vectors; nothing when that file is gone or no longer holds the card's layers."""
 
-    if not card.train or not (is_url(card.train) or Path(card.train).is_file()):
+    if not card.train:
         return []
     try:
+        if not location(card.train).is_file():
+            return []
         with FeatureFile(card.train) as f:
             X_train = read_xy(f, card.spec.layers)[0]
     except (FeaturizerError, OSError):

@@ -38,9 +38,9 @@ import numpy as np
 
 from featurizer import Extractor, FeatureOptions, FeaturizerError, ReadOptions, RunOptions
 from featurizer.backbones import load_backbone, resolve
-from featurizer.engine import input_modality
+from featurizer.engine import model_for
 from featurizer.inputs import image_sizes, load_image, read_inputs, text_preprocessing
-from featurizer.spec import IMAGE, TEXT, TUNED_FILE, default_model
+from featurizer.spec import IMAGE, TEXT, TUNED_FILE
 from featurizer.storage import atomic_output, check_new_output, file_sha256_memo
 from pipelines.fit import cross_validate
 
@@ -637,8 +637,7 @@ def finetune_texts(
 def finetune(data, model: str | None, out, schedule: Schedule | None = None, **options) -> TuneReport:
     """``xfer finetune``: images or texts, by the model (or, for the default model, by the data)."""
 
-    modality = input_modality(data, model)
-    model = model or default_model(modality)
+    model, modality = model_for(data, model)
     if modality == TEXT:
         return finetune_texts(data, model, out, schedule, **{k: v for k, v in options.items() if k != "on_epoch"})
     return finetune_images(data, model, out, schedule, **options)

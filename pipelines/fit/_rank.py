@@ -17,7 +17,7 @@ import numpy as np
 
 from featurizer import Extractor, FeatureOptions, FeaturizerError, Inputs, ReadOptions, RunOptions
 from featurizer.backbones import last_distinct_layers
-from featurizer.engine import input_modality, inputs_for
+from featurizer.engine import inputs_for, model_for
 from pipelines.fit._fit import check_labels, sample_few_shot
 from pipelines.heads import logme, loo_nearest_centroid
 
@@ -86,13 +86,12 @@ def rank(
     ``layers``: names or depth indices used for every model; by default each model's last three
     distinct layers. Each model's layers are also scored side by side (concatenated).
     """
-    if not models:
-        raise FeaturizerError("name at least one model to rank (-m)")
+    models = list(models) or [model_for(data, None)[0]]  # none named: the default model of what data holds
     rows, sample, skipped, scored = [], None, [], None
     for model in models:
         started = time.perf_counter()
         requested = tuple(layers) if layers else last_distinct_layers(model)
-        extractor = Extractor.from_options(FeatureOptions(model, requested), run, input_modality(data, model))
+        extractor = Extractor.from_options(FeatureOptions(model, requested), run, model_for(data, model)[1])
         if sample is None or sample.modality != extractor.modality:
             sample = sample_inputs(inputs_for(extractor, data, read), per_class, seed)
         keys, errors = extractor.keys(sample)

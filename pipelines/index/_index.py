@@ -22,7 +22,7 @@ from featurizer.cache import is_feature_file
 from featurizer.engine import inputs_for
 from featurizer.inputs import texts_as_inputs
 from featurizer.spec import check_compatible
-from featurizer.storage import atomic_output, check_new_output, download, exists, is_url, join, staging_dir
+from featurizer.storage import atomic_output, check_new_output, download, is_url, join, location, staging_dir
 from pipelines.fit import choose_layers, read_xy
 from pipelines.heads import unit_rows
 from pipelines.models import spec_problem
@@ -71,7 +71,7 @@ def load_index(folder: str | os.PathLike):
     if is_url(folder):  # in object storage: its three files fetched to a local folder first
         with tempfile.TemporaryDirectory(dir=staging_dir()) as local:
             for name in ("index.faiss", "items.json", "spec.json"):
-                if not exists(join(str(folder), name)):
+                if not (location(folder) / name).exists():
                     raise FeaturizerError(f"{folder} is not an index folder (made by xfer index)")
                 download(join(str(folder), name), Path(local) / name)
             return load_index(local)
@@ -133,7 +133,7 @@ def query_vectors(spec: FeatureSpec, queries, texts: list[str], run: RunOptions 
                     parts.append(f.read(spec.layers[0]))
                 continue
             extractor = extractor or Extractor(spec, run or RunOptions(progress=False))
-            inputs = inputs_for(extractor, query if is_url(query) else Path(query), read)
+            inputs = inputs_for(extractor, location(query), read)
             keys, _ = extractor.keys(inputs)
             extractor.ensure(inputs, keys, "fail")
             names += inputs.ids

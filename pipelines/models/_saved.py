@@ -29,14 +29,14 @@ from featurizer import FeatureSpec, FeaturizerError
 from featurizer.cache import library_versions
 from featurizer.spec import get_config
 from featurizer.storage import (
+    Url,
     atomic_path,
     atomic_write_text,
     claim,
     download,
-    exists,
     file_sha256,
     is_url,
-    read_bytes,
+    location,
     staging_dir,
     upload,
 )
@@ -127,12 +127,9 @@ def _skops_io():
     return skops.io
 
 
-def sidecar_path(path: str | os.PathLike) -> Path:
-    return Path(path).with_suffix(".json")
-
-
-def _sidecar_url(url: str) -> str:
-    return posixpath.splitext(url)[0] + ".json"
+def sidecar_path(path: str | os.PathLike) -> Path | Url:
+    """The card beside a model (local or a URL): its name with ``.json`` for its suffix."""
+    return location(path).with_suffix(".json")
 
 
 def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = False) -> Path | str:
@@ -146,11 +143,11 @@ def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = Fa
         url = str(path)
         with tempfile.TemporaryDirectory(dir=staging_dir()) as folder:
             local = Path(folder) / posixpath.basename(url)
-            if exists(_sidecar_url(url)):  # the same checks against the card already there
-                download(_sidecar_url(url), sidecar_path(local))
+            if sidecar_path(url).exists():  # the same checks against the card already there
+                download(sidecar_path(url), sidecar_path(local))
             save_model(model, card, local, force)
             upload(local, url)
-            upload(sidecar_path(local), _sidecar_url(url))
+            upload(sidecar_path(local), sidecar_path(url))
         return url
     sio = _skops_io()
 
@@ -180,11 +177,6 @@ def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = Fa
 
 def read_card(path: str | os.PathLike) -> ModelCard:
     """The card beside the model at ``path``, checked field by field: anything else is refused in one line."""
-    if is_url(path):
-        side = _sidecar_url(str(path))
-        if not exists(side):
-            raise UntrustedModelError(f"{path} has no card beside it: its feature spec is unknown; not used")
-        return _parse_card(read_bytes(side), side)
     side = sidecar_path(path)
     if not side.is_file():
         raise UntrustedModelError(f"{path} has no card {side.name}: its feature spec is unknown, so it cannot be used")
@@ -309,8 +301,8 @@ def load_model(path: str | os.PathLike, trust: bool = False):
         with tempfile.TemporaryDirectory(dir=staging_dir()) as folder:
             local = Path(folder) / posixpath.basename(url)
             download(url, local)
-            if exists(_sidecar_url(url)):
-                download(_sidecar_url(url), sidecar_path(local))
+            if sidecar_path(url).exists():
+                download(sidecar_path(url), sidecar_path(local))
             return load_model(local, trust)
     sio = _skops_io()
 
