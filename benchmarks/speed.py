@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from featurizer import FeatureFile
-from featurizer.backbones import _rename_by_order, read_checkpoint
+from featurizer.backbones import read_checkpoint, rename_by_order
 from featurizer.spec import get_config, resolve_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def timm_checkpoint(work: Path) -> Path:
     out = work / "tf_efficientnet_lite0.pth"
     model = timm.create_model("tf_efficientnet_lite0")
     path = resolve_weights(get_config("efficientnet_lite0")).location
-    model.load_state_dict(_rename_by_order(read_checkpoint(path), model.state_dict(), path), strict=False)
+    model.load_state_dict(rename_by_order(read_checkpoint(path), model.state_dict(), path), strict=False)
     torch.save(model.state_dict(), out)
     return out
 

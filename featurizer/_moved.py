@@ -58,7 +58,7 @@ MOVED = {
         "_pooling": "backbones._pooling",
         "_runtime": "backbones._runtime",
         "_clip": "backbones._clip",
-        "_backbones": "backbones._backbones",
+        "_backbones": "backbones",
         "_onnx": "backbones._onnx",
         "_resolve": "backbones._resolve",
         "_memory": "engine._memory",

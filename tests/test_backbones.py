@@ -132,7 +132,7 @@ def test_batch_norms_are_folded_into_convolutions_without_changing_any_layer(tmp
 
 
 def test_a_norm_registered_after_a_convolution_but_not_applied_after_it_stays(caplog):
-    from featurizer.backbones._backbones import TorchvisionBackbone
+    from featurizer.backbones import TorchvisionBackbone
     from featurizer.spec._weights import WeightsRef
 
     class NormFirst(torch.nn.Module):  # registers conv then norm, but normalises before convolving
@@ -171,3 +171,27 @@ def test_a_norm_registered_after_a_convolution_but_not_applied_after_it_stays(ca
     torch.testing.assert_close(after, before)
     assert isinstance(backbone.model.body.norm, torch.nn.BatchNorm2d)
     assert "running unfolded" in caplog.text
+
+
+def test_every_model_name_is_built_by_exactly_one_family(tmp_path):
+    """Each family owns its configs (timm, torchvision, hf encoders, CLIP, open_clip); none overlap."""
+    from featurizer.backbones import _base, family_of
+
+    clip_folder = tmp_path / "my-clip"
+    clip_folder.mkdir()
+    (clip_folder / "config.json").write_text('{"model_type": "clip"}')
+    expected = {
+        "efficientnet_lite0": "timm",
+        "minilm": "hf-encoder",
+        "timm/resnet18": "timm",
+        "torchvision/resnet18": "torchvision",
+        "hf/bert-base-uncased": "hf-encoder",
+        "hf/openai/clip-vit-base-patch32": "clip",
+        f"hf/{clip_folder}": "clip",
+        "open_clip/ViT-B-32/laion2b_s34b_b79k": "open_clip",
+    }
+    for name, family in expected.items():
+        config = get_config(name)
+        assert [f.name for f in _base._FAMILIES if f.claims(config)] == [family], name
+        assert family_of(config).name == family
+    assert get_config("hf/openai/clip-vit-base-patch32", "text").modality == "text"  # the other tower

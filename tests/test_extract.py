@@ -10,7 +10,7 @@ import torch
 from sklearn.datasets import load_sample_image
 
 from featurizer import Extractor, FeatureFile, featurize, get_config, list_models
-from featurizer.backbones._backbones import TextBackbone, TimmBackbone
+from featurizer.backbones import TextBackbone, TimmBackbone
 from featurizer.inputs._inputs import texts_as_inputs
 from featurizer.inputs._preprocess import ImageTransform
 

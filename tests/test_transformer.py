@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import estimator_checks as checks
 
 from featurizer import Featurizer, ItemError
-from featurizer.backbones._backbones import TimmBackbone
+from featurizer.backbones import TimmBackbone
 
 ROOT = Path(__file__).resolve().parents[1]
 

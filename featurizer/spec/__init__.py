@@ -24,6 +24,7 @@ from featurizer.spec._registry import (
     list_models,
     model_table,
     register,
+    register_name_rule,
 )
 from featurizer.spec._spec import (
     POOLINGS,
@@ -62,6 +63,7 @@ __all__ = [
     "not_cached",
     "offline",
     "register",
+    "register_name_rule",
     "resolve_layers",
     "resolve_pooling",
     "resolve_weights",

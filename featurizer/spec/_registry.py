@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,8 +110,20 @@ def list_models(modality: str | None = None) -> list[str]:
     return sorted(n for n, c in _REGISTRY.items() if modality in (None, c.modality))
 
 
+NameRule = Callable[[str, str, "str | None"], "BackboneConfig | None"]
+_NAME_RULES: dict[str, list[NameRule]] = {}
+
+
+def register_name_rule(prefix: str, rule: NameRule) -> None:
+    """Let a family of backbones name its models: ``rule(name, arch, modality)`` is asked first for
+    names ``PREFIX/ARCH`` and returns their config, or None to leave the name to the next rule (CLIP
+    registers ``open_clip/`` and its ``hf/`` models this way; the registry knows nothing of it)."""
+    _NAME_RULES.setdefault(prefix, []).append(rule)
+
+
 def get_config(name: str, modality: str | None = None) -> BackboneConfig:
-    """The config of a built-in name or of a ``timm/``, ``torchvision/`` or ``hf/`` name.
+    """The config of a built-in name or of a ``timm/``, ``torchvision/`` or ``hf/`` name (or a prefix
+    a backbone family registered, ``register_name_rule``).
 
     ``modality`` picks the tower of an image-text model (CLIP: images by default); other models
     have one modality and ignore it.
@@ -121,14 +134,13 @@ def get_config(name: str, modality: str | None = None) -> BackboneConfig:
     if tuned is not None:
         return tuned
     prefix, _, arch = name.partition("/")
+    for rule in _NAME_RULES.get(prefix, []) if arch else []:
+        config = rule(name, arch, modality)
+        if config is not None:
+            return config
     if arch and prefix in ("timm", "torchvision"):
         return BackboneConfig(name=name, modality=IMAGE, library=prefix, arch=arch)
-    if arch and prefix == "open_clip":  # open_clip/ARCH/PRETRAINED: an image-text model of the open_clip package
-        return BackboneConfig(name, modality or IMAGE, prefix, arch, default_layer="embeds", extra={"towers": "clip"})
     if arch and prefix == "hf":
-        if is_clip(arch):
-            tower = modality or IMAGE
-            return BackboneConfig(name, tower, "hf", arch, default_layer=SHARED_LAYER, extra={"towers": "clip"})
         return BackboneConfig(name=name, modality=TEXT, library="hf", arch=arch, default_layer="-1")
     raise UnknownModelError(
         f"unknown model {name!r}: use one of {', '.join(list_models())}, "
@@ -143,8 +155,6 @@ def tuned_config(name: str) -> BackboneConfig | None:
     """The config of a folder written by ``xfer finetune`` (None if ``name`` is not one): the base
     model's config with the tuned weights as its default, named by the folder's absolute path so
     that a spec made anywhere finds it again."""
-    import json
-
     folder = Path(name).expanduser()
     if not (folder / TUNED_FILE).is_file():
         return None
@@ -225,13 +235,4 @@ register(
 )
 
 
-CLIP_MODEL_TYPES = ("clip",)
 SHARED_LAYER = "embeds"  # the layer both towers of an image-text model share
-
-
-def is_clip(arch: str) -> bool:
-    """Whether the ``hf/`` model ``arch`` is a CLIP model: a folder's config says so, a hub id names it."""
-    config = Path(arch).expanduser() / "config.json"
-    if config.parent.is_dir():
-        return (json.loads(config.read_text()) if config.is_file() else {}).get("model_type") in CLIP_MODEL_TYPES
-    return "clip" in arch.lower()
