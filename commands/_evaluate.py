@@ -18,7 +18,7 @@ from commands._options import (
     task_scores,
 )
 from featurizer.storage import claim, default_outputs, write_csv
-from pipelines import evaluate_file, predict_file
+from pipelines import evaluate_to_files, predict_file
 from pipelines.audit import audit_files
 from pipelines.evaluate import STRATEGIES, measure_shift, suggest_file
 from pipelines.models import read_card
@@ -230,16 +230,9 @@ def evaluate(
     recall curves per class, every item's prediction with its path or text, and the misclassified
     items (CSVs beside the model); with --report, one self-contained HTML page of it all.
     """
-    named = default_outputs("evaluate", model_path, data, png=png, by=bool(by))
-    output, png = output or named["output"], named["png"]
-    reliability, groups_png = named["reliability"], named["groups"]
-    files = {"predictions": named["predictions"], "errors": named["errors"], "pr": named["pr"], "html": report_html}
-    for written in (output, png, reliability, groups_png, *files.values()):
-        if written is not None:
-            claim(written)  # before the work: never an input, nor a file xfer did not write
-    files["map"] = map_method
-    options = {"trust": trust, "run": run, "read": read, "tta": tta, "by": by, "groups_png": groups_png}
-    report = evaluate_file(model_path, data, output, png, reliability, **options, files=files)
+    options = {"trust": trust, "run": run, "read": read, "tta": tta, "by": by, "map_method": map_method}
+    report, files = evaluate_to_files(model_path, data, output=output, png=png, html=report_html, **options)
+    output = files["output"]
     for warning in report["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     if "tasks" in report:
@@ -258,10 +251,11 @@ def evaluate(
         click.echo(f"{name:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {int(row['support']):>8}")
     if "by_group" in report:
         print_groups(report["by_group"], report["accuracy"])
-        click.echo(f"wrote {groups_png}")
+        click.echo(f"wrote {files['groups']}")
     if "calibration" in report:
         found = report["calibration"]
         click.echo(f"calibration: expected calibration error {found['ece']:.3f}, Brier score {found['brier']:.3f}")
-    written = [output, png, *([reliability] if "calibration" in report else []), files["pr"], files["predictions"]]
+    written = [output, files["png"], *([files["reliability"]] if "calibration" in report else [])]
+    written += [files["pr"], files["predictions"]]
     written += [files["errors"], *([files["html"]] if files["html"] else [])]
     click.echo("wrote " + ", ".join(map(str, written)))

@@ -19,12 +19,11 @@ from commands._options import (
     run_options,
     task_scores,
 )
-from featurizer.storage import claim, default_outputs
-from pipelines import few_shot_files, plot_learning_curve, save_model
-from pipelines import fit as fit_head
+from featurizer.storage import claim
+from pipelines import few_shot_files, fit_file, plot_learning_curve
 from pipelines import rank as rank_candidates
 from pipelines.adapt import ADAPT_METHODS
-from pipelines.fit import CHANCE_LOGME, DEFAULT_PER_CLASS, DEFAULT_TEMPLATES, fit_zero_shot
+from pipelines.fit import CHANCE_LOGME, DEFAULT_PER_CLASS
 from pipelines.heads import HEADS, KINDS, NORMALISATIONS
 
 
@@ -139,23 +138,11 @@ def fit(
       xfer fit cache/photos.h5 --layer -1 --layer -3        # these two layers, concatenated
       xfer fit cache/news.h5 --label-column topic --label-column tags   # two tasks, one model
     """
-    named = default_outputs("fit", train, "zero-shot" if zero_shot else head)
-    output = output or named["output"]
-    claim(output, what="model")  # before the work: never an input, nor a file xfer did not write
-    claim(output.with_suffix(".json"), what="the model's card")
     fixed = {"C": c} if c is not None else {} if no_cv else None
     kwargs = {"normalise": normalise, "baseline": baseline, "seed": seed, "n_jobs": n_jobs, "params": fixed}
     kwargs.update(calibrate=not no_calibrate, progress=True, adapt=adapt, target=target)
-    kwargs.update(label_columns=label_columns, kinds=_kinds(kinds))
-    if zero_shot:
-        if adapt or baseline or fixed is not None or label_columns:
-            raise click.UsageError(
-                "--zero-shot fits its own head: leave out --adapt, --baseline, --C, --no-cv and --label-column"
-            )
-        result = fit_zero_shot(train, zero_shot, templates or DEFAULT_TEMPLATES, layers or None, seed=seed)
-        head = "zero-shot"
-    else:
-        result = fit_head(train, head, layers or None, **kwargs)
+    kwargs.update(label_columns=label_columns, kinds=_kinds(kinds), zero_shot=zero_shot, templates=templates)
+    result = fit_file(train, head, layers or None, output=output, force=force, **kwargs)
     if result.card.tasks:
         _print_tasks(result.card.tasks)
     else:
@@ -172,13 +159,12 @@ def fit(
                 f"probabilities: temperature {found['temperature']:.2f} fitted on out-of-fold scores; "
                 f"ECE {before['ece']:.3f} -> {after['ece']:.3f}, Brier {before['brier']:.3f} -> {after['brier']:.3f}"
             )
-    save_model(result.model, result.card, output, force=force)
     if result.card.tasks:
         names = ", ".join(task["name"] for task in result.card.tasks)
-        click.echo(f"kept {'+'.join(result.card.spec.layers)} for every task ({names}); wrote {output}")
+        click.echo(f"kept {'+'.join(result.card.spec.layers)} for every task ({names}); wrote {result.output}")
         return
     score = "no CV score" if result.card.cv_score != result.card.cv_score else f"{result.card.cv_score:.3f}"
-    click.echo(f"kept {'+'.join(result.card.spec.layers)} ({score}); wrote {output}")
+    click.echo(f"kept {'+'.join(result.card.spec.layers)} ({score}); wrote {result.output}")
 
 
 def _kinds(given: tuple[str, ...]) -> dict[str, str]:

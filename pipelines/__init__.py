@@ -1,7 +1,15 @@
 """Heads and the fit / predict / evaluate / few-shot flows on cached features."""
 
 from featurizer.spec import check_compatible, spec_differences
-from pipelines.evaluate import ModelInputs, evaluate, evaluate_file, model_features, predict_file, predict_rows
+from pipelines.evaluate import (
+    ModelInputs,
+    evaluate,
+    evaluate_file,
+    evaluate_to_files,
+    model_features,
+    predict_file,
+    predict_rows,
+)
 from pipelines.fit import (
     CVRow,
     FewShotRow,
@@ -11,6 +19,7 @@ from pipelines.fit import (
     few_shot,
     few_shot_files,
     fit,
+    fit_file,
     plot_learning_curve,
     rank,
     read_xy,
@@ -35,9 +44,11 @@ __all__ = [
     "check_compatible",
     "evaluate",
     "evaluate_file",
+    "evaluate_to_files",
     "few_shot",
     "few_shot_files",
     "fit",
+    "fit_file",
     "load_model",
     "make_cv",
     "make_head",

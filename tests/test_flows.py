@@ -366,3 +366,26 @@ def test_a_bare_classifier_whose_card_names_a_layer_the_backbone_lacks_is_refuse
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
     assert "names layer 'nope', which efficientnet_lite0 does not have" in result.output
     assert not (tmp_path / "c").exists()
+
+
+def test_fit_and_evaluate_name_claim_and_write_their_outputs_as_one_library_call(
+    digit_features, tmp_path, monkeypatch
+):
+    """What ``xfer fit`` and ``xfer evaluate`` run is one call each: outputs named, guarded, written."""
+    import shutil
+
+    from pipelines import evaluate_to_files, fit_file
+
+    monkeypatch.chdir(tmp_path)
+    train, test, _ = digit_features
+    train = Path(shutil.copy(train, tmp_path / "train.h5"))
+    with pytest.raises(FeaturizerError, match="input"):  # the guard, before any work
+        fit_file(train, "prototype", "pre_logits", output=train)
+    result = fit_file(train, "prototype", "pre_logits", params={})
+    assert result.output == Path("models/train-prototype.skops") and result.output.is_file()
+    assert result.output.with_suffix(".json").is_file()
+    with pytest.raises(FeaturizerError, match="zero-shot fits its own head"):
+        fit_file(train, zero_shot=tmp_path / "classes.txt", params={})
+    report, files = evaluate_to_files(result.output, test)
+    assert files["output"].is_file() and files["png"].is_file() and files["predictions"].is_file()
+    assert json.loads(files["output"].read_text())["accuracy"] == report["accuracy"] > 0.5

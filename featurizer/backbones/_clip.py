@@ -228,28 +228,6 @@ def build_clip(config: BackboneConfig, weights: WeightsRef) -> Backbone:
     return ClipImageBackbone(config, weights, model, prep)
 
 
-def _build_open_clip(config: BackboneConfig, weights: WeightsRef) -> Backbone:
-    """The tower ``config.modality`` names of an open_clip model: its pretrained tag (downloaded by
-    open_clip, from its cache offline) or a local checkpoint."""
-    open_clip = require("open_clip", "open_clip_torch")
-    prep = config.preprocessing  # described by load_backbone
-    name, tag = open_clip_parts(config.arch)
-    if weights.kind == "pretrained":
-        offline()
-    logging.disable(logging.ERROR)  # open_clip logs a failed download to the root logger; the error below says it
-    try:
-        model = open_clip.create_model(name, pretrained=tag if weights.kind == "pretrained" else None, device="cpu")
-    except (OSError, RuntimeError) as err:
-        raise not_cached(f"the open_clip weights {name}/{tag}", err) from None
-    finally:
-        logging.disable(logging.NOTSET)
-    if weights.kind == "file":
-        load_checkpoint(model, weights.location)  # never unpickles code
-    if config.modality == "text":
-        return OpenClipTextBackbone(config, weights, model, prep, open_clip.get_tokenizer(name))
-    return OpenClipImageBackbone(config, weights, model, prep)
-
-
 def build_open_clip(config: BackboneConfig, weights: WeightsRef) -> Backbone:
     """The tower ``config.modality`` names of an open_clip model: its pretrained tag (downloaded by
     open_clip, from its cache offline) or a local checkpoint."""

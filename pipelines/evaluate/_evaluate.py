@@ -18,7 +18,7 @@ from featurizer import Extractor, FeatureFile, FeaturizerError, ReadOptions, Run
 from featurizer.cache import is_feature_file
 from featurizer.engine import default_feature_name, featurize_with, inputs_for
 from featurizer.spec import check_compatible
-from featurizer.storage import absolute, atomic_write_text, location, write_csv
+from featurizer.storage import absolute, atomic_write_text, claim, default_outputs, guarding, location, write_csv
 from pipelines.evaluate._evalfiles import evaluation_report, plot_precision_recall, write_prediction_files
 from pipelines.evaluate._slices import group_report, plot_groups, read_groups
 from pipelines.fit import (
@@ -326,6 +326,32 @@ def evaluate_file(
     items = (found.ids, found.sources or [""] * len(found.ids))
     files = {**(files or {}), "modality": card.spec.modality}
     return evaluate(model, X, y, **paths, about=about, views=found.views, **slices, items=items, files=files)
+
+
+def evaluate_to_files(
+    model_path: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    output: str | os.PathLike | None = None,
+    png: str | os.PathLike | None = None,
+    html: str | os.PathLike | None = None,
+    by: str | None = None,
+    map_method: str = "auto",
+    **options,
+) -> tuple[dict, dict]:
+    """``xfer evaluate``: ``evaluate_file`` with every output named (beside the model, by the test
+    data, where not given) and claimed through the output guard before any work. Returns the
+    report and the outputs by role (report, png, reliability, groups, predictions, errors, pr, html)."""
+    named = default_outputs("evaluate", location(model_path), data, png=png, by=bool(by))
+    outputs = {**named, "output": output or named["output"], "html": html}
+    with guarding(model_path, data, *([by] if by and location(by).suffix == ".csv" else [])):
+        for written in outputs.values():
+            if written is not None:
+                claim(written)  # never an input, nor a file xfer did not write
+        files = {k: outputs[k] for k in ("predictions", "errors", "pr", "html")} | {"map": map_method}
+        paths = (outputs["output"], outputs["png"], outputs["reliability"])
+        report = evaluate_file(model_path, data, *paths, by=by, groups_png=outputs["groups"], files=files, **options)
+    return report, outputs
 
 
 def check_width(model, X: np.ndarray, where) -> None:

@@ -21,7 +21,7 @@ from pipelines.fit._fit import (
     sample_few_shot,
     unknown_label_warnings,
 )
-from pipelines.fit._flow import fit
+from pipelines.fit._flow import fit, fit_file
 from pipelines.fit._rank import CHANCE_LOGME, DEFAULT_PER_CLASS, Ranking, RankRow, rank
 from pipelines.fit._tasks import evaluate_tasks, task_prediction_rows
 from pipelines.fit._zeroshot import (
@@ -49,6 +49,7 @@ __all__ = [
     "few_shot_files",
     "few_shot_head",
     "fit",
+    "fit_file",
     "fit_fixed",
     "fit_zero_shot",
     "labelled",

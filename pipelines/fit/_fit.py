@@ -80,6 +80,7 @@ class FitResult:
     table: list[CVRow] = field(default_factory=list)
     baseline: CVRow | None = None
     warnings: list[str] = field(default_factory=list)
+    output: object = None  # where ``fit_file`` saved the model (a Path or a Url)
 
 
 def read_xy(

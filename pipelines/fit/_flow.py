@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from featurizer import FeatureFile, FeaturizerError
+from featurizer.storage import claim, default_outputs, guarding, location
 from pipelines.fit._fit import (
     AUTO,
     AUTO_FULL_CV,
@@ -35,8 +36,9 @@ from pipelines.fit._fit import (
     stack_views,
 )
 from pipelines.fit._tasks import fit_tasks, read_targets
+from pipelines.fit._zeroshot import DEFAULT_TEMPLATES, fit_zero_shot
 from pipelines.heads import CLASSES
-from pipelines.models import ModelCard
+from pipelines.models import ModelCard, save_model
 
 
 def fit(
@@ -145,4 +147,43 @@ def fit(
     if baseline:
         result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
         result.warnings += baseline_warnings(row, result.baseline)
+    return result
+
+
+def fit_file(
+    train: str | os.PathLike,
+    head: str = "logreg",
+    layer=None,
+    *,
+    output: str | os.PathLike | None = None,
+    force: bool = False,
+    zero_shot: str | os.PathLike | None = None,
+    templates=DEFAULT_TEMPLATES,
+    **options,
+) -> FitResult:
+    """``xfer fit``: ``fit`` (or, with ``zero_shot`` a file of class names, ``fit_zero_shot``), then
+    the model and its card saved at ``output`` (default: beside ``train``, named by the head).
+
+    Both outputs go through the output guard before any work: never an input, nor a file xfer did
+    not write; a model fitted on another file is replaced only with ``force``.
+    """
+    with guarding(*(p for p in (train, options.get("target"), zero_shot) if p is not None)):
+        return _fit_file(train, head, layer, output, force, zero_shot, templates, options)
+
+
+def _fit_file(train, head, layer, output, force, zero_shot, templates, options) -> FitResult:
+    named = default_outputs("fit", train, "zero-shot" if zero_shot else head)
+    output = location(output or named["output"])
+    claim(output, what="model")
+    claim(output.with_suffix(".json"), what="the model's card")
+    if zero_shot:
+        if any(options.get(k) for k in ("adapt", "baseline", "label_columns")) or options.get("params") is not None:
+            raise FeaturizerError(
+                "--zero-shot fits its own head: leave out --adapt, --baseline, --C, --no-cv and --label-column"
+            )
+        result = fit_zero_shot(train, zero_shot, templates or DEFAULT_TEMPLATES, layer, seed=options.get("seed", 0))
+    else:
+        result = fit(train, head, layer, **options)
+    save_model(result.model, result.card, output, force=force)
+    result.output = output
     return result
