@@ -14,6 +14,15 @@ from pipelines.heads._heads import (
 )
 from pipelines.heads._linalg import as_logits, softmax, unit_rows
 from pipelines.heads._prototype import KNNClassifier, PrototypeClassifier
+from pipelines.heads._semi import (
+    SEMI_METHODS,
+    LabelSpreading,
+    SelfTraining,
+    SemiChoice,
+    choose_semi,
+    semi_estimator,
+    unlabelled_mask,
+)
 from pipelines.heads._targets import CLASSES, KINDS, MULTILABEL, REGRESSION, Target, join_labels, label_set, read_target
 from pipelines.heads._transferability import logme, logme_of_targets, loo_nearest_centroid
 
@@ -24,13 +33,18 @@ __all__ = [
     "MULTILABEL",
     "NORMALISATIONS",
     "REGRESSION",
+    "SEMI_METHODS",
     "KNNClassifier",
+    "LabelSpreading",
     "PrototypeClassifier",
+    "SelfTraining",
+    "SemiChoice",
     "Target",
     "apply_temperature",
     "as_logits",
     "calibrate_from_folds",
     "calibration_report",
+    "choose_semi",
     "head_grid",
     "join_labels",
     "label_set",
@@ -45,6 +59,8 @@ __all__ = [
     "quiet_small_classes",
     "read_target",
     "scores_of",
+    "semi_estimator",
     "softmax",
     "unit_rows",
+    "unlabelled_mask",
 ]

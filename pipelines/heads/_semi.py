@@ -1,0 +1,263 @@
+"""Semi-supervised heads: a few labelled vectors and a pool of unlabelled ones.
+
+Both wrap any head (a scikit-learn classifier) and follow scikit-learn's convention for the pool:
+rows of ``X`` whose label is ``UNLABELLED`` (-1 for numeric labels, "" for text labels).
+
+- ``SelfTraining`` fits the head, labels the pool items it is surest of, and fits again. Each round
+  adds at most the same number of items to every class (the ``share`` of the pool over the number
+  of classes), each above ``threshold`` in the head's probability, so a majority class cannot
+  swallow the pool.
+- ``LabelSpreading`` spreads the labels over a k-nearest-neighbour graph of the unit-length
+  vectors (Zhou et al. 2004), exact inner products through FAISS when it is installed and the
+  data is large, NumPy otherwise, then fits the head on every item with its spread label.
+
+``choose_semi`` picks among none / self-training / spreading by cross-validation on the labelled
+part with the pool added to each training fold: test labels are never seen, and the plain head is
+kept unless a method beats it by more than the folds' noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+SEMI_METHODS = ("auto", "self-training", "spreading", "none")
+FAISS_GRAPH_FROM = 4000  # items: beyond this the kNN graph is searched with FAISS (when installed)
+
+
+def unlabelled_mask(y) -> np.ndarray:
+    """Which labels mark pool items: -1 (numeric labels) or "" (text labels)."""
+    y = np.asarray(y)
+    return y == "" if y.dtype.kind in "USO" else y == -1
+
+
+def _default_head():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+
+
+def _check_labelled(y_labelled: np.ndarray) -> None:
+    if len(np.unique(y_labelled)) < 2:
+        raise ValueError("semi-supervised heads need labelled items of at least two classes")
+
+
+class SelfTraining(ClassifierMixin, BaseEstimator):
+    """Class-balanced self-training over ``estimator`` (default: standardised logistic regression).
+
+    Parameters
+    ----------
+    estimator : classifier with ``predict_proba``, or None
+    threshold : float
+        The least probability at which a pool item is given the head's label.
+    share : float
+        Per round, at most ``share`` of the pool is labelled, split evenly over the classes.
+    max_iter : int
+        Rounds of labelling and refitting.
+
+    Attributes
+    ----------
+    estimator_ : the head fitted on the labelled items and the pool items it labelled
+    classes_ : the classes
+    pseudo_labels_ : array of the pool's labels (``UNLABELLED`` where none was given), in pool order
+    n_iter_ : rounds run
+    """
+
+    def __init__(self, estimator=None, *, threshold: float = 0.7, share: float = 0.2, max_iter: int = 5):
+        self.estimator = estimator
+        self.threshold = threshold
+        self.share = share
+        self.max_iter = max_iter
+
+    def fit(self, X, y) -> SelfTraining:
+        X, y = np.asarray(X, dtype=np.float32), np.asarray(y)
+        pool = unlabelled_mask(y)
+        _check_labelled(y[~pool])
+        base = _default_head() if self.estimator is None else self.estimator
+        labels = y.copy()
+        self.classes_ = np.unique(y[~pool])
+        quota = max(1, math.ceil(self.share * pool.sum() / len(self.classes_)))
+        head = clone(base).fit(X[~pool], y[~pool])
+        self.n_iter_ = 0
+        for _ in range(self.max_iter):
+            left = np.flatnonzero(unlabelled_mask(labels))
+            if not len(left):
+                break
+            proba = head.predict_proba(X[left])
+            guess, sure = proba.argmax(axis=1), proba.max(axis=1)
+            chosen = []
+            for k in range(len(head.classes_)):
+                mine = np.flatnonzero((guess == k) & (sure >= self.threshold))
+                chosen.append(mine[np.argsort(-sure[mine], kind="stable")[:quota]])
+            chosen = np.concatenate(chosen)
+            if not len(chosen):
+                break
+            labels[left[chosen]] = head.classes_[guess[chosen]]
+            known = ~unlabelled_mask(labels)
+            head = clone(base).fit(X[known], labels[known])
+            self.n_iter_ += 1
+        self.estimator_ = head
+        self.pseudo_labels_ = labels[pool]
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_proba(np.asarray(X, dtype=np.float32))
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict(np.asarray(X, dtype=np.float32))
+
+
+class LabelSpreading(ClassifierMixin, BaseEstimator):
+    """Labels spread over a kNN graph of the vectors, then ``estimator`` fitted on every item.
+
+    Parameters
+    ----------
+    estimator : classifier, or None (standardised logistic regression)
+    n_neighbors : int
+        Neighbours per item in the graph (cosine similarity of unit-length vectors).
+    alpha : float
+        How much of an item's label comes from its neighbours (the rest from its own given label).
+    max_iter : int
+        Spreading steps.
+
+    Attributes
+    ----------
+    estimator_, classes_, pseudo_labels_ (the pool's spread labels), label_distributions_ (pool rows)
+    """
+
+    def __init__(self, estimator=None, *, n_neighbors: int = 10, alpha: float = 0.9, max_iter: int = 30):
+        self.estimator = estimator
+        self.n_neighbors = n_neighbors
+        self.alpha = alpha
+        self.max_iter = max_iter
+
+    def fit(self, X, y) -> LabelSpreading:
+        X, y = np.asarray(X, dtype=np.float32), np.asarray(y)
+        pool = unlabelled_mask(y)
+        _check_labelled(y[~pool])
+        self.classes_, index = np.unique(y[~pool], return_inverse=True)
+        Y = np.zeros((len(X), len(self.classes_)), dtype=np.float32)
+        Y[np.flatnonzero(~pool), index] = 1.0
+        S = _normalised_graph(X, self.n_neighbors)
+        F = Y.copy()
+        for _ in range(self.max_iter):
+            F = self.alpha * (S @ F) + (1 - self.alpha) * Y
+        F = F / np.maximum(F.sum(axis=1, keepdims=True), 1e-12)
+        labels = y.copy()
+        reached = F[pool].max(axis=1) > 0  # items with no path to a label keep none
+        labels[np.flatnonzero(pool)[reached]] = self.classes_[F[pool][reached].argmax(axis=1)]
+        known = ~unlabelled_mask(labels)
+        base = _default_head() if self.estimator is None else self.estimator
+        self.estimator_ = clone(base).fit(X[known], labels[known])
+        self.pseudo_labels_ = labels[pool]
+        self.label_distributions_ = F[pool]
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_proba(np.asarray(X, dtype=np.float32))
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict(np.asarray(X, dtype=np.float32))
+
+
+def _neighbours(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, indices) of each row's ``k`` nearest other rows by cosine similarity."""
+    U = np.ascontiguousarray(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12), dtype=np.float32)
+    k = min(k, len(U) - 1)
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    if faiss is not None and len(U) >= FAISS_GRAPH_FROM:
+        index = faiss.IndexFlatIP(U.shape[1])
+        index.add(U)
+        sims, ids = index.search(U, k + 1)
+    else:
+        G = U @ U.T
+        ids = np.argsort(-G, axis=1, kind="stable")[:, : k + 1]
+        sims = np.take_along_axis(G, ids, axis=1)
+    keep = ids != np.arange(len(U))[:, None]  # each row's own entry goes
+    rows = [i[m][:k] for i, m in zip(ids, keep)]
+    vals = [s[m][:k] for s, m in zip(sims, keep)]
+    return np.asarray(vals, dtype=np.float32), np.asarray(rows)
+
+
+def _normalised_graph(X: np.ndarray, k: int):
+    """D^-1/2 W D^-1/2 of the symmetric kNN graph, W weighted by (positive) cosine similarity."""
+    from scipy import sparse
+
+    sims, ids = _neighbours(X, k)
+    n = len(X)
+    W = sparse.csr_matrix(
+        (np.clip(sims, 0, None).ravel(), (np.repeat(np.arange(n), ids.shape[1]), ids.ravel())), (n, n)
+    )
+    W = W.maximum(W.T)
+    d = np.asarray(W.sum(axis=1)).ravel()
+    inv = sparse.diags(1.0 / np.sqrt(np.maximum(d, 1e-12)))
+    return (inv @ W @ inv).tocsr()
+
+
+@dataclass(frozen=True)
+class SemiChoice:
+    """What ``choose_semi`` measured and kept."""
+
+    method: str
+    scores: dict[str, tuple[float, float]]  # method: (mean, std) of fold accuracy
+    reason: str
+
+
+def semi_estimator(method: str, head):
+    if method == "self-training":
+        return SelfTraining(head)
+    if method == "spreading":
+        return LabelSpreading(head)
+    raise ValueError(f"semi must be one of {', '.join(SEMI_METHODS)}, not {method!r}")
+
+
+def choose_semi(X, y, X_pool, head, method: str = "auto", seed: int = 0, folds: int = 5) -> SemiChoice:
+    """Score the plain ``head`` and each semi-supervised method by stratified cross-validation on the
+    labelled ``X, y`` with ``X_pool`` added (unlabelled) to every training fold; keep the best, and
+    the plain head unless a method beats it by more than one standard error of the paired fold
+    differences. A fixed ``method`` is scored beside the plain head and kept as asked."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if method not in SEMI_METHODS:
+        raise ValueError(f"semi must be one of {', '.join(SEMI_METHODS)}, not {method!r}")
+    y = np.asarray(y)
+    smallest = int(np.unique(y, return_counts=True)[1].min())
+    methods = ["none", "self-training", "spreading"] if method == "auto" else ["none", method]
+    methods = list(dict.fromkeys(methods))
+    if smallest < 2:
+        return SemiChoice(method if method != "auto" else "none", {}, "a class has one labelled item: nothing to score")
+    splits = StratifiedKFold(min(folds, smallest), shuffle=True, random_state=seed).split(X, y)
+    marker = "" if y.dtype.kind in "USO" else -1
+    fold_scores = {m: [] for m in methods}
+    for train, test in splits:
+        for m in methods:
+            if m == "none":
+                model = clone(head).fit(X[train], y[train])
+            else:
+                Xa = np.concatenate([X[train], X_pool])
+                ya = np.concatenate([y[train], np.full(len(X_pool), marker, dtype=y.dtype)])
+                model = semi_estimator(m, head).fit(Xa, ya)
+            fold_scores[m].append(float(np.mean(model.predict(X[test]) == y[test])))
+    scores = {m: (float(np.mean(s)), float(np.std(s))) for m, s in fold_scores.items()}
+    if method != "auto":
+        return SemiChoice(method, scores, "as asked")
+    plain = np.asarray(fold_scores["none"])
+    best = max(methods[1:], key=lambda m: scores[m][0])
+    gain = np.asarray(fold_scores[best]) - plain
+    noise = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("inf")
+    if gain.mean() > noise and gain.mean() > 0:
+        return SemiChoice(best, scores, f"{best} beats the plain head by {gain.mean():+.3f} (noise {noise:.3f})")
+    return SemiChoice("none", scores, f"no method beats the plain head beyond noise (best {best} {gain.mean():+.3f})")

@@ -1,0 +1,79 @@
+"""Semi-supervised heads on data whose answer is known, and the label-free choice between them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.estimator_checks import check_estimator_cloneable, check_get_params_invariance
+
+from pipelines.heads import LabelSpreading, SelfTraining, choose_semi
+
+
+def two_moons_of_clusters(seed=0, per_cluster=200):
+    """Two well-separated clusters in 32 dimensions, labels A and B, with 2 labelled items each."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(2, 32)) * 4
+    X = np.concatenate([c + rng.normal(size=(per_cluster, 32)) for c in centres]).astype(np.float32)
+    truth = np.array(["A"] * per_cluster + ["B"] * per_cluster)
+    y = np.full(len(X), "", dtype=object)
+    for c in (0, per_cluster):
+        y[c : c + 2] = truth[c : c + 2]
+    return X, y.astype(str), truth
+
+
+@pytest.mark.parametrize("semi", [SelfTraining(), LabelSpreading()], ids=["self-training", "spreading"])
+def test_the_pool_of_two_clear_clusters_is_labelled_correctly_from_two_labels_each(semi):
+    X, y, truth = two_moons_of_clusters()
+    semi.fit(X, y)
+    pool = y == ""
+    assert (semi.pseudo_labels_ == truth[pool]).mean() == 1.0
+    assert (semi.predict(X) == truth).mean() == 1.0
+    assert list(semi.classes_) == ["A", "B"]
+
+
+def test_self_training_labels_the_pool_evenly_so_a_majority_cannot_swallow_it():
+    """One round may add at most share x pool / classes items to each class."""
+    X, y, _ = two_moons_of_clusters()
+    semi = SelfTraining(share=0.1, max_iter=1).fit(X, y)
+    added = semi.pseudo_labels_[semi.pseudo_labels_ != ""]
+    counts = {c: int((added == c).sum()) for c in ("A", "B")}
+    assert counts == {"A": 20, "B": 20}  # ceil(0.1 * 396 / 2) each, not all 396
+
+
+def test_numeric_labels_mark_the_pool_with_minus_one():
+    X, y, _ = two_moons_of_clusters()
+    numeric = np.where(y == "", -1, np.where(y == "A", 0, 1))
+    semi = LabelSpreading().fit(X, numeric)
+    assert set(semi.pseudo_labels_) == {0, 1} and semi.predict(X[:1])[0] == 0
+
+
+def test_one_labelled_class_is_refused():
+    X, y, _ = two_moons_of_clusters()
+    y[y == "B"] = ""
+    with pytest.raises(ValueError, match="two classes"):
+        SelfTraining().fit(X, y)
+
+
+@pytest.mark.parametrize("estimator", [SelfTraining(LogisticRegression()), LabelSpreading(n_neighbors=5)])
+def test_semi_heads_are_scikit_learn_estimators(estimator):
+    check_estimator_cloneable(type(estimator).__name__, estimator)
+    check_get_params_invariance(type(estimator).__name__, estimator)
+
+
+def test_auto_keeps_the_plain_head_when_the_pool_adds_nothing_or_ties():
+    """The plain head is the default: a method is kept only when it beats it beyond the folds' noise."""
+    rng = np.random.default_rng(1)
+    head = LogisticRegression(max_iter=1000)
+    centres = rng.normal(size=(3, 64)) * 1.2
+    X = np.concatenate([c + rng.normal(size=(300, 64)) for c in centres]).astype(np.float32)
+    truth = np.repeat(np.array(["a", "b", "c"]), 300)
+    labelled = np.concatenate([np.flatnonzero(truth == c)[:4] for c in "abc"])
+    pool = np.setdiff1d(np.arange(len(X)), labelled)
+    tie = choose_semi(X[labelled], truth[labelled], X[pool], head, seed=0, folds=4)
+    assert set(tie.scores) == {"none", "self-training", "spreading"}
+    assert tie.scores["none"][0] == 1.0 and tie.method == "none"  # every method is perfect: plain it is
+    empty = choose_semi(X[labelled], truth[labelled], X[:0], head, seed=0, folds=4)
+    assert empty.method == "none" and "beyond noise" in empty.reason
+    asked = choose_semi(X[labelled], truth[labelled], X[pool], head, method="spreading", folds=4)
+    assert asked.method == "spreading" and set(asked.scores) == {"none", "spreading"}
