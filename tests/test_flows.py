@@ -368,9 +368,7 @@ def test_a_bare_classifier_whose_card_names_a_layer_the_backbone_lacks_is_refuse
     assert not (tmp_path / "c").exists()
 
 
-def test_fit_and_evaluate_name_claim_and_write_their_outputs_as_one_library_call(
-    digit_features, tmp_path, monkeypatch
-):
+def test_fit_and_evaluate_name_claim_and_write_their_outputs_as_one_library_call(digit_features, tmp_path, monkeypatch):
     """What ``xfer fit`` and ``xfer evaluate`` run is one call each: outputs named, guarded, written."""
     import shutil
 
