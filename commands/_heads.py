@@ -24,7 +24,7 @@ from pipelines import few_shot_files, fit_file, plot_learning_curve
 from pipelines import rank as rank_candidates
 from pipelines.adapt import ADAPT_METHODS
 from pipelines.fit import CHANCE_LOGME, DEFAULT_PER_CLASS
-from pipelines.heads import HEADS, KINDS, NORMALISATIONS
+from pipelines.heads import HEADS, KINDS, NORMALISATIONS, SEMI_METHODS
 
 
 def _print_cv_table(rows, baseline=None) -> None:
@@ -41,7 +41,7 @@ def _print_cv_table(rows, baseline=None) -> None:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@paths(inputs=("train", "target", "zero_shot"), outputs=("output",))
+@paths(inputs=("train", "target", "zero_shot", "unlabelled"), outputs=("output",))
 @click.argument("train", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--head",
@@ -71,6 +71,17 @@ def _print_cv_table(rows, baseline=None) -> None:
     "--target",
     type=Location(exists=True, dir_okay=False, path_type=Path),
     help="Unlabelled feature file of the domain the model will predict on (with --adapt).",
+)
+@click.option(
+    "--unlabelled",
+    type=Location(exists=True, dir_okay=False, path_type=Path),
+    help="Feature file of unlabelled items of the same spec (a pool) for a semi-supervised head.",
+)
+@click.option(
+    "--semi",
+    type=click.Choice(SEMI_METHODS),
+    help="How to use --unlabelled: auto chooses by cross-validation on the labelled items and keeps the plain "
+    "head unless a method beats it beyond noise. [default: auto with --unlabelled]",
 )
 @click.option(
     "--zero-shot",
@@ -118,6 +129,8 @@ def fit(
     n_jobs,
     adapt,
     target,
+    unlabelled,
+    semi,
     zero_shot,
     templates,
     label_columns,
@@ -140,7 +153,9 @@ def fit(
     """
     fixed = {"C": c} if c is not None else {} if no_cv else None
     kwargs = {"normalise": normalise, "baseline": baseline, "seed": seed, "n_jobs": n_jobs, "params": fixed}
-    kwargs.update(calibrate=not no_calibrate, progress=True, adapt=adapt, target=target)
+    kwargs.update(
+        calibrate=not no_calibrate, progress=True, adapt=adapt, target=target, unlabelled=unlabelled, semi=semi
+    )
     kwargs.update(label_columns=label_columns, kinds=_kinds(kinds), zero_shot=zero_shot, templates=templates)
     result = fit_file(train, head, layers or None, output=output, force=force, **kwargs)
     if result.card.tasks:

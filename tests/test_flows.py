@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from featurizer import FeaturizerError, featurize
+from featurizer import FeatureFile, FeaturizerError, featurize
 from pipelines import UntrustedModelError, fit, load_model, model_features, sample_few_shot, save_model
 
 
@@ -387,3 +387,33 @@ def test_fit_and_evaluate_name_claim_and_write_their_outputs_as_one_library_call
     report, files = evaluate_to_files(result.output, test)
     assert files["output"].is_file() and files["png"].is_file() and files["predictions"].is_file()
     assert json.loads(files["output"].read_text())["accuracy"] == report["accuracy"] > 0.5
+
+
+def test_fit_with_an_unlabelled_pool_says_what_it_kept_and_refuses_bad_pools(digit_features, questions, tmp_path):
+    """--unlabelled: the method kept and why in the summary; a bad pool is one line, before any fitting."""
+    from featurizer import FeatureFileWriter
+
+    train, test, _ = digit_features
+    out = tmp_path / "semi.skops"
+    done = xfer("fit", train, "--layer", "pre_logits", "--unlabelled", test, "--semi", "self-training", "-o", out)
+    assert "unlabelled pool: kept self-training (as asked)" in done.output and out.is_file()
+    assert json.loads(out.with_suffix(".json").read_text())["params"]["semi"] == "self-training"
+    chosen = xfer("fit", train, "--layer", "pre_logits", "--unlabelled", test, "-o", tmp_path / "auto.skops")
+    assert "unlabelled pool: kept " in chosen.output and "labelled-fold CV none" in chosen.output
+    texts = tmp_path / "texts.h5"
+    from featurizer.inputs import texts_as_inputs
+
+    featurize(texts_as_inputs(questions), "minilm", output=texts, cache_dir=tmp_path / "cache", progress=False)
+    with FeatureFile(train) as f:
+        spec = f.spec
+    empty = tmp_path / "empty.h5"
+    with FeatureFileWriter(empty, spec, []):
+        pass
+    for pool, said in ((train, "is the labelled file itself"), (texts, "minilm"), (empty, "holds no items")):
+        refused = xfer(
+            "fit", train, "--layer", "pre_logits", "--unlabelled", pool, "-o", tmp_path / "x.skops", ok=False
+        )
+        assert refused.exit_code == 1 and said in refused.output and "Traceback" not in refused.output, refused.output
+        assert len(refused.output.strip().splitlines()) == 1
+    no_pool = xfer("fit", train, "--semi", "spreading", "-o", tmp_path / "y.skops", ok=False)
+    assert no_pool.exit_code == 1 and "--unlabelled" in no_pool.output

@@ -106,6 +106,16 @@ class Url(str):
         return read_bytes(self).decode(encoding)
 
 
+def same_location(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two names are one file: the same URL, or the same local file (links and case included)."""
+    if is_url(a) or is_url(b):
+        return absolute(a) == absolute(b)
+    try:
+        return os.path.samefile(local_path(a), local_path(b))
+    except OSError:
+        return False
+
+
 def location(path: str | os.PathLike) -> Path | Url:
     """A location as one type: a URL as a ``Url``, anything else a ``Path`` (``file://`` stripped)."""
     if isinstance(path, (Path, Url)):

@@ -17,7 +17,7 @@ import numpy as np
 
 from featurizer import FeatureFile, FeaturizerError
 from featurizer.spec import check_compatible
-from featurizer.storage import absolute, is_url
+from featurizer.storage import same_location
 from pipelines.adapt import fit_adaptation
 from pipelines.fit._fit import (
     AUTO,
@@ -157,7 +157,7 @@ def few_shot(
 def overlap_warnings(X_train: np.ndarray, X_test: np.ndarray, train: str, test: str, what: str) -> list[str]:
     """A warning when test items are also training items, by content: identical vectors (ids repeat
     across folders with different files, so they prove nothing)."""
-    same = _same_file(train, test)
+    same = same_location(train, test)
     shared = int(np.isin(_row_digests(X_test), _row_digests(X_train)).sum()) if len(X_test) and len(X_train) else 0
     if same:
         return [
@@ -179,16 +179,6 @@ def _row_digests(X: np.ndarray) -> np.ndarray:
     X = np.ascontiguousarray(X, dtype=np.float32)
     X = X + np.float32(0.0)  # -0.0 and 0.0 as one value
     return np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in X], dtype="S16")
-
-
-def _same_file(a, b) -> bool:
-
-    if is_url(a) or is_url(b):
-        return absolute(a) == absolute(b)
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def few_shot_files(

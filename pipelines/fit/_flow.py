@@ -11,8 +11,9 @@ import os
 
 import numpy as np
 
-from featurizer import FeatureFile, FeaturizerError
-from featurizer.storage import claim, default_outputs, guarding, location
+from featurizer import FeatureFile, FeatureSpec, FeaturizerError
+from featurizer.spec import check_compatible
+from featurizer.storage import claim, default_outputs, guarding, location, same_location
 from pipelines.fit._fit import (
     AUTO,
     AUTO_FULL_CV,
@@ -37,7 +38,7 @@ from pipelines.fit._fit import (
 )
 from pipelines.fit._tasks import fit_tasks, read_targets
 from pipelines.fit._zeroshot import DEFAULT_TEMPLATES, fit_zero_shot
-from pipelines.heads import CLASSES
+from pipelines.heads import CLASSES, SEMI_METHODS, SemiChoice, choose_semi, semi_estimator
 from pipelines.models import ModelCard, save_model
 
 
@@ -57,6 +58,8 @@ def fit(
     target: str | os.PathLike | None = None,
     label_columns: tuple[str, ...] = (),
     kinds: dict[str, str] | None = None,
+    unlabelled: str | os.PathLike | None = None,
+    semi: str | None = None,
 ) -> FitResult:
     """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``.
 
@@ -71,6 +74,11 @@ def fit(
     (``mean``, ``coral``, ``subspace``) aligns the source features to the unlabelled feature file
     ``target`` (``pipelines._adapt``) and saves the target's map in the model.
 
+    ``unlabelled``: a feature file of unlabelled items of the same spec (the pool); ``semi`` (default
+    ``auto`` with a pool) chooses how to use it: ``self-training``, ``spreading``, ``none`` or ``auto``
+    (``pipelines.heads.choose_semi``: by cross-validation on the labelled items, the plain head unless
+    a method beats it beyond noise).
+
     ``label_columns`` name the input's columns to learn (default: the file's labels); ``kinds``
     overrides how a column is read (``pipelines._targets``). One column of classes is fitted here;
     several, or label sets or numbers, by ``pipelines._tasks.fit_tasks``.
@@ -79,13 +87,14 @@ def fit(
 
     if (adapt is None) != (target is None):
         raise FeaturizerError("--adapt and --target go together: the method, and the unlabelled target feature file")
+    semi = check_semi(semi, unlabelled, adapt)
     with FeatureFile(train) as features:
         targets, target_notes = read_targets(features, tuple(label_columns), kinds)
     if len(targets) > 1 or (targets and targets[0].kind != CLASSES):
-        if adapt or baseline or params is not None:
+        if adapt or baseline or params is not None or semi:
             raise FeaturizerError(
-                "--adapt, --baseline, --C and --no-cv fit a single classifier: leave them out for several "
-                f"tasks, label sets or numbers ({', '.join(f'{t.name}: {t.kind}' for t in targets)})"
+                "--adapt, --baseline, --C, --no-cv and --unlabelled fit a single classifier: leave them out "
+                f"for several tasks, label sets or numbers ({', '.join(f'{t.name}: {t.kind}' for t in targets)})"
             )
         options = {"normalise": normalise, "seed": seed, "n_jobs": n_jobs, "calibrate": calibrate}
         return fit_tasks(train, targets, head, layer, **options, notes=target_notes)
@@ -93,6 +102,8 @@ def fit(
     maps = {}
     with FeatureFile(train) as features:
         spec = features.spec
+        if semi:
+            check_pool(train, unlabelled, spec)  # before the work
         if params is not None and choose_layers(features.layers, layer) == AUTO:
             raise FeaturizerError(
                 "--layer auto chooses by cross-validation; it cannot be combined with fixed parameters"
@@ -126,13 +137,14 @@ def fit(
         if sources is not None and labels is not None:
             sources = [s for s, label in zip(sources, labels) if label != ""]
     searched, row = best
-    calibration = calibrate_head(searched) if calibrate else {}
+    choice = with_pool(searched, train, unlabelled, spec.select(row.layers), label_column, semi, seed) if semi else None
+    calibration = calibrate_head(searched) if calibrate and (choice is None or choice.method == "none") else {}
     model = end_to_end(spec.select(row.layers), searched.model, maps.get(row.layers))
     card = ModelCard(
         spec=spec.select(row.layers),
         classes=[str(c) for c in model.classes_],
         head=head,
-        params={**row.params, "normalise": normalise or "default"},
+        params={**row.params, "normalise": normalise or "default", **({"semi": choice.method} if choice else {})},
         cv=[
             {"layers": r.name, "params": r.params, "mean": r.mean, "std": r.std, "logme": r.logme, "tried": r.tried}
             for r in table
@@ -144,10 +156,59 @@ def fit(
         label_column=label_column or "",
     )
     result = FitResult(model, card, table, warnings=target_notes + notes + small_class_warnings(y))
+    if choice is not None:
+        scored = ", ".join(f"{m} {mean:.3f}" for m, (mean, _) in choice.scores.items())
+        result.warnings.append(f"unlabelled pool: kept {choice.method} ({choice.reason}); labelled-fold CV {scored}")
     if baseline:
         result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
         result.warnings += baseline_warnings(row, result.baseline)
     return result
+
+
+def check_semi(semi: str | None, unlabelled, adapt: str | None) -> str | None:
+    """The semi-supervised method to run (None: none), checked once against the other options."""
+    if semi is not None and semi not in SEMI_METHODS:
+        raise FeaturizerError(f"--semi must be one of {', '.join(SEMI_METHODS)}, not {semi!r}")
+    if unlabelled is None:
+        if semi not in (None, "none"):
+            raise FeaturizerError("--semi uses an unlabelled pool: give it with --unlabelled POOL.h5")
+        return None
+    if adapt:
+        raise FeaturizerError("--unlabelled and --adapt cannot be combined yet: choose one")
+    return semi or "auto"
+
+
+def check_pool(train, pool, spec: FeatureSpec) -> None:
+    """Refuse, in one line, a pool that is the labelled file, holds no items, or was made otherwise
+    (model, weights, preprocessing, pooling, precision) than ``spec``, on the layers both hold."""
+    if same_location(train, pool):
+        raise FeaturizerError(f"the unlabelled pool {pool} is the labelled file itself: give other items")
+    with FeatureFile(pool) as p:
+        shared = tuple(layer for layer in spec.layers if layer in p.spec.layers)
+        check_compatible(spec.select(shared) if shared else spec, p.spec, str(pool), "the training features")
+        if not len(p):
+            raise FeaturizerError(f"the unlabelled pool {pool} holds no items")
+
+
+def with_pool(searched, train, pool, spec: FeatureSpec, label_column, method: str, seed: int) -> SemiChoice:
+    """Choose how to use the unlabelled ``pool`` for the head cross-validation kept, and refit it so.
+
+    Refused in one line: the labelled file itself as the pool, a pool of another feature spec, an
+    empty pool."""
+    from sklearn.base import clone
+
+    check_pool(train, pool, spec)
+    with FeatureFile(pool) as p:
+        X_pool, _ = read_xy(p, spec.layers)
+    with FeatureFile(train) as f:
+        X, y, _ = labelled(*read_xy(f, spec.layers, label_column), str(train))
+    choice = choose_semi(X, np.asarray(y), X_pool, clone(searched.model), method, seed)
+    if choice.method != "none":
+        marker = np.full(len(X_pool), "", dtype=object)
+        ya = np.concatenate([np.asarray(y, dtype=object), marker])
+        semi = semi_estimator(choice.method, clone(searched.model)).fit(np.concatenate([X, X_pool]), ya)
+        searched.model = semi.estimator_
+    return choice
 
 
 def fit_file(
@@ -167,7 +228,8 @@ def fit_file(
     Both outputs go through the output guard before any work: never an input, nor a file xfer did
     not write; a model fitted on another file is replaced only with ``force``.
     """
-    with guarding(*(p for p in (train, options.get("target"), zero_shot) if p is not None)):
+    given = (train, options.get("target"), options.get("unlabelled"), zero_shot)
+    with guarding(*(p for p in given if p is not None)):
         return _fit_file(train, head, layer, output, force, zero_shot, templates, options)
 
 
@@ -177,9 +239,11 @@ def _fit_file(train, head, layer, output, force, zero_shot, templates, options) 
     claim(output, what="model")
     claim(output.with_suffix(".json"), what="the model's card")
     if zero_shot:
-        if any(options.get(k) for k in ("adapt", "baseline", "label_columns")) or options.get("params") is not None:
+        fixed = ("adapt", "baseline", "label_columns", "unlabelled")
+        if any(options.get(k) for k in fixed) or options.get("params") is not None:
             raise FeaturizerError(
-                "--zero-shot fits its own head: leave out --adapt, --baseline, --C, --no-cv and --label-column"
+                "--zero-shot fits its own head: leave out --adapt, --baseline, --C, --no-cv, --label-column "
+                "and --unlabelled"
             )
         result = fit_zero_shot(train, zero_shot, templates or DEFAULT_TEMPLATES, layer, seed=options.get("seed", 0))
     else:
