@@ -44,12 +44,28 @@ def _default_head():
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
 
 
-def _check_labelled(y_labelled: np.ndarray) -> None:
-    if len(np.unique(y_labelled)) < 2:
-        raise ValueError("semi-supervised heads need labelled items of at least two classes")
+class _SemiHead(ClassifierMixin, BaseEstimator):
+    """What both semi-supervised heads share: reading (X, y with the pool marked), and predicting
+    with ``estimator_``, the head fitted on the labelled items and the pool's new labels."""
+
+    def _split(self, X, y) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
+        """(X, y, pool mask, the head to clone), the labelled part checked."""
+        X, y = np.asarray(X, dtype=np.float32), np.asarray(y)
+        pool = unlabelled_mask(y)
+        if len(np.unique(y[~pool])) < 2:
+            raise ValueError("semi-supervised heads need labelled items of at least two classes")
+        return X, y, pool, _default_head() if self.estimator is None else self.estimator
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_proba(np.asarray(X, dtype=np.float32))
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict(np.asarray(X, dtype=np.float32))
 
 
-class SelfTraining(ClassifierMixin, BaseEstimator):
+class SelfTraining(_SemiHead):
     """Class-balanced self-training over ``estimator`` (default: standardised logistic regression).
 
     Parameters
@@ -77,10 +93,7 @@ class SelfTraining(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
 
     def fit(self, X, y) -> SelfTraining:
-        X, y = np.asarray(X, dtype=np.float32), np.asarray(y)
-        pool = unlabelled_mask(y)
-        _check_labelled(y[~pool])
-        base = _default_head() if self.estimator is None else self.estimator
+        X, y, pool, base = self._split(X, y)
         labels = y.copy()
         self.classes_ = np.unique(y[~pool])
         quota = max(1, math.ceil(self.share * pool.sum() / len(self.classes_)))
@@ -107,16 +120,8 @@ class SelfTraining(ClassifierMixin, BaseEstimator):
         self.pseudo_labels_ = labels[pool]
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.predict_proba(np.asarray(X, dtype=np.float32))
 
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.predict(np.asarray(X, dtype=np.float32))
-
-
-class LabelSpreading(ClassifierMixin, BaseEstimator):
+class LabelSpreading(_SemiHead):
     """Labels spread over a kNN graph of the vectors, then ``estimator`` fitted on every item.
 
     Parameters
@@ -141,9 +146,7 @@ class LabelSpreading(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
 
     def fit(self, X, y) -> LabelSpreading:
-        X, y = np.asarray(X, dtype=np.float32), np.asarray(y)
-        pool = unlabelled_mask(y)
-        _check_labelled(y[~pool])
+        X, y, pool, base = self._split(X, y)
         self.classes_, index = np.unique(y[~pool], return_inverse=True)
         Y = np.zeros((len(X), len(self.classes_)), dtype=np.float32)
         Y[np.flatnonzero(~pool), index] = 1.0
@@ -156,19 +159,10 @@ class LabelSpreading(ClassifierMixin, BaseEstimator):
         reached = F[pool].max(axis=1) > 0  # items with no path to a label keep none
         labels[np.flatnonzero(pool)[reached]] = self.classes_[F[pool][reached].argmax(axis=1)]
         known = ~unlabelled_mask(labels)
-        base = _default_head() if self.estimator is None else self.estimator
         self.estimator_ = clone(base).fit(X[known], labels[known])
         self.pseudo_labels_ = labels[pool]
         self.label_distributions_ = F[pool]
         return self
-
-    def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.predict_proba(np.asarray(X, dtype=np.float32))
-
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return self.estimator_.predict(np.asarray(X, dtype=np.float32))
 
 
 def _neighbours(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
