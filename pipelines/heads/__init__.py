@@ -1,6 +1,7 @@
 """The heads (scikit-learn and FAISS), calibration, learning targets and transferability scores."""
 
 from pipelines.heads._calibration import apply_temperature, calibrate_from_folds, calibration_report, plot_reliability
+from pipelines.heads._choice import MIN_GAIN, Verdict, beats_plain
 from pipelines.heads._heads import (
     HEADS,
     NORMALISATIONS,
@@ -11,6 +12,7 @@ from pipelines.heads._heads import (
     one_standard_error,
     quiet_small_classes,
     scores_of,
+    weight_params,
 )
 from pipelines.heads._linalg import as_logits, softmax, unit_rows
 from pipelines.heads._prototype import KNNClassifier, PrototypeClassifier
@@ -30,6 +32,7 @@ __all__ = [
     "CLASSES",
     "HEADS",
     "KINDS",
+    "MIN_GAIN",
     "MULTILABEL",
     "NORMALISATIONS",
     "REGRESSION",
@@ -40,8 +43,10 @@ __all__ = [
     "SelfTraining",
     "SemiChoice",
     "Target",
+    "Verdict",
     "apply_temperature",
     "as_logits",
+    "beats_plain",
     "calibrate_from_folds",
     "calibration_report",
     "choose_semi",
@@ -63,4 +68,5 @@ __all__ = [
     "softmax",
     "unit_rows",
     "unlabelled_mask",
+    "weight_params",
 ]

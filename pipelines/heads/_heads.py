@@ -19,6 +19,7 @@ from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, Normalizer, StandardScaler
 from sklearn.svm import SVC, LinearSVC
+from sklearn.utils.validation import has_fit_parameter
 
 from pipelines.heads._linalg import softmax
 from pipelines.heads._prototype import KNNClassifier, PrototypeClassifier
@@ -98,6 +99,19 @@ def make_head(name: str, normalise: str | None = None, **params) -> Pipeline:
     clf = spec.make()
     clf.set_params(**params)
     return Pipeline([("norm", norm), ("clf", clf)])
+
+
+def weight_params(estimator, weights) -> dict:
+    """The ``fit`` keyword that passes per-item ``weights`` to a head's classifier ({} for none).
+
+    Raises ``ValueError`` naming the classifier when it cannot take sample weights.
+    """
+    if weights is None:
+        return {}
+    name, clf = estimator.steps[-1] if isinstance(estimator, Pipeline) else (None, estimator)
+    if not has_fit_parameter(clf, "sample_weight"):
+        raise ValueError(f"{type(clf).__name__} cannot be fitted with sample weights")
+    return {f"{name}__sample_weight" if name else "sample_weight": np.asarray(weights)}
 
 
 def head_grid(name: str, y: np.ndarray) -> dict[str, list]:

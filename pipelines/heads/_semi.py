@@ -13,7 +13,7 @@ rows of ``X`` whose label is ``UNLABELLED`` (-1 for numeric labels, "" for text 
 
 ``choose_semi`` picks among none / self-training / spreading by cross-validation on the labelled
 part with the pool added to each training fold: test labels are never seen, and the plain head is
-kept unless a method beats it by more than twice the folds' standard error.
+kept unless a method beats it beyond noise (``pipelines.heads._choice``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from pipelines.heads._choice import beats_plain
+
 SEMI_METHODS = ("auto", "self-training", "spreading", "none")
-MIN_GAIN = 0.01  # accuracy a method must add on the labelled folds, beyond twice their standard error
 FAISS_GRAPH_FROM = 4000  # items: beyond this the kNN graph is searched with FAISS (when installed)
 
 
@@ -207,7 +208,7 @@ class SemiChoice:
     """What ``choose_semi`` measured and kept."""
 
     method: str
-    scores: dict[str, tuple[float, float]]  # method: (mean, std) of fold accuracy
+    scores: dict[str, tuple[float, float]]  # method: (accuracy, standard error) on the held-out labelled items
     reason: str
 
 
@@ -221,10 +222,9 @@ def semi_estimator(method: str, head):
 
 def choose_semi(X, y, X_pool, head, method: str = "auto", seed: int = 0, folds: int = 5) -> SemiChoice:
     """Score the plain ``head`` and each semi-supervised method by stratified cross-validation on the
-    labelled ``X, y`` with ``X_pool`` added (unlabelled) to every training fold; keep the best, and
-    the plain head unless a method beats it by more than twice the standard error of the paired
-    fold differences (and by at least ``MIN_GAIN``). A fixed ``method`` is scored beside the plain
-    head and kept as asked."""
+    labelled ``X, y`` with ``X_pool`` added (unlabelled) to every training fold; keep the best if it
+    beats the plain head beyond noise (``beats_plain``: paired per-item differences on the held-out
+    items), else the plain head. A fixed ``method`` is scored beside the plain head and kept as asked."""
     from sklearn.model_selection import StratifiedKFold
 
     if method not in SEMI_METHODS:
@@ -237,7 +237,7 @@ def choose_semi(X, y, X_pool, head, method: str = "auto", seed: int = 0, folds: 
         return SemiChoice(method if method != "auto" else "none", {}, "a class has one labelled item: nothing to score")
     splits = StratifiedKFold(min(folds, smallest), shuffle=True, random_state=seed).split(X, y)
     marker = "" if y.dtype.kind in "USO" else -1
-    fold_scores = {m: [] for m in methods}
+    right = {m: np.zeros(len(y)) for m in methods}  # per labelled item: 1 where its held-out prediction is right
     for train, test in splits:
         for m in methods:
             if m == "none":
@@ -246,14 +246,13 @@ def choose_semi(X, y, X_pool, head, method: str = "auto", seed: int = 0, folds: 
                 Xa = np.concatenate([X[train], X_pool])
                 ya = np.concatenate([y[train], np.full(len(X_pool), marker, dtype=y.dtype)])
                 model = semi_estimator(m, head).fit(Xa, ya)
-            fold_scores[m].append(float(np.mean(model.predict(X[test]) == y[test])))
-    scores = {m: (float(np.mean(s)), float(np.std(s))) for m, s in fold_scores.items()}
+            right[m][test] = model.predict(X[test]) == y[test]
+    scores = {m: (float(r.mean()), float(r.std(ddof=1) / np.sqrt(len(r)))) for m, r in right.items()}
     if method != "auto":
         return SemiChoice(method, scores, "as asked")
-    plain = np.asarray(fold_scores["none"])
     best = max(methods[1:], key=lambda m: scores[m][0])
-    gain = np.asarray(fold_scores[best]) - plain
-    noise = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("inf")
-    if gain.mean() > max(2 * noise, MIN_GAIN):  # one SE kept self-training on TREC where it lost (BENCHMARKS.md)
-        return SemiChoice(best, scores, f"{best} beats the plain head by {gain.mean():+.3f} (noise {noise:.3f})")
-    return SemiChoice("none", scores, f"no method beats the plain head beyond noise (best {best} {gain.mean():+.3f})")
+    verdict = beats_plain(right[best], right["none"])
+    if verdict.kept:
+        reason = f"{best} beats the plain head by {verdict.gain:+.3f} (noise {verdict.noise:.3f})"
+        return SemiChoice(best, scores, reason)
+    return SemiChoice("none", scores, f"no method beats the plain head beyond noise (best {best} {verdict.gain:+.3f})")
