@@ -22,7 +22,7 @@ from commands._options import (
 from featurizer.storage import claim
 from pipelines import few_shot_files, fit_file, plot_learning_curve
 from pipelines import rank as rank_candidates
-from pipelines.adapt import ADAPT_METHODS
+from pipelines.adapt import ADAPT_MAPS, ADAPT_METHODS
 from pipelines.fit import CHANCE_LOGME, DEFAULT_PER_CLASS
 from pipelines.heads import HEADS, KINDS, NORMALISATIONS, SEMI_METHODS
 
@@ -65,7 +65,8 @@ def _print_cv_table(rows, baseline=None) -> None:
 @click.option(
     "--adapt",
     type=click.Choice(ADAPT_METHODS),
-    help="Align the training features to an unlabelled --target feature file (unsupervised adaptation).",
+    help="Adapt to an unlabelled --target feature file: align the features (mean, coral, subspace), weight the "
+    "training items (reweight), or auto: each scored without target labels, none kept unless one wins.",
 )
 @click.option(
     "--target",
@@ -282,7 +283,7 @@ def rank(data: Path, models, layers, per_class: int, seed: int, run, read) -> No
 )
 @click.option(
     "--adapt",
-    type=click.Choice(ADAPT_METHODS),
+    type=click.Choice(ADAPT_MAPS),
     help="Also each head on training features aligned to TEST's (unsupervised), side by side.",
 )
 def fewshot(

@@ -117,3 +117,79 @@ def test_fewshot_shows_each_head_with_and_without_adaptation(digit_features, tmp
     ).output  # fmt: skip
     lines = [line for line in out.splitlines() if "±" in line]
     assert [line.split()[0] for line in lines] == ["logreg", "logreg+coral"]
+
+
+# --- Importance reweighting and the label-free choice (issue 30) ----------------------------------
+
+
+def _classes(seed: int, n: int = 120, d: int = 10, offset: float = 0.0, rotate: bool = False):
+    """Three Gaussian classes; ``offset`` moves every item, ``rotate`` turns the space (a shift of kind)."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).normal(scale=2.0, size=(3, d))
+    y = np.repeat(np.arange(3), n // 3)
+    X = centres[y] + rng.normal(size=(len(y), d)) + offset
+    if rotate:
+        X = X @ np.linalg.qr(np.random.default_rng(7).normal(size=(d, d)))[0]
+    return X, y.astype(str)
+
+
+def test_importance_weights_follow_the_true_density_ratio():
+    from pipelines.adapt import IW_CLIP, importance_weights
+
+    rng = np.random.default_rng(0)
+    source, target = rng.normal(size=(600, 4)), rng.normal(size=(600, 4)) + np.array([1.0, 0, 0, 0])
+    weights = importance_weights(source, target)
+    true = np.exp(source[:, 0] - 0.5)  # N(1, 1) / N(0, 1) along the first axis
+    assert weights.mean() == pytest.approx(1.0) and weights.max() <= IW_CLIP + 1e-9
+    assert np.corrcoef(np.log(weights), np.log(true))[0, 1] > 0.9
+
+
+@pytest.mark.parametrize(
+    "shift, kept",
+    [
+        ("none", {"none"}),  # the same distribution: nothing to adapt, and nothing must be chosen
+        ("offset", {"mean", "coral"}),  # every target item moved: the plain head labels them all alike
+    ],
+)
+def test_auto_chooses_by_circular_validation_without_target_labels(shift, kept):
+    from sklearn.linear_model import LogisticRegression
+
+    from pipelines.adapt import CANDIDATES, choose_adaptation
+
+    source, y = _classes(0)
+    target, _ = _classes(1, offset=6.0 if shift == "offset" else 0.0)
+    chosen = choose_adaptation(source, y, target, LogisticRegression(max_iter=1000))
+    assert chosen.method in kept, chosen.reason
+    assert set(chosen.scores) == set(CANDIDATES) and chosen.asked == "auto"
+    if shift == "offset":
+        assert chosen.scores[chosen.method][0] > chosen.scores["none"][0] + 0.3
+
+
+def test_reweight_fits_the_head_with_weights_and_saves_no_map(digit_features, tmp_path):
+    train, test, _ = digit_features
+    out = xfer(
+        "fit", train, "-l", "pre_logits", "--C", "1", "--adapt", "reweight", "--target", test,
+        "-o", tmp_path / "m.skops",
+    )  # fmt: skip
+    assert "adaptation: reweight (effective training size" in out.output
+    model, card = load_model(tmp_path / "m.skops")
+    assert list(model.named_steps) == ["features", "head"] and card.adaptation["method"] == "reweight"
+    assert card.adaptation["feature_map"] is False and 0 < card.adaptation["effective_size"] <= 36 * 10
+    report = xfer("evaluate", tmp_path / "m.skops", test).output
+    assert "without adaptation: accuracy" in report
+    knn = xfer("fit", train, "--head", "knn", "--adapt", "reweight", "--target", test, "-o", tmp_path / "k", ok=False)
+    assert knn.exit_code == 1 and "needs a head that takes sample weights" in knn.output
+    assert len(knn.output.strip().splitlines()) == 1
+
+
+def test_fit_adapt_auto_prints_every_candidates_score_and_records_them(digit_features, tmp_path):
+    train, test, _ = digit_features
+    out = xfer(
+        "fit", train, "-l", "pre_logits", "--C", "1", "--adapt", "auto", "--target", test, "-o", tmp_path / "m.skops"
+    )  # fmt: skip
+    line = next(line for line in out.output.splitlines() if "chosen by circular validation" in line)
+    assert all(f"{m} 0." in line or f"{m} 1." in line for m in ("none", "mean", "coral", "subspace", "reweight"))
+    model, card = load_model(tmp_path / "m.skops")
+    assert card.adaptation["asked"] == "auto" or card.adaptation["method"] == "auto"
+    assert set(card.adaptation["scores"]) == {"none", "mean", "coral", "subspace", "reweight"}
+    assert ("adapt" in model.named_steps) == card.adaptation["feature_map"]

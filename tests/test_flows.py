@@ -317,7 +317,7 @@ HOSTILE_CARDS = {
     "train a number": (_card_edit("train a number"), "'train' must be a string"),
     "layer the model does not read": (_card_edit("layer the model does not read"), "does not describe the features"),
     "layer the backbone does not have": (_card_edit("layer the backbone does not have"), "layers"),
-    "adaptation the model lacks": (_card_edit("adaptation the model lacks"), "describes an adapted model"),
+    "adaptation the model lacks": (_card_edit("adaptation the model lacks"), "describes an adaptation map"),
 }
 
 

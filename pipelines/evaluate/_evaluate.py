@@ -321,7 +321,7 @@ def evaluate_file(
         groups, notes = read_groups(by, data, found.ids, card.spec.modality, read)
     paths = {"report_path": report_path, "png_path": png_path, "reliability_path": reliability_path}
     slices = {"groups": groups, "groups_png": groups_png, "notes": [*overlap, *notes]}
-    if card.adaptation:  # the same head on the unaligned training features, side by side
+    if card.adaptation and card.adaptation.get("method") != "none":  # the same head unadapted, side by side
         about["without_adaptation"] = unadapted_accuracy(card, X, y)
     items = (found.ids, found.sources or [""] * len(found.ids))
     files = {**(files or {}), "modality": card.spec.modality}

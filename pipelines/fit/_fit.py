@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from featurizer import FeatureFile, FeatureSpec, Featurizer, FeaturizerError, UnknownLayerError
 from featurizer.inputs import load_image
 from featurizer.spec import Layer, check_compatible, resolve_layers
-from pipelines.adapt import fit_adaptation
+from pipelines.adapt import Adaptation, adaptation_for
 from pipelines.heads import (
     apply_temperature,
     as_logits,
@@ -31,6 +31,7 @@ from pipelines.heads import (
     make_head,
     one_standard_error,
     quiet_small_classes,
+    weight_params,
 )
 from pipelines.models import ModelCard, head_of
 
@@ -156,24 +157,38 @@ def cross_validate(
     seed: int = 0,
     n_jobs: int | None = None,
     views: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> Searched:
     """Grid-search a head with stratified folds; the chosen model refitted on everything.
 
     ``views`` (views x items x dim) are augmented views of the items: extra training rows. The
     folds are drawn over the items and every view goes with its item, so no image sits on both
-    sides of a fold; only originals are scored.
+    sides of a fold; only originals are scored. ``weights``: per item, passed to every fit (a view
+    weighs what its item does); the folds are scored unweighted.
     """
     estimator, grid = make_head(head, normalise), head_grid(head, y)
+    check_weighted(estimator, weights)
     if views is None or not len(views):
-        return grid_search(estimator, grid, X, y, seed, n_jobs)
+        return grid_search(estimator, grid, X, y, seed, n_jobs, weights=weights)
+    copies = len(views) + 1
+    tiled = None if weights is None else np.tile(weights, copies)
     if np.unique(y, return_counts=True)[1].max() < 2:  # nothing to hold out: fit on the items and their views
-        return Searched(clone(estimator).fit(*stack_views(X, y, views)), {}, float("nan"), float("nan"))
-    n, copies = len(y), len(views) + 1
+        model = clone(estimator).fit(*stack_views(X, y, views), **weight_params(estimator, tiled))
+        return Searched(model, {}, float("nan"), float("nan"))
+    n = len(y)
     folds = [
         (np.concatenate([train + k * n for k in range(copies)]), test)
         for train, test in make_cv(y, seed=seed).split(X, y)
     ]
-    return grid_search(estimator, grid, *stack_views(X, y, views), seed, n_jobs, folds)
+    return grid_search(estimator, grid, *stack_views(X, y, views), seed, n_jobs, folds, tiled)
+
+
+def check_weighted(estimator, weights) -> None:
+    """Refuse, in one line, sample weights for a head whose classifier cannot take them."""
+    try:
+        weight_params(estimator, weights)
+    except ValueError as err:
+        raise FeaturizerError(f"--adapt reweight needs a head that takes sample weights: {err}") from None
 
 
 def stack_views(X: np.ndarray, y: np.ndarray, views: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -184,19 +199,27 @@ def stack_views(X: np.ndarray, y: np.ndarray, views: np.ndarray | None) -> tuple
 
 
 def grid_search(
-    estimator, grid: dict, X, y: np.ndarray, seed: int = 0, n_jobs: int | None = None, folds: list | None = None
+    estimator,
+    grid: dict,
+    X,
+    y: np.ndarray,
+    seed: int = 0,
+    n_jobs: int | None = None,
+    folds: list | None = None,
+    weights: np.ndarray | None = None,
 ) -> Searched:
     """Cross-validate ``grid`` and refit the simplest candidate within one standard error of the best.
 
     When every class has a single example nothing can be held out: the estimator is fitted with its
     own settings and the scores are NaN (``small_class_warnings`` says so). ``folds``: (train, test)
-    index pairs to use instead of ``make_cv``'s.
+    index pairs to use instead of ``make_cv``'s. ``weights``: per row, passed to every fit.
     """
     if folds is None and np.unique(y, return_counts=True)[1].max() < 2:
-        return Searched(clone(estimator).fit(X, y), {}, float("nan"), float("nan"))
+        return Searched(clone(estimator).fit(X, y, **weight_params(estimator, weights)), {}, float("nan"), float("nan"))
     warm = [name for name in grid if _warm_startable(estimator, name)]
     if len(grid) == 1 and warm:
-        return _warm_path_search(estimator, warm[0], list(grid[warm[0]]), X, y, folds or make_cv(y, seed=seed), n_jobs)
+        cv = folds or make_cv(y, seed=seed)
+        return _warm_path_search(estimator, warm[0], list(grid[warm[0]]), X, y, cv, n_jobs, weights)
     search = GridSearchCV(
         estimator,
         grid,
@@ -207,7 +230,7 @@ def grid_search(
         refit=one_standard_error,
     )
     with quiet_small_classes():
-        search.fit(X, y)
+        search.fit(X, y, **weight_params(estimator, weights))
     i = search.best_index_
     params = {k.removeprefix("clf__"): v for k, v in search.best_params_.items()}
     return Searched(
@@ -245,7 +268,7 @@ def _warm_startable(estimator, name: str) -> bool:
     return name == "clf__C" and isinstance(estimator.named_steps.get("clf"), LogisticRegression)
 
 
-def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, n_jobs: int | None):
+def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, n_jobs: int | None, weights=None):
     """``grid_search`` for one warm-startable hyperparameter: per fold, the normalisation is fitted once
     and the classifier walks the grid in ascending order from the previous solution; folds run in
     parallel threads, with one BLAS thread each (on these small matrices a multi-threaded BLAS is
@@ -273,7 +296,7 @@ def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, 
         while done < len(ascending):
             stage = ascending[done : done + (PATH_STAGE if done == 0 else 1)]
             rows = parallel(
-                delayed(_fold_path)(estimator, name, stage, X, y, train, test, state)
+                delayed(_fold_path)(estimator, name, stage, X, y, train, test, state, weights)
                 for (train, test), state in zip(splits, states)
             )
             for column, fold_logits, (scores, more, _) in zip(columns, logits, rows):
@@ -290,7 +313,7 @@ def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, 
     results.update({f"split{i}_test_score": row for i, row in enumerate(scores)})
     best = one_standard_error(results)  # ascending = most regularised (simplest) first
     with threadpool_limits(1):
-        model = clone(estimator).set_params(**{name: walked[best]}).fit(X, y)
+        model = clone(estimator).set_params(**{name: walked[best]}).fit(X, y, **weight_params(estimator, weights))
     kept = [(fold[best], test) for fold, (_, test) in zip(logits, splits) if fold[best] is not None]
     classes = np.unique(y)
     return Searched(
@@ -303,7 +326,9 @@ def _warm_path_search(estimator, name: str, values: list, X, y: np.ndarray, cv, 
     )
 
 
-def _fold_path(estimator, name: str, values: list, X, y, train, test, state=None) -> tuple[list, list, tuple]:
+def _fold_path(
+    estimator, name: str, values: list, X, y, train, test, state=None, weights=None
+) -> tuple[list, list, tuple]:
     """Scores of one fold along ascending ``values``, its test logits for each (None where the fold's
     training part lacks a class), and the state to continue the walk from: the classifier and the
     fold's prepared features (every step before the classifier is fitted once per fold, not per stage)."""
@@ -315,7 +340,8 @@ def _fold_path(estimator, name: str, values: list, X, y, train, test, state=None
     scores, logits = [], []
     every_class = len(np.unique(y))
     for value in values:  # ascending: each fit starts from the previous, more regularised solution
-        clf.set_params(**{name.removeprefix("clf__"): value}).fit(X_train, y[train])
+        fold_weights = None if weights is None else weights[train]
+        clf.set_params(**{name.removeprefix("clf__"): value}).fit(X_train, y[train], sample_weight=fold_weights)
         scores.append(float((clf.predict(X_test) == y[test]).mean()))
         whole = len(clf.classes_) == every_class
         logits.append(as_logits(clf.decision_function(X_test)) if whole else None)
@@ -370,10 +396,14 @@ def calibrate_head(searched: Searched) -> dict:
     return {"method": "temperature", **found}
 
 
-def fit_fixed(X: np.ndarray, y: np.ndarray, head: str, normalise: str | None, params: dict) -> Searched:
-    """The head fitted with fixed hyperparameters, unscored."""
+def fit_fixed(
+    X: np.ndarray, y: np.ndarray, head: str, normalise: str | None, params: dict, weights: np.ndarray | None = None
+) -> Searched:
+    """The head fitted with fixed hyperparameters (and per-row ``weights``), unscored."""
     try:
-        model = make_head(head, normalise, **params).fit(X, y)
+        estimator = make_head(head, normalise, **params)
+        check_weighted(estimator, weights)
+        model = estimator.fit(X, y, **weight_params(estimator, weights))
     except ValueError as err:
         raise FeaturizerError(f"head {head!r} does not take {params}: {str(err).splitlines()[0]}") from None
     return Searched(model, dict(params), float("nan"), float("nan"))
@@ -403,13 +433,22 @@ def end_to_end(spec: FeatureSpec, head, adapt=None) -> Pipeline:
     return Pipeline([*steps, *([("adapt", adapt)] if adapt is not None else []), ("head", head)])
 
 
-def adaptation(method: str, target: str | os.PathLike, spec: FeatureSpec, X: np.ndarray):
-    """(source map, target map) of ``method`` between ``X`` and the features ``spec`` selects in ``target``."""
-
+def adaptation(
+    method: str,
+    target: str | os.PathLike,
+    spec: FeatureSpec,
+    X: np.ndarray,
+    y: np.ndarray,
+    head: str,
+    normalise: str | None = None,
+    seed: int = 0,
+) -> Adaptation:
+    """The adaptation ``method`` (``auto`` chooses) of the training ``X, y`` to the features ``spec``
+    selects in ``target``; ``head`` (with default settings) scores the candidates for ``auto``."""
     with FeatureFile(target) as t:
         check_compatible(spec, t.spec, str(target), "the training features")
         Xt, _ = read_xy(t, spec.layers)
-    return fit_adaptation(method, X, Xt)
+    return adaptation_for(method, X, y, Xt, make_head(head, normalise), seed)
 
 
 # --- Baseline without transfer ------------------------------------------------------------

@@ -14,6 +14,7 @@ import numpy as np
 from featurizer import FeatureFile, FeatureSpec, FeaturizerError
 from featurizer.spec import check_compatible
 from featurizer.storage import claim, default_outputs, guarding, location, same_location
+from pipelines.adapt import Adaptation, effective_size
 from pipelines.fit._fit import (
     AUTO,
     AUTO_FULL_CV,
@@ -121,12 +122,18 @@ def fit(
             X, y, notes = labelled(*read_xy(features, layers, label_column), str(train))
             check_labels(y, str(train))
             views = labelled_views(features, layers, label_column)
+            weights = None
             if adapt:
-                source_map, maps[layers] = adaptation(adapt, target, spec.select(layers), X)
-                X = source_map.transform(X)
-                views = None if views is None else np.stack([source_map.transform(v) for v in views])
-            searched = cross_validate(X, y, head, normalise, seed, n_jobs, views) if params is None else None
-            searched = searched or fit_fixed(*stack_views(X, y, views), head, normalise, params)
+                adapted = maps[layers] = adaptation(adapt, target, spec.select(layers), X, y, head, normalise, seed)
+                X, weights = adapted.source(X), adapted.weights
+                views = None if views is None else np.stack([adapted.source(v) for v in views])
+            if params is None:
+                searched = cross_validate(X, y, head, normalise, seed, n_jobs, views, weights)
+            else:
+                tiled = None if weights is None or views is None else np.tile(weights, len(views) + 1)
+                searched = fit_fixed(
+                    *stack_views(X, y, views), head, normalise, params, weights if views is None else tiled
+                )
             table.append(CVRow(layers, searched.params, searched.mean, searched.std, screened.get(layers)))
             if best is None or searched.mean > best[1].mean:  # NaN (no CV possible) never beats the first
                 best = (searched, table[-1])
@@ -139,7 +146,8 @@ def fit(
     searched, row = best
     choice = with_pool(searched, train, unlabelled, spec.select(row.layers), label_column, semi, seed) if semi else None
     calibration = calibrate_head(searched) if calibrate and (choice is None or choice.method == "none") else {}
-    model = end_to_end(spec.select(row.layers), searched.model, maps.get(row.layers))
+    adapted = maps.get(row.layers)
+    model = end_to_end(spec.select(row.layers), searched.model, adapted.target_map if adapted else None)
     card = ModelCard(
         spec=spec.select(row.layers),
         classes=[str(c) for c in model.classes_],
@@ -152,10 +160,12 @@ def fit(
         cv_score=row.mean,
         train=str(os.path.abspath(train)),
         calibration=calibration,
-        adaptation={"method": adapt, "target": str(os.path.abspath(target))} if adapt else {},
+        adaptation=adaptation_card(adapted, target) if adapted else {},
         label_column=label_column or "",
     )
     result = FitResult(model, card, table, warnings=target_notes + notes + small_class_warnings(y))
+    if adapted is not None and (adapted.asked == "auto" or adapted.weights is not None):
+        result.warnings.append(adapted.summary())
     if choice is not None:
         scored = ", ".join(f"{m} {mean:.3f}" for m, (mean, _) in choice.scores.items())
         result.warnings.append(f"unlabelled pool: kept {choice.method} ({choice.reason}); labelled-fold CV {scored}")
@@ -163,6 +173,24 @@ def fit(
         result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
         result.warnings += baseline_warnings(row, result.baseline)
     return result
+
+
+def adaptation_card(adapted: Adaptation, target) -> dict:
+    """What the model card records of an adaptation: the method kept (and asked), the target file,
+    whether the model holds a feature map, and each candidate's score when ``auto`` chose."""
+    card = {
+        "method": adapted.method,
+        "target": str(os.path.abspath(target)),
+        "feature_map": adapted.target_map is not None,
+    }
+    if adapted.asked != adapted.method:
+        card["asked"] = adapted.asked
+    if adapted.weights is not None:
+        card["effective_size"] = round(effective_size(adapted.weights), 1)
+    if adapted.scores:
+        card["scores"] = {m: {"circular": mean, "se": se} for m, (mean, se) in adapted.scores.items()}
+        card["reason"] = adapted.reason
+    return card
 
 
 def check_semi(semi: str | None, unlabelled, adapt: str | None) -> str | None:

@@ -393,8 +393,9 @@ def check_model(model, card: ModelCard, path) -> None:
             raise UntrustedModelError(
                 f"{side} does not describe the features {path} was fitted on (card vs model): " + "; ".join(diffs)
             )
-    if inner is not None and bool(card.adaptation) != ("adapt" in steps):
-        says, holds = ("an adapted model", "none") if card.adaptation else ("no adaptation", "an adaptation map")
+    maps = bool(card.adaptation) and card.adaptation.get("feature_map", True) is not False  # older cards: always
+    if inner is not None and maps != ("adapt" in steps):
+        says, holds = ("an adaptation map", "none") if maps else ("no adaptation map", "one")
         raise UntrustedModelError(f"{side} describes {says} but {path} holds {holds}: they do not belong together")
     head = head_of(model)
     multi = callable(getattr(_final_step(head), "predict_tasks", None))
