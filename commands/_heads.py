@@ -286,8 +286,13 @@ def rank(data: Path, models, layers, per_class: int, seed: int, run, read) -> No
     type=click.Choice(ADAPT_MAPS),
     help="Also each head on training features aligned to TEST's (unsupervised), side by side.",
 )
+@click.option(
+    "--semi",
+    type=click.Choice([m for m in SEMI_METHODS if m != "none"]),
+    help="Also each head with the training items not drawn as its unlabelled pool (semi-supervised), side by side.",
+)
 def fewshot(
-    train: Path, test: Path, shots: str, runs: int, heads, layers, max_iter, seed: int, png: Path, adapt
+    train: Path, test: Path, shots: str, runs: int, heads, layers, max_iter, seed: int, png: Path, adapt, semi
 ) -> None:
     """Few-shot protocol: N labelled examples per class, fit, score on all of TEST, over seeded runs.
 
@@ -303,16 +308,18 @@ def fewshot(
         raise click.BadParameter("give numbers separated by commas, e.g. 1,2,4,8", param_hint="--shots") from None
     claim(png)  # before the work
     protocol = {"shots": counts, "runs": runs, "heads": heads or ("logreg", "prototype"), "max_iter": max_iter}
+    protocol["semi"] = semi
     rows, chosen, warnings = few_shot_files(
         train, test, layers or None, adapt=adapt, seed=seed, progress=True, **protocol
     )
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     ran = [n for n in dict.fromkeys(counts) if any(r.shots == n for r in rows)]  # only what ran is shown
-    click.echo(f"{'head':<18}" + "".join(f"{f'N={n}':>16}" for n in ran))
+    width = max([18, *(len(r.head) + 2 for r in rows)])
+    click.echo(f"{'head':<{width}}" + "".join(f"{f'N={n}':>16}" for n in ran))
     for head in dict.fromkeys(r.head for r in rows):
         mine = {r.shots: r for r in rows if r.head == head}
         cells = (f"{mine[n].mean:>9.3f} ± {mine[n].std:.3f}" if n in mine else f"{'skipped':>16}" for n in ran)
-        click.echo(f"{head:<18}" + "".join(cells))
+        click.echo(f"{head:<{width}}" + "".join(cells))
     plot_learning_curve(rows, png, title=f"{train.stem}: {'+'.join(chosen)}, {runs} runs")
     click.echo(f"wrote {png}")

@@ -122,14 +122,12 @@ def test_fewshot_shows_each_head_with_and_without_adaptation(digit_features, tmp
 # --- Importance reweighting and the label-free choice (issue 30) ----------------------------------
 
 
-def _classes(seed: int, n: int = 120, d: int = 10, offset: float = 0.0, rotate: bool = False):
-    """Three Gaussian classes; ``offset`` moves every item, ``rotate`` turns the space (a shift of kind)."""
+def _classes(seed: int, n: int = 120, d: int = 10, offset: float = 0.0):
+    """Three Gaussian classes; ``offset`` moves every item."""
     rng = np.random.default_rng(seed)
     centres = np.random.default_rng(99).normal(scale=2.0, size=(3, d))
     y = np.repeat(np.arange(3), n // 3)
     X = centres[y] + rng.normal(size=(len(y), d)) + offset
-    if rotate:
-        X = X @ np.linalg.qr(np.random.default_rng(7).normal(size=(d, d)))[0]
     return X, y.astype(str)
 
 
@@ -148,7 +146,7 @@ def test_importance_weights_follow_the_true_density_ratio():
     "shift, kept",
     [
         ("none", {"none"}),  # the same distribution: nothing to adapt, and nothing must be chosen
-        ("offset", {"mean", "coral"}),  # every target item moved: the plain head labels them all alike
+        ("offset", {"mean"}),  # every target item moved: the simplest fix that works is kept
     ],
 )
 def test_auto_chooses_by_circular_validation_without_target_labels(shift, kept):

@@ -77,3 +77,35 @@ def test_auto_keeps_the_plain_head_when_the_pool_adds_nothing_or_ties():
     assert empty.method == "none" and "beyond noise" in empty.reason
     asked = choose_semi(X[labelled], truth[labelled], X[pool], head, method="spreading", folds=4)
     assert asked.method == "spreading" and set(asked.scores) == {"none", "spreading"}
+
+
+def test_fewshot_adds_a_row_per_head_with_the_undrawn_items_as_the_pool():
+    """Clusters far apart but stretched along a direction the labels do not show: one label per class
+    misplaces the boundary, the pool puts it back."""
+    from pipelines.fit._fewshot import few_shot
+
+    rng = np.random.default_rng(1)
+    n = 150
+    stretch = np.zeros(16)
+    stretch[0] = 6.0
+    centres = np.zeros((2, 16))
+    centres[:, 1] = (-5.0, 5.0)
+    X = np.concatenate([c + rng.normal(size=(n, 16)) + np.outer(rng.normal(size=n), stretch) for c in centres])
+    y = np.array(["A"] * n + ["B"] * n)
+    rows = few_shot(X, y, X, y, shots=(1,), runs=5, heads=("logreg",), semi="spreading")
+    plain, pooled = rows
+    assert [r.head for r in rows] == ["logreg", "logreg+spreading"] and len(pooled.scores) == 5
+    assert pooled.mean >= plain.mean + 0.1, (plain.mean, pooled.mean)  # 0.755 -> 1.0 here
+
+
+def test_fewshot_cli_shows_the_semi_rows(digit_features, tmp_path):
+    from tests.test_flows import xfer
+
+    train, test, _ = digit_features
+    out = xfer(
+        "fewshot", train, test, "--shots", "2", "--runs", "2", "--head", "prototype", "--semi", "auto",
+        "--png", tmp_path / "c.png",
+    ).output  # fmt: skip
+    assert [line.split()[0] for line in out.splitlines() if "±" in line] == ["prototype", "prototype+auto"]
+    bad = xfer("fewshot", train, test, "--semi", "often", "--png", tmp_path / "d.png", ok=False)
+    assert bad.exit_code == 2 and "often" in bad.output

@@ -3,11 +3,19 @@
 
 Circular (reverse) validation (Bruzzone and Marconcini, 2010; one of the realistic scorers of
 SKADA-Bench, arXiv 2407.11676): a head fitted on the adapted source labels the target; a second
-head fitted on those pseudo-labelled target items must then label held-out source items right. An
-adaptation that makes the two domains speak the same language scores high; one that scrambles the
-classes, or leaves the target far from the source, loses on the way back. Only source labels are
-used. The per-item verdicts on held-out source items are paired across candidates, so the rule of
-``pipelines.heads.beats_plain`` decides, as for the semi-supervised heads.
+head fitted on those pseudo-labelled target items must then label held-out source items right.
+Only source labels are used. The way back is the same for every candidate: the second head is
+fitted on the target's own features, each domain centred on its mean (so that a plain offset
+between the domains does not decide the way back), and labels the source's own centred
+features; candidates differ only in the target labels they hand over. Going back through each
+candidate's own map instead rewarded maps that agree with themselves: on flowers12 in grayscale,
+subspace alignment scored best that way (0.914 against 0.747 for none) and was 10 points worse
+on the target.
+
+The per-item verdicts on held-out source items are paired across candidates and
+``pipelines.heads.beats_plain`` decides, as for the semi-supervised heads: of the candidates the
+best does not beat beyond noise, the simplest (``CANDIDATES`` is in order of complexity) is kept
+if it beats ``none`` beyond noise.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from featurizer import FeaturizerError
 from pipelines.adapt._adapt import ADAPT_MAPS, AffineMap, effective_size, fit_adaptation, importance_weights
 from pipelines.heads import beats_plain, weight_params
 
-CANDIDATES = ("none", *ADAPT_MAPS, "reweight")
+CANDIDATES = ("none", "mean", "reweight", "coral", "subspace")  # simplest first
 ADAPT_METHODS = ("auto", *ADAPT_MAPS, "reweight")  # what ``--adapt`` accepts
 
 
@@ -71,7 +79,9 @@ def adapt_to(method: str, source: np.ndarray, target: np.ndarray, seed: int = 0)
 
 
 def circular_scores(adapted: Adaptation, source, y, target, head, splits) -> np.ndarray:
-    """Per source item, 1 where the round trip source -> target -> source labels it right (held out)."""
+    """Per source item, 1 where the round trip labels it right: adapted source -> target labels ->
+    a head on the target's own centred features -> the item's own centred features (held out of
+    the first fit)."""
     S = adapted.source(source)
     T = target if adapted.target_map is None else adapted.target_map.transform(target)
     right = np.zeros(len(y))
@@ -82,14 +92,15 @@ def circular_scores(adapted: Adaptation, source, y, target, head, splits) -> np.
         if len(np.unique(pseudo)) < 2:  # the target all in one class: the way back predicts that class
             right[test] = y[test] == pseudo[0]
             continue
-        backward = clone(head).fit(T, pseudo)
-        right[test] = backward.predict(S[test]) == y[test]
+        backward = clone(head).fit(target - target.mean(0), pseudo)
+        right[test] = backward.predict(source[test] - source.mean(0)) == y[test]
     return right
 
 
 def choose_adaptation(source, y, target, head, seed: int = 0, folds: int = 3) -> Adaptation:
     """``auto``: score every candidate (``CANDIDATES``, ``none`` included) by circular validation with
-    ``head`` (an unfitted estimator), keep the best if it beats ``none`` beyond noise, else ``none``."""
+    ``head`` (an unfitted estimator); of the candidates within noise of the best, keep the simplest if it
+    beats ``none`` beyond noise, else ``none``."""
     y = np.asarray(y)
     smallest = int(np.unique(y, return_counts=True)[1].min())
     if smallest < 2 or len(target) < 3:
@@ -103,13 +114,16 @@ def choose_adaptation(source, y, target, head, seed: int = 0, folds: int = 3) ->
             continue
         right[method] = circular_scores(fitted[method], source, y, target, head, splits)
     scores = {m: (float(r.mean()), float(r.std(ddof=1) / np.sqrt(len(r)))) for m, r in right.items()}
-    best = max((m for m in right if m != "none"), key=lambda m: scores[m][0])
-    verdict = beats_plain(right[best], right["none"])
-    if verdict.kept:
-        reason = f"{best} beats none by {verdict.gain:+.3f} (noise {verdict.noise:.3f})"
-        chosen = fitted[best]
+    best = max(right, key=lambda m: scores[m][0])
+    simplest = next(m for m in right if not beats_plain(right[best], right[m]).kept)
+    verdict = beats_plain(right[simplest], right["none"])
+    if simplest != "none" and verdict.kept:
+        reason = f"{simplest} beats none by {verdict.gain:+.3f} (noise {verdict.noise:.3f})"
+        if simplest != best:
+            reason += f"; {best} scores higher, within noise of it"
+        chosen = fitted[simplest]
     else:
-        reason = f"no candidate beats none beyond noise (best {best} {verdict.gain:+.3f})"
+        reason = f"no candidate beats none beyond noise (best {best} {scores[best][0] - scores['none'][0]:+.3f})"
         chosen = fitted["none"]
     chosen.asked, chosen.reason, chosen.scores = "auto", reason, scores
     return chosen

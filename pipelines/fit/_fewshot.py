@@ -28,7 +28,7 @@ from pipelines.fit._fit import (
     sample_few_shot,
     unknown_label_warnings,
 )
-from pipelines.heads import make_head
+from pipelines.heads import SEMI_METHODS, choose_semi, make_head, semi_estimator, stack_pool
 
 
 @dataclass
@@ -114,16 +114,22 @@ def few_shot(
     seed: int = 0,
     progress: bool = False,
     notes: list[str] | None = None,
+    semi: str | None = None,
 ) -> list[FewShotRow]:
     """Accuracy of each head for each N, over ``runs`` seeded draws of the training examples.
 
     Only what ran is returned: an N no draw can honour, and a head that cannot run at an N, are left
     out with a one-line reason appended to ``notes`` (see ``plan_shots`` and ``head_problem``).
+    ``semi`` (``auto``, ``self-training``, ``spreading``) adds a row ``head+semi`` per head: the same
+    draws, with every training item not drawn as the unlabelled pool (its labels unused).
     """
     from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
     from tqdm.auto import tqdm
 
+    if semi is not None and semi not in SEMI_METHODS:
+        raise FeaturizerError(f"--semi must be one of {', '.join(SEMI_METHODS)}, not {semi!r}")
+    semi = None if semi == "none" else semi
     plan, said = plan_shots(y_train, shots, runs)
     n_classes = len(np.unique(y_train))
     rows = []
@@ -134,11 +140,14 @@ def few_shot(
             template = few_shot_head(head, max_iter)
             for n, n_runs in plan:
                 problem = head_problem(head, n, n_classes)
-                scores = []
+                scores, with_pool = [], []
                 for run in range(n_runs if not problem else 0):
                     idx = sample_few_shot(y_train, n, seed + run)
                     try:
                         model = clone(template).fit(X_train[idx], y_train[idx])
+                        if semi:
+                            pooled = _fit_with_pool(template, X_train, y_train, idx, semi, seed + run, model)
+                            with_pool.append(float(pooled.score(X_test, y_test)))
                     except (ValueError, np.linalg.LinAlgError) as err:  # a head that cannot fit this draw
                         problem = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                         break
@@ -149,9 +158,25 @@ def few_shot(
                     bar.update(n_runs - len(scores))
                     continue
                 rows.append(FewShotRow(head, int(n), scores))
+                if semi:
+                    rows.append(FewShotRow(f"{head}+{semi}", int(n), with_pool))
     if notes is not None:
         notes += said
     return rows
+
+
+def _fit_with_pool(template, X, y, drawn, semi: str, seed: int, plain):
+    """The head fitted on the ``drawn`` items with every other item of ``X`` as the pool (``plain``
+    where ``auto`` keeps the plain head)."""
+    from sklearn.base import clone
+
+    pool = np.setdiff1d(np.arange(len(y)), drawn)
+    method = semi
+    if semi == "auto":
+        method = choose_semi(X[drawn], y[drawn], X[pool], template, seed=seed).method
+    if method == "none":
+        return plain
+    return semi_estimator(method, clone(template)).fit(*stack_pool(X[drawn], y[drawn], X[pool]))
 
 
 def overlap_warnings(X_train: np.ndarray, X_test: np.ndarray, train: str, test: str, what: str) -> list[str]:

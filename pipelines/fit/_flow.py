@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from sklearn.base import clone
 
 from featurizer import FeatureFile, FeatureSpec, FeaturizerError
 from featurizer.spec import check_compatible
@@ -39,7 +40,7 @@ from pipelines.fit._fit import (
 )
 from pipelines.fit._tasks import fit_tasks, read_targets
 from pipelines.fit._zeroshot import DEFAULT_TEMPLATES, fit_zero_shot
-from pipelines.heads import CLASSES, SEMI_METHODS, SemiChoice, choose_semi, semi_estimator
+from pipelines.heads import CLASSES, SEMI_METHODS, SemiChoice, choose_semi, semi_estimator, stack_pool
 from pipelines.models import ModelCard, save_model
 
 
@@ -223,8 +224,6 @@ def with_pool(searched, train, pool, spec: FeatureSpec, label_column, method: st
 
     Refused in one line: the labelled file itself as the pool, a pool of another feature spec, an
     empty pool."""
-    from sklearn.base import clone
-
     check_pool(train, pool, spec)
     with FeatureFile(pool) as p:
         X_pool, _ = read_xy(p, spec.layers)
@@ -232,9 +231,7 @@ def with_pool(searched, train, pool, spec: FeatureSpec, label_column, method: st
         X, y, _ = labelled(*read_xy(f, spec.layers, label_column), str(train))
     choice = choose_semi(X, np.asarray(y), X_pool, clone(searched.model), method, seed)
     if choice.method != "none":
-        marker = np.full(len(X_pool), "", dtype=object)
-        ya = np.concatenate([np.asarray(y, dtype=object), marker])
-        semi = semi_estimator(choice.method, clone(searched.model)).fit(np.concatenate([X, X_pool]), ya)
+        semi = semi_estimator(choice.method, clone(searched.model)).fit(*stack_pool(X, y, X_pool))
         searched.model = semi.estimator_
     return choice
 

@@ -23,6 +23,7 @@ from pipelines.heads._semi import (
     SemiChoice,
     choose_semi,
     semi_estimator,
+    stack_pool,
     unlabelled_mask,
 )
 from pipelines.heads._targets import CLASSES, KINDS, MULTILABEL, REGRESSION, Target, join_labels, label_set, read_target
@@ -66,6 +67,7 @@ __all__ = [
     "scores_of",
     "semi_estimator",
     "softmax",
+    "stack_pool",
     "unit_rows",
     "unlabelled_mask",
     "weight_params",

@@ -37,6 +37,14 @@ def unlabelled_mask(y) -> np.ndarray:
     return y == "" if y.dtype.kind in "USO" else y == -1
 
 
+def stack_pool(X, y, X_pool) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled rows, then the pool's, with the pool marked unlabelled in ``y``'s own kind of label."""
+    y = np.asarray(y)
+    marker = "" if y.dtype.kind in "USO" else -1
+    dtype = object if y.dtype.kind == "O" else y.dtype
+    return np.concatenate([X, X_pool]), np.concatenate([y, np.full(len(X_pool), marker, dtype=dtype)])
+
+
 def _default_head():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -236,16 +244,13 @@ def choose_semi(X, y, X_pool, head, method: str = "auto", seed: int = 0, folds: 
     if smallest < 2:
         return SemiChoice(method if method != "auto" else "none", {}, "a class has one labelled item: nothing to score")
     splits = StratifiedKFold(min(folds, smallest), shuffle=True, random_state=seed).split(X, y)
-    marker = "" if y.dtype.kind in "USO" else -1
     right = {m: np.zeros(len(y)) for m in methods}  # per labelled item: 1 where its held-out prediction is right
     for train, test in splits:
         for m in methods:
             if m == "none":
                 model = clone(head).fit(X[train], y[train])
             else:
-                Xa = np.concatenate([X[train], X_pool])
-                ya = np.concatenate([y[train], np.full(len(X_pool), marker, dtype=y.dtype)])
-                model = semi_estimator(m, head).fit(Xa, ya)
+                model = semi_estimator(m, head).fit(*stack_pool(X[train], y[train], X_pool))
             right[m][test] = model.predict(X[test]) == y[test]
     scores = {m: (float(r.mean()), float(r.std(ddof=1) / np.sqrt(len(r)))) for m, r in right.items()}
     if method != "auto":
