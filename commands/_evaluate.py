@@ -48,7 +48,7 @@ def shift(source: Path, target: Path, layers, png, as_json: bool, seed: int) -> 
       xfer shift cache/train.h5 cache/new_batch.h5 --layer pre_logits --json
     """
     png = png or default_outputs("shift", target)["png"]
-    claim(png)  # before the work
+    claim(png, kind="picture")  # before the work
     report = measure_shift(source, target, layers or None, seed, png)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -151,7 +151,7 @@ def predict(model_path: Path, data: Path, output, tta: int, trust: bool, run, re
     precision, runtime), through the cache.
     """
     output = output or default_outputs("predict", data)["output"]
-    claim(output)  # before the work
+    claim(output, kind="table")  # before the work
     counts = predict_file(model_path, data, output, trust=trust, run=run, read=read, tta=tta)
     tasks = read_card(model_path).tasks
     if tasks:  # one column per task
@@ -192,7 +192,7 @@ def suggest(model_path: Path, data: Path, count: int, strategy: str, output, see
     if tta:
         raise click.UsageError("--tta is for predict and evaluate")
     output = output or default_outputs("suggest", data)["output"]
-    claim(output)  # before the work
+    claim(output, kind="table")  # before the work
     header, rows = suggest_file(model_path, data, count, strategy, trust=trust, run=run, read=read, seed=seed)
     write_csv(output, header, rows)
     for row in rows[:10]:

@@ -164,7 +164,7 @@ def embed(input_path, output, features, run, read, engine) -> None:
       xfer embed photos/ -o embeddings/ --engine ray --actors 2
       xfer embed photos/ -o embeddings/ --engine ray --address auto --gpus-per-actor 1 --device cuda
     """
-    claim(output, folder=True)  # an empty folder, or one xfer wrote (a re-run resumes there)
+    claim(output, folder=True, kind="embed")  # an empty folder, or one xfer wrote (a re-run resumes there)
     click.echo(embed_options(input_path, output, features, run, read, engine).summary())
 
 

@@ -306,7 +306,7 @@ def fewshot(
         counts = [int(n) for n in shots.split(",") if n.strip()]
     except ValueError:
         raise click.BadParameter("give numbers separated by commas, e.g. 1,2,4,8", param_hint="--shots") from None
-    claim(png)  # before the work
+    claim(png, kind="picture")  # before the work
     protocol = {"shots": counts, "runs": runs, "heads": heads or ("logreg", "prototype"), "max_iter": max_iter}
     protocol["semi"] = semi
     rows, chosen, warnings = few_shot_files(

@@ -57,9 +57,9 @@ def test_cross_validation_keeps_every_image_and_its_views_on_one_side(monkeypatc
     seen = []
     real = _fit.grid_search
 
-    def spy(estimator, grid, X_all, y_all, seed, n_jobs, folds=None):
+    def spy(estimator, grid, X_all, y_all, seed, n_jobs, folds=None, weights=None):
         seen.append((len(X_all), folds))
-        return real(estimator, grid, X_all, y_all, seed, n_jobs, folds)
+        return real(estimator, grid, X_all, y_all, seed, n_jobs, folds, weights)
 
     monkeypatch.setattr(_fit, "grid_search", spy)
     searched = _fit.cross_validate(X, y, "logreg", views=views)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -175,3 +176,20 @@ def test_open_clip_towers_match_the_package_and_share_one_space(tiny_open_clip, 
 def test_an_open_clip_name_without_weights_says_how_to_name_them(tiny_open_clip, clip, tmp_path):
     result = xfer("featurize", clip / "photos", "-m", "open_clip/tiny-open-clip", "-o", tmp_path / "x.h5", ok=False)
     assert "open_clip/tiny-open-clip/TAG" in result.output and "Traceback" not in result.output
+
+
+def test_a_local_model_folder_is_an_input_of_the_command_that_loads_it(clip, tmp_path):
+    """No output of featurize may land in, or replace, the model folder it reads its weights from."""
+    import hashlib
+
+    folder = tmp_path / "my-clip"
+    shutil.copytree(clip / "tiny-clip", folder)
+
+    def digest():
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+    before = digest()
+    for out in (folder / "out.h5", folder / "model.safetensors"):
+        result = xfer("featurize", clip / "photos", "-m", f"hf/{folder}", "--force", "-o", out, ok=False)
+        assert result.exit_code == 1 and "input" in result.output, result.output
+    assert digest() == before

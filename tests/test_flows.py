@@ -300,6 +300,10 @@ def _card_edit(edit):
             card["train"] = 7
         elif edit == "adaptation the model lacks":
             card["adaptation"] = {"method": "coral", "target": "/nowhere.h5"}
+        elif edit == "classes in another order":
+            card["classes"] = card["classes"][::-1]
+        elif edit == "another head":
+            card["head"] = "knn" if card["head"] != "knn" else "logreg"
         return json.dumps(card)
 
     return apply
@@ -318,6 +322,8 @@ HOSTILE_CARDS = {
     "layer the model does not read": (_card_edit("layer the model does not read"), "does not describe the features"),
     "layer the backbone does not have": (_card_edit("layer the backbone does not have"), "layers"),
     "adaptation the model lacks": (_card_edit("adaptation the model lacks"), "describes an adaptation map"),
+    "classes in another order": (_card_edit("classes in another order"), "lists classes"),
+    "another head": (_card_edit("another head"), "says the head is"),
 }
 
 

@@ -264,3 +264,126 @@ def test_every_csv_xfer_writes_is_recognised_as_its_own():
     assert is_xfer_header(["id", "topic", "topic_p", "tags", "tags_p_a"])
     assert not is_xfer_header(["id", "label"])  # a user's labels
     assert not is_xfer_header(["path", "label"])
+
+
+# --- One kind of output never replaces another (xfer's own outputs included) ---------------------
+
+
+def xfer_outputs(places, tmp: Path) -> dict[str, Path]:
+    """Copies of things xfer wrote, of each kind: a feature file, a model and its card, an embed folder."""
+    made = {"feat": tmp / "features.h5", "model": tmp / "model.skops", "emb": tmp / "emb"}
+    shutil.copy(places["feat"], made["feat"])
+    shutil.copy(places["model"], made["model"])
+    shutil.copy(places["card"], tmp / "model.json")
+    made["card"] = tmp / "model.json"
+    shutil.copytree(places["emb"], made["emb"])
+    return made
+
+
+# command -> an xfer output of another kind than the one it writes
+OTHER_KIND = {
+    "featurize": "model",
+    "embed": "feat",
+    "shift": "feat",
+    "audit-o": "emb",
+    "audit-report": "card",
+    "fit": "feat",
+    "predict": "card",
+    "suggest": "card",
+    "evaluate-o": "model",
+    "evaluate-png": "feat",
+    "evaluate-report": "card",
+    "fewshot": "model",
+    "finetune": "emb",
+    "export": "model",
+    "export-npy": "emb",
+    "index": "emb",
+    "merge": "model",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_one_kind_of_xfer_output_never_replaces_another(case, places, tmp_path):
+    """Without --force (evaluate, predict, audit, merge ... have none) or with it: a report never
+    lands on a model, a picture never on a feature file, an audit never on an embed folder."""
+    argv, _ = CASES[case]
+    target = xfer_outputs(places, tmp_path)[OTHER_KIND[case]]
+    assert written_by_xfer(target)
+    before = digest(target)
+    cmd = [a.format(out=target, **{k: str(v) for k, v in places.items()}) for a in argv]
+    result = CliRunner().invoke(main, cmd)
+    assert result.exit_code != 0, f"{case} replaced xfer's {target.name}: {result.output}"
+    assert "Traceback" not in result.output, result.output
+    if result.exit_code == 1:
+        assert "never replaces another" in result.output or "is a folder" in result.output, result.output
+    assert digest(target) == before
+
+
+def test_a_folder_is_xfers_only_by_its_marker_or_when_every_file_in_it_is(places, tmp_path):
+    """A user's folder that happens to hold a manifest.json or a spec.json is not xfer's."""
+    photos = tmp_path / "photos"
+    shutil.copytree(places["imgs"], photos)
+    (photos / "manifest.json").write_text('{"name": "album"}')
+    webapp = tmp_path / "webapp"
+    webapp.mkdir()
+    (webapp / "manifest.json").write_text("{}")
+    (webapp / "index.html").write_text("<html>mine</html>")
+    specced = tmp_path / "specced"
+    shutil.copytree(places["emb"], specced)
+    (specced / FOLDER_MARKER).unlink()
+    (specced / "holiday.jpg").write_bytes(digest(places["member"]).encode())
+    for folder in (photos, webapp, specced):
+        assert not written_by_xfer(folder), folder
+    run = CliRunner().invoke
+    feat = str(places["feat"])
+    for argv in (
+        ["index", feat, "-o", str(photos), "--force"],
+        ["export", feat, "--format", "npy", "-o", str(webapp), "--force"],
+        ["embed", str(places["imgs"]), "-q", "-o", str(specced)],
+        ["audit", feat, "-o", str(photos)],
+    ):
+        before = digest(Path(argv[argv.index("-o") + 1]))
+        result = run(main, argv)
+        assert result.exit_code == 1 and "not written by xfer" in result.output, (argv, result.output)
+        assert digest(Path(argv[argv.index("-o") + 1])) == before
+
+
+def test_the_shards_a_merged_file_reads_are_its_inputs(places, tmp_path):
+    emb = tmp_path / "emb"
+    shutil.copytree(places["emb"], emb)
+    merged = tmp_path / "elsewhere" / "merged.h5"
+    run = CliRunner().invoke
+    assert run(main, ["merge", str(emb), "-o", str(merged)]).exit_code == 0
+    shard = sorted(emb.glob("shard-*.h5"))[0]
+    before = digest(emb)
+    for argv in (
+        ["index", str(merged), "-o", str(emb), "--force"],
+        ["export", str(merged), "-o", str(shard), "--force"],
+        ["fit", str(merged), "--no-cv", "-o", str(shard), "--force"],
+        ["audit", str(merged), "-o", str(emb)],
+        ["export", str(merged), "-o", str(shard) + ".sha256", "--force"],
+    ):
+        result = run(main, argv)
+        assert result.exit_code == 1, (argv, result.output)
+        assert "input" in result.output or "never replaces another" in result.output, (argv, result.output)
+    assert digest(emb) == before
+
+
+def test_fewshot_replaces_its_own_picture(places, tmp_path):
+    argv = ["fewshot", str(places["feat"]), str(places["test"]), "--shots", "1", "--runs", "1"]
+    argv += ["--png", str(tmp_path / "curve.png")]
+    assert CliRunner().invoke(main, argv).exit_code == 0
+    again = CliRunner().invoke(main, argv)
+    assert again.exit_code == 0, again.output
+    assert written_by_xfer(tmp_path / "curve.png")
+
+
+def test_a_derived_output_is_claimed_before_the_work_and_never_a_users_file(places, tmp_path):
+    """featurize's list of failed items (OUT.errors.csv) is an output too: a user's file of that
+    name is neither replaced nor removed, and the refusal comes before the feature file is written."""
+    run = CliRunner().invoke
+    mine = tmp_path / "x.errors.csv"
+    mine.write_text("my,own\n1,2\n")
+    result = run(main, ["featurize", str(places["imgs"]), "-q", "-o", str(tmp_path / "x.h5")])
+    assert result.exit_code == 1 and "not written by xfer" in result.output, result.output
+    assert mine.read_text() == "my,own\n1,2\n" and not (tmp_path / "x.h5").exists()

@@ -35,7 +35,17 @@ import numpy as np
 
 from featurizer.base import FeaturizerError, InputError
 from featurizer.spec import FeatureSpec
-from featurizer.storage import H5Output, as_os_error, claim, file_sha256, is_url, local_path, location, open_source
+from featurizer.storage import (
+    H5Output,
+    as_os_error,
+    claim,
+    declare_inputs,
+    file_sha256,
+    is_url,
+    local_path,
+    location,
+    open_source,
+)
 
 FORMAT = "featurizer-features/1"
 CHUNK_ROWS = 1024
@@ -207,7 +217,7 @@ def check_output(path: Path | str, origin: str, force: bool = False) -> None:
     """Refuse an output that is an input or that xfer did not write, ``force`` or not, and one made
     from other inputs unless ``force`` (``path`` local or a URL; the rules: featurizer._guard)."""
 
-    claim(path)
+    claim(path, kind="features")
     if force or not location(path).exists():
         return
     try:  # its attributes only (not FeatureFile): a merged file whose shards are gone can still be replaced
@@ -288,6 +298,12 @@ class FeatureFile:
                 extents.setdefault(source.file_name, []).append((source.dset_name, (last - first + 1, width + 1)))
         if not extents:
             return
+        # The shards, their checksums and the manifest are inputs of whatever reads this file: no
+        # output of the running command may replace them, nor a folder that holds them.
+        shards = [self._shard(name) for name in extents]
+        folders = {os.path.dirname(s) for s in shards}
+        manifests = [os.path.join(d, m) for d in folders for m in ("_manifest.json", "manifest.json")]
+        declare_inputs(*shards, *(s + ".sha256" for s in shards), *(m for m in manifests if os.path.exists(m)))
         stamps = self._file.attrs.get(STAMPS)
         if stamps is None:
             bad = {name: why for name in extents if (why := self._unstamped_problem(name, extents[name]))}

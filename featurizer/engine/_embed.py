@@ -86,7 +86,9 @@ def embed_options(
     local = Extractor.from_resolved(resolved, replace(run, device="cpu") if engine == "ray" else run)
     inputs = inputs_for(local, inputs, read)
     out = location(out)
-    mark_folder(out)  # makes a local folder; before any shard: a killed run's folder is known as xfer's, and resumed
+    mark_folder(
+        out, kind="embed"
+    )  # makes a local folder; before any shard: a killed run's folder is known as xfer's, and resumed
     shards = plan_shards(len(inputs), shard_size, FORMATS[o.format])
     done = [s for s in shards if shard_is_complete(s.path(out), spec, inputs.ids[s.start : s.stop])]
     todo = [s for s in shards if s not in done]

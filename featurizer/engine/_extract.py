@@ -70,7 +70,7 @@ from featurizer.spec import (
     get_config,
     validate,
 )
-from featurizer.storage import atomic_output, guarding, is_url, keeping_reads, write_csv
+from featurizer.storage import atomic_output, claim, guarding, is_url, keeping_reads, write_csv, written_by_xfer
 
 log = logging.getLogger(__name__)
 
@@ -539,6 +539,9 @@ def featurize_with(
     try:
         guard = guard_stack.enter_context(guarding(inputs.origin))
         guard.add_sources(inputs.sources if inputs.from_files else [])
+        weights = extractor.spec.weights  # a local checkpoint or model folder is an input too
+        if weights and not is_url(weights) and os.path.exists(weights):
+            guard.add(weights)
         if remote:
             check_output(str(output), inputs.origin, force)
             with atomic_output(str(output)) as local:
@@ -547,6 +550,7 @@ def featurize_with(
             return report
         if output is not None:
             check_output(Path(output), inputs.origin, force)
+            claim(errors_csv_path(Path(output)), kind="table")  # the list of failed items beside it, before the work
         return _featurize(extractor, inputs, output, store_dtype, on_error, attrs, started, augment)
     finally:
         guard_stack.close()
@@ -690,6 +694,7 @@ def write_errors_csv(output: Path, errors: Sequence[tuple[str, str]]) -> None:
     """``OUT.errors.csv``: id and reason of every item not featurized (removed when there are none)."""
     path = errors_csv_path(output)
     if not errors:
-        path.unlink(missing_ok=True)
+        if path.is_file() and written_by_xfer(path):  # an earlier run's list, out of date now; never a user's file
+            path.unlink()
         return
     write_csv(path, ("id", "reason"), errors)

@@ -252,7 +252,7 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     shards = [_shard_in(out, entry) for entry in entries]
     target = target or default_outputs("merge", out)["output"]
     target = location(target)
-    claim(target, inputs=[manifest_path, *shards])  # never over a shard or the manifest
+    claim(target, inputs=[manifest_path, *shards], kind="features")  # never over a shard or the manifest
     ids, labels, sources, errors, sizes, columns, stamps = [], [], [], [], [], [], []
     dims, dtype = {}, "float32"
     for entry, path in zip(entries, shards):

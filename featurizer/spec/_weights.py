@@ -8,7 +8,7 @@ from pathlib import Path
 
 from featurizer.base import InputError, MissingPackageError
 from featurizer.spec._registry import BackboneConfig
-from featurizer.storage import file_sha256_memo
+from featurizer.storage import declare_inputs, file_sha256_memo
 
 # Files that hold a Hugging Face model's weights, in the order from_pretrained prefers them.
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -73,6 +73,7 @@ def default_weights(config: BackboneConfig) -> WeightsRef:
 
 
 def _local(path: Path) -> WeightsRef:
+    declare_inputs(path)  # the weights a command loads are its inputs: no output of it may replace them
     if path.is_dir():
         files = [path / n for n in HF_WEIGHT_FILES if (path / n).is_file()]
         if not files:

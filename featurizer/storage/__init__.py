@@ -10,7 +10,7 @@ from featurizer.storage._atomic import (
     stale_temp_files,
 )
 from featurizer.storage._csvout import write_csv
-from featurizer.storage._guard import PNG_SOFTWARE, claim, guarding, refuse_input_write
+from featurizer.storage._guard import PNG_SOFTWARE, claim, declare_inputs, guarding, refuse_input_write, written_by_xfer
 from featurizer.storage._h5 import H5Output, as_os_error, h5_output
 from featurizer.storage._hashing import file_sha256, file_sha256_memo, ids_sha256, sha256_file
 from featurizer.storage._outputs import DEFAULT_OUTPUTS, default_outputs, name_of
@@ -64,6 +64,7 @@ __all__ = [
     "atomic_write_text",
     "check_new_output",
     "claim",
+    "declare_inputs",
     "default_outputs",
     "download",
     "exists",
@@ -106,4 +107,5 @@ __all__ = [
     "tar_source",
     "upload",
     "write_csv",
+    "written_by_xfer",
 ]

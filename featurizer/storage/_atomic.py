@@ -74,12 +74,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path | str:
     return location(path)
 
 
-def check_new_output(path: str | os.PathLike, force: bool, folder: bool | None = None, inputs=()) -> Path | str:
+def check_new_output(
+    path: str | os.PathLike, force: bool, folder: bool | None = None, inputs=(), kind: str | None = None
+) -> Path | str:
     """``path`` for a new output (file or folder, local or a URL), through the output guard: never
     an input, never something xfer did not write, and an xfer output only with ``force``."""
 
     path = location(path)
-    claim(path, folder=folder, force=force, needs_force=True, inputs=inputs)
+    claim(path, folder=folder, force=force, needs_force=True, inputs=inputs, kind=kind)
     return path
 
 
@@ -95,7 +97,7 @@ def local_copy_out(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, kind: str | None = None) -> Iterator[Path]:
     """``atomic_path`` for an output that may be a folder: yield a temporary path beside ``path``
     (not created) to write a file or fill a folder; on success it replaces ``path`` (an old folder
     goes only then), on any exception it is removed. For a URL the temporary path is local and
@@ -105,7 +107,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     if is_url(path):
         with _remote_output(str(path)) as tmp:
             yield tmp
-            _mark_folder(tmp)
+            _mark_folder(tmp, kind)
         return
     path = Path(local_path(path))
     refuse_mangled_url(path)
@@ -113,7 +115,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     tmp = temp_name(path)
     try:
         yield tmp
-        _mark_folder(tmp)
+        _mark_folder(tmp, kind)
         refuse_input_write(path)
         if path.is_dir():  # the old folder goes whole: renamed aside first, removed once the new one is in place
             aside = temp_name(path, prefix=".old-")
@@ -130,25 +132,25 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def _marker_text() -> str:
+def _marker_text(kind: str | None = None) -> str:
+    return json.dumps({"written_by": "featurizer", "version": __version__, **({"kind": kind} if kind else {})}) + "\n"
 
-    return json.dumps({"written_by": "featurizer", "version": __version__}) + "\n"
 
-
-def _mark_folder(tmp: Path) -> None:
-    """A folder output holds a marker, so a later ``--force`` knows xfer wrote it (featurizer._guard)."""
+def _mark_folder(tmp: Path, kind: str | None = None) -> None:
+    """A folder output holds a marker, so a later ``--force`` knows xfer wrote it and which kind of
+    folder it is (featurizer.storage._guard)."""
     if tmp.is_dir():
-        (tmp / FOLDER_MARKER).write_text(_marker_text())
+        (tmp / FOLDER_MARKER).write_text(_marker_text(kind))
 
 
-def mark_folder(path: str | os.PathLike) -> None:
+def mark_folder(path: str | os.PathLike, kind: str | None = None) -> None:
     """Mark a folder that xfer fills in place (an embed folder: its shards appear one by one) before
     its first file, so a run killed half way leaves a folder the guard knows as xfer's."""
 
     folder = location(path)
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / FOLDER_MARKER).exists():
-        atomic_write_text(folder / FOLDER_MARKER, _marker_text())
+        atomic_write_text(folder / FOLDER_MARKER, _marker_text(kind))
 
 
 @contextmanager

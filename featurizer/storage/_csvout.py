@@ -30,7 +30,7 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
     """Write a CSV atomically (a local path or a URL), every text cell made spreadsheet-safe.
     A header that ``is_xfer_header`` does not recognise makes a file that is never replaced later."""
     path = location(path)
-    claim(path)
+    claim(path, kind="table")
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow([spreadsheet_safe(h) for h in header])

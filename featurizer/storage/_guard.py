@@ -6,8 +6,11 @@
    file identity (device and inode), so symbolic links, hard links, ``..`` and the spelling of a
    name on a case-insensitive disk all count; URLs are compared as text, folder by folder.
 2. An output that exists is replaced only when xfer wrote it (``written_by_xfer``: recognised by its
-   content, or by the marker file a folder output holds), and, where the command says so, only
-   with ``--force``. A file or folder xfer did not write is never replaced, ``--force`` or not.
+   content, or by the marker file a folder output holds), only by the same kind of output
+   (``kind_of``: a picture by a picture, never a feature file or a model by a report), and, where
+   the command says so, only with ``--force``. A file or folder xfer did not write is never
+   replaced, ``--force`` or not. A folder is xfer's only when it holds the marker, or when every
+   file in it is one xfer writes: a ``manifest.json`` among a user's photos does not make them xfer's.
 
 ``claim`` checks both before any work is done; every writer (``featurizer._atomic``) asks
 ``refuse_input_write`` again at the moment it writes, so an input declared later (a source found
@@ -216,13 +219,16 @@ def claim(
     needs_force: bool = False,
     what: str = "output",
     inputs: Iterable = (),
+    kind: str | None = None,
 ) -> None:
     """Check a command's output before the work: never an input, never something xfer did not
-    write; an xfer output that exists is replaced only with ``force`` when ``needs_force``.
+    write, never another kind of output; an xfer output that exists is replaced only with
+    ``force`` when ``needs_force``.
 
     ``folder`` says whether the output is a folder (True), a file (False) or either (None). An
     empty folder may always be written into: there is nothing in it to lose. ``inputs`` are
-    declared first (to the running command's guard, or for this check alone)."""
+    declared first (to the running command's guard, or for this check alone). ``kind`` is what
+    will be written (one of ``KINDS``; None: read from the name's suffix)."""
     with guarding(*inputs):
         refuse_input_write(path, inside=True)
     if not _exists(path):
@@ -238,6 +244,13 @@ def claim(
         raise OutputError(
             f"{what} {path} exists and was not written by xfer; it is never replaced (--force or not): "
             "move it away or choose another output"
+        )
+    new = kind or (FOLDER if is_dir else KIND_BY_SUFFIX.get(posixpath.splitext(str(path))[1].lower()))
+    old = kind_of(path)
+    if new and old and old != new and not (is_dir and FOLDER in (new, old)):
+        raise OutputError(
+            f"{what} {path} holds {KINDS[old]}, and this command writes {KINDS[new]}: one kind of output never "
+            "replaces another (--force or not); choose another output"
         )
     if needs_force and not force:
         raise OutputError(f"{what} {path} exists; choose another output (or --force to replace it)")
@@ -282,19 +295,110 @@ def _join(path, name: str):
     return os.path.join(os.fspath(path), name)
 
 
+def _marker(path) -> dict | None:
+    """The marker a folder output holds (what wrote it, and which kind of folder), or None."""
+    marker = _join(path, FOLDER_MARKER)
+    if not _exists(marker):
+        return None
+    try:
+        with open_source(marker) as f:
+            data = json.loads(f.read(HEAD_BYTES).decode("utf-8"))
+    except (ValueError, OSError):
+        return None
+    return data if isinstance(data, dict) and data.get("written_by") == "featurizer" else None
+
+
 def _folder_is_ours(path) -> bool:
-    if _exists(_join(path, FOLDER_MARKER)):
+    if _marker(path) is not None:
         return True
-    # Folders written before the marker: an index, a NumPy export, a tuned backbone, an embed folder.
-    if _exists(_join(path, "manifest.json")) or _exists(_join(path, "_manifest.json")):
-        return True
-    for name in ("spec.json", "featurizer-tuned.json"):
-        if _exists(_join(path, name)) and _json_is_ours(_join(path, name)):
-            return True
     if _is_url(path):
         return False
-    files = [p for p in Path(path).iterdir()]
-    return bool(files) and all(p.is_file() and p.suffix == ".csv" and _file_is_ours(p, _head(p)) for p in files)
+    # A folder from before the marker: ours only when every file in it is one xfer writes, by content.
+    files = [p for p in Path(path).rglob("*") if not p.is_dir()]
+    return bool(files) and all(p.is_file() and not p.is_symlink() and _json_or_file_is_ours(p) for p in files)
+
+
+def _json_or_file_is_ours(path: Path) -> bool:
+    if path.suffix == ".npy" and (path.parent / "spec.json").is_file():  # a NumPy export's arrays, beside its spec
+        return _json_is_ours(path.parent / "spec.json")
+    try:
+        return _file_is_ours(path, _head(path))
+    except OSError:
+        return False
+
+
+# --- Kinds of output: one kind never replaces another -------------------------------------------
+
+FOLDER = "folder"
+KINDS = {
+    "features": "a feature file",
+    "model": "a model",
+    "card": "a model card",
+    "report": "a report",
+    "page": "an HTML page",
+    "picture": "a picture",
+    "table": "a CSV table",
+    "checksum": "a checksum",
+    "manifest": "a shard manifest",
+    "spec": "a feature spec",
+    "tuned": "a tuned backbone's description",
+    FOLDER: "a folder",
+    "embed": "an embed folder of shards",
+    "index": "an index folder",
+    "export": "an export folder",
+    "audit": "an audit folder",
+    "backbone": "a tuned backbone folder",
+}
+KIND_BY_SUFFIX = {
+    ".h5": "features",
+    ".hdf5": "features",
+    ".parquet": "features",
+    ".skops": "model",
+    ".png": "picture",
+    ".html": "page",
+    ".csv": "table",
+    ".sha256": "checksum",
+}
+_JSON_KINDS = {
+    "featurizer-model": "card",
+    "featurizer-evaluation": "report",
+    "featurizer-shards": "manifest",
+    "featurizer-tuned": "tuned",
+}
+
+
+def kind_of(path) -> str | None:
+    """What kind of xfer output is at ``path`` (a key of ``KINDS``), None when it cannot say."""
+    if _is_dir(path):
+        marker = _marker(path)
+        if marker is not None:
+            return marker.get("kind") if marker.get("kind") in KINDS else FOLDER
+        return "embed" if _exists(_join(path, "_manifest.json")) or _exists(_join(path, "manifest.json")) else FOLDER
+    try:
+        head = _head(path)
+    except OSError:
+        return None
+    if head.startswith(b"\x89HDF\r\n\x1a\n") or head.startswith(b"PAR1"):
+        return "features"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "picture"
+    if head.startswith(b"PK\x03\x04"):
+        return "model"
+    text = head.decode("utf-8", errors="replace")
+    if text.lstrip("\ufeff \t\r\n").startswith("{"):
+        try:
+            data = json.loads(text) if len(head) < HEAD_BYTES else {}
+        except ValueError:
+            return None
+        fmt = str(data.get("format", "")) if isinstance(data, dict) else ""
+        if fmt:
+            return _JSON_KINDS.get(fmt.split("/")[0], "report")
+        return "spec" if isinstance(data, dict) and {"model", "modality", "layers"} <= data.keys() else "report"
+    if HTML_GENERATOR in text or 'aria-label="map of the embeddings"' in text:
+        return "page"
+    if str(path).endswith(".sha256"):
+        return "checksum"
+    return "table"
 
 
 def _json_is_ours(path) -> bool:

@@ -354,7 +354,7 @@ def write_audit(found: Audit, folder: str | os.PathLike) -> list[Path]:
     audit is left beside the new ones."""
 
     folder = Path(folder)
-    claim(folder, folder=True)
+    claim(folder, folder=True, kind="audit")
     src = found.sources or [""] * len(found.ids)
     label = found.labels if found.labels is not None else np.full(len(found.ids), "")
     tables = {
@@ -428,7 +428,7 @@ def write_audit(found: Audit, folder: str | os.PathLike) -> list[Path]:
                 for c in found.classes
             ],
         )
-    with atomic_output(folder) as tmp:
+    with atomic_output(folder, kind="audit") as tmp:
         tmp.mkdir()
         for name, (header, rows) in tables.items():
             write_csv(tmp / f"{name}.csv", header, rows)
@@ -521,10 +521,10 @@ def audit_files(
 
     out = Path(out) if out else default_outputs("audit", Path(train))["output"]
     with guarding(train, test):
-        claim(out, folder=True)  # before the work, not after
+        claim(out, folder=True, kind="audit")  # before the work, not after
         if report is not None:
             check_report_path(report)
-            claim(report)
+            claim(report, kind="page")
         found = audit(train, test, layer=layer, threshold=threshold, seed=seed)
         written = write_audit(found, out)
         if report is not None:

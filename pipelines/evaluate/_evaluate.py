@@ -34,6 +34,18 @@ from pipelines.heads import calibration_report, plot_reliability, scores_of
 from pipelines.models import ModelCard, head_of, load_model
 from pipelines.report import check_report_path, pyplot, save_png, write_report
 
+# What each of evaluate's outputs is, for the output guard: one kind never replaces another.
+EVALUATE_KINDS = {
+    "output": "report",
+    "png": "picture",
+    "reliability": "picture",
+    "groups": "picture",
+    "pr": "picture",
+    "predictions": "table",
+    "errors": "table",
+    "html": "page",
+}
+
 
 class ModelInputs(NamedTuple):
     X: np.ndarray
@@ -345,9 +357,9 @@ def evaluate_to_files(
     named = default_outputs("evaluate", location(model_path), data, png=png, by=bool(by))
     outputs = {**named, "output": output or named["output"], "html": html}
     with guarding(model_path, data, *([by] if by and location(by).suffix == ".csv" else [])):
-        for written in outputs.values():
-            if written is not None:
-                claim(written)  # never an input, nor a file xfer did not write
+        for role, written in outputs.items():
+            if written is not None:  # never an input, nor a file xfer did not write, nor another kind of output
+                claim(written, kind=EVALUATE_KINDS.get(role))
         files = {k: outputs[k] for k in ("predictions", "errors", "pr", "html")} | {"map": map_method}
         paths = (outputs["output"], outputs["png"], outputs["reliability"])
         report = evaluate_file(model_path, data, *paths, by=by, groups_png=outputs["groups"], files=files, **options)

@@ -348,10 +348,10 @@ def finetune_images(
 
     schedule = schedule or Schedule()
     run = run or RunOptions()
-    tuned_again = [model] if model and os.path.exists(model) else []  # a tuned folder, tuned again
-    out = check_new_output(out, force, folder=True, inputs=[data, *tuned_again])
     resolved = resolve(FeatureOptions(model=model, layers=("pre_logits",), runtime="torch"), IMAGE, "cpu")
     config, weights = resolved.config, resolved.weights
+    tuned_again = [weights.location] if weights.kind in ("file", "folder") else []  # its weights: an input
+    out = check_new_output(out, force, folder=True, inputs=[data, *tuned_again], kind="backbone")
     if config.library != "timm":
         raise FeaturizerError(
             f"{model} has no stages this tool knows (fine-tuning reads timm's stage grouping); "
@@ -469,7 +469,7 @@ def finetune_images(
     curve, best, interrupted = train_epochs(
         step, validate if len(val_rows) else None, plan, snapshot, restore, schedule.patience, show
     )
-    with atomic_output(out) as tmp:
+    with atomic_output(out, kind="backbone") as tmp:
         tmp.mkdir()
         network.to("cpu")
         save_file({k: v.contiguous() for k, v in network.state_dict().items()}, tmp / "model.safetensors")
@@ -551,10 +551,10 @@ def finetune_texts(
 
     schedule = schedule or Schedule()
     run = run or RunOptions()
-    tuned_again = [model] if model and os.path.exists(model) else []  # a tuned folder, tuned again
-    out = check_new_output(out, force, folder=True, inputs=[data, *tuned_again])
     resolved = resolve(FeatureOptions(model=model, runtime="torch"), TEXT, "cpu")
     config, weights = resolved.config, resolved.weights
+    tuned_again = [weights.location] if weights.kind in ("file", "folder") else []  # its weights: an input
+    out = check_new_output(out, force, folder=True, inputs=[data, *tuned_again], kind="backbone")
     if config.library != "hf" or weights.kind != "folder" or config.image_text:
         raise FeaturizerError(
             f"{model}: contrastive tuning needs a local Hugging Face text encoder (minilm, or hf/./FOLDER)"
@@ -598,7 +598,7 @@ def finetune_texts(
             bar.set_postfix(loss=f"{total / seen:.4f}")
     except KeyboardInterrupt:
         interrupted = True  # the weights as they are: contrastive tuning has no validation to pick an epoch
-    with atomic_output(out) as tmp:
+    with atomic_output(out, kind="backbone") as tmp:
         encoder.to("cpu").eval()
         encoder.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -29,6 +29,7 @@ from pipelines.fit._fit import (
     unknown_label_warnings,
 )
 from pipelines.heads import SEMI_METHODS, choose_semi, make_head, semi_estimator, stack_pool
+from pipelines.report import pyplot, save_png
 
 
 @dataclass
@@ -244,11 +245,7 @@ def few_shot_files(
 
 
 def plot_learning_curve(rows: list[FewShotRow], path: str | os.PathLike, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for head in dict.fromkeys(r.head for r in rows):
         mine = [r for r in rows if r.head == head]
@@ -270,7 +267,4 @@ def plot_learning_curve(rows: list[FewShotRow], path: str | os.PathLike, title: 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)  # marked as xfer's, so the next run may replace it

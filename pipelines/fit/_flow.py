@@ -261,8 +261,8 @@ def fit_file(
 def _fit_file(train, head, layer, output, force, zero_shot, templates, options) -> FitResult:
     named = default_outputs("fit", train, "zero-shot" if zero_shot else head)
     output = location(output or named["output"])
-    claim(output, what="model")
-    claim(output.with_suffix(".json"), what="the model's card")
+    claim(output, what="model", kind="model")
+    claim(output.with_suffix(".json"), what="the model's card", kind="card")
     if zero_shot:
         fixed = ("adapt", "baseline", "label_columns", "unlabelled")
         if any(options.get(k) for k in fixed) or options.get("params") is not None:

@@ -30,11 +30,12 @@ def export(
     if format not in EXPORT_FORMATS:
         raise FeaturizerError(f"--format is one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
     with guarding(features):
-        output = check_new_output(output, force, folder=format == "npy")
+        kind = "export" if format == "npy" else "features"
+        output = check_new_output(output, force, folder=format == "npy", kind=kind)
         with FeatureFile(features) as f:
             columns, layers = columns_and_layers(f)
             spec = f.spec.to_json()
-        with atomic_output(output) as tmp:
+        with atomic_output(output, kind=kind) as tmp:
             (write_parquet if format == "parquet" else _write_npy)(tmp, columns, layers, spec)
     return output
 

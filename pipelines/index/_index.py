@@ -40,7 +40,7 @@ def build_index(
 
     if kind not in INDEX_KINDS:
         raise FeaturizerError(f"--kind is one of {', '.join(INDEX_KINDS)}, not {kind!r}")
-    output = check_new_output(output, force, folder=True, inputs=[features])
+    output = check_new_output(output, force, folder=True, inputs=[features], kind="index")
     with FeatureFile(features) as f:
         layers = choose_layers(f.layers, layer)
         if layers == "auto" or len(layers) != 1:
@@ -55,7 +55,7 @@ def build_index(
         index.hnsw.efSearch = HNSW_EF_SEARCH
     index.add(np.ascontiguousarray(X))
     meta = {"kind": kind, "items": len(X), "dim": int(X.shape[1]), "layer": layers[0]}
-    with atomic_output(output) as tmp:
+    with atomic_output(output, kind="index") as tmp:
         tmp.mkdir()
         faiss.write_index(index, str(tmp / "index.faiss"))
         (tmp / "items.json").write_text(json.dumps({"ids": ids, "sources": sources}))

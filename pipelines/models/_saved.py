@@ -40,6 +40,7 @@ from featurizer.storage import (
     staging_dir,
     upload,
 )
+from pipelines.heads import HEADS
 
 FORMAT = "featurizer-model/2"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -156,8 +157,8 @@ def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = Fa
     if side == path:
         raise FeaturizerError(f"{path}: the model's card would be written over the model; use another suffix (.skops)")
 
-    claim(side, what="the model's card")  # never an input, nor a JSON file that is no card
-    claim(path, what="model")  # never an input, nor a file xfer did not write
+    claim(side, what="the model's card", kind="card")  # never an input, nor a JSON file that is no card
+    claim(path, what="model", kind="model")  # never an input, nor a file xfer did not write
     if side.is_file():
         try:
             old = ModelCard.from_json(side.read_text()).train
@@ -407,8 +408,8 @@ def check_model(model, card: ModelCard, path) -> None:
         scores = any(callable(getattr(head, name, None)) for name in ("predict_proba", "decision_function"))
         if classes is None or not scores:
             raise UntrustedModelError(f"{path} is not a fitted classifier: it holds {_what(model)}")
-        found = sorted(map(str, classes))
-        if card.classes and sorted(card.classes) != found:
+        found = [str(c) for c in classes]
+        if card.classes and list(card.classes) != found:  # in the model's order: probability columns follow it
             raise UntrustedModelError(
                 f"{side} lists classes {_listed(card.classes)} but {path} predicts {_listed(found)}: "
                 "they do not belong together"
@@ -421,6 +422,12 @@ def check_model(model, card: ModelCard, path) -> None:
         raise UntrustedModelError(
             f"{side} says the model reads {layers}, but {path} expects {int(width)} features: "
             "the card and the model do not belong together"
+        )
+    expected = HEADS[card.head].make() if card.head in HEADS and not multi else None
+    if expected is not None and not isinstance(_final_step(head), type(expected)):
+        raise UntrustedModelError(
+            f"{side} says the head is {card.head} ({type(expected).__name__}) but {path} holds "
+            f"{type(_final_step(head)).__name__}: they do not belong together"
         )
 
 

@@ -22,7 +22,7 @@ def save_png(fig, path: str | os.PathLike) -> Path:
     """Write ``fig`` as a PNG under a temporary name, rename it into place, and close it; the PNG
     names featurizer as its software, which is how a later run knows it may replace it."""
 
-    claim(path)  # never over an input, nor over a picture xfer did not draw
+    claim(path, kind="picture")  # never over an input, nor over a picture xfer did not draw
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png", metadata={"Software": PNG_SOFTWARE})
     pyplot().close(fig)
