@@ -387,3 +387,17 @@ def test_a_derived_output_is_claimed_before_the_work_and_never_a_users_file(plac
     result = run(main, ["featurize", str(places["imgs"]), "-q", "-o", str(tmp_path / "x.h5")])
     assert result.exit_code == 1 and "not written by xfer" in result.output, result.output
     assert mine.read_text() == "my,own\n1,2\n" and not (tmp_path / "x.h5").exists()
+
+
+def test_merge_never_replaces_a_feature_file_of_other_inputs(places, tmp_path):
+    """merge has no --force: a feature file made from other inputs stays; its own earlier output is replaced."""
+    other = tmp_path / "other.h5"
+    shutil.copy(places["feat"], other)
+    before = digest(other)
+    run = CliRunner().invoke
+    result = run(main, ["merge", str(places["emb"]), "-o", str(other)])
+    assert result.exit_code == 1 and "holds features of" in result.output, result.output
+    assert digest(other) == before
+    mine = tmp_path / "merged.h5"
+    assert run(main, ["merge", str(places["emb"]), "-o", str(mine)]).exit_code == 0
+    assert run(main, ["merge", str(places["emb"]), "-o", str(mine)]).exit_code == 0

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from featurizer.base import FeaturizerError, InputError
-from featurizer.cache import FeatureFile, FeatureFileWriter, feature_file_as_parquet
+from featurizer.cache import FeatureFile, FeatureFileWriter, check_output, feature_file_as_parquet
 from featurizer.inputs import Inputs
 from featurizer.spec import FeatureSpec
 from featurizer.storage import (
@@ -253,6 +253,7 @@ def merge(out: str | os.PathLike, target: str | os.PathLike | None = None) -> Pa
     target = target or default_outputs("merge", out)["output"]
     target = location(target)
     claim(target, inputs=[manifest_path, *shards], kind="features")  # never over a shard or the manifest
+    check_output(target, str(manifest.get("origin", "")))  # a feature file of other inputs is never replaced
     ids, labels, sources, errors, sizes, columns, stamps = [], [], [], [], [], [], []
     dims, dtype = {}, "float32"
     for entry, path in zip(entries, shards):
