@@ -401,3 +401,16 @@ def test_merge_never_replaces_a_feature_file_of_other_inputs(places, tmp_path):
     mine = tmp_path / "merged.h5"
     assert run(main, ["merge", str(places["emb"]), "-o", str(mine)]).exit_code == 0
     assert run(main, ["merge", str(places["emb"]), "-o", str(mine)]).exit_code == 0
+
+
+def test_embed_never_replaces_the_embeddings_of_other_inputs(places, tmp_path):
+    emb = tmp_path / "emb"
+    shutil.copytree(places["emb"], emb)
+    before = digest(emb)
+    other = tmp_path / "other-photos"
+    shutil.copytree(places["imgs"], other)
+    result = CliRunner().invoke(main, ["embed", str(other), "-q", "-o", str(emb)])
+    assert result.exit_code == 1 and "holds the embeddings of" in result.output, result.output
+    assert digest(emb) == before
+    again = CliRunner().invoke(main, ["embed", str(places["imgs"]), "-q", "-o", str(emb)])
+    assert again.exit_code == 0, again.output  # the same inputs: a resume

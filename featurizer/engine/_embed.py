@@ -19,6 +19,7 @@ from featurizer.engine._shards import (
     FORMATS,
     EmbedReport,
     embed_local,
+    embedded_origin,
     plan_shards,
     remove_stale_shards,
     shard_is_complete,
@@ -86,9 +87,12 @@ def embed_options(
     local = Extractor.from_resolved(resolved, replace(run, device="cpu") if engine == "ray" else run)
     inputs = inputs_for(local, inputs, read)
     out = location(out)
-    mark_folder(
-        out, kind="embed"
-    )  # makes a local folder; before any shard: a killed run's folder is known as xfer's, and resumed
+    previous = embedded_origin(out)
+    if previous and previous != inputs.origin:  # a resume is the same inputs; an embed of others is never replaced
+        raise InputError(
+            f"{out} holds the embeddings of {previous}, not of {inputs.origin}; choose another -o or move it away"
+        )
+    mark_folder(out, kind="embed")  # before any shard: a killed run's folder is known as xfer's, and resumed
     shards = plan_shards(len(inputs), shard_size, FORMATS[o.format])
     done = [s for s in shards if shard_is_complete(s.path(out), spec, inputs.ids[s.start : s.stop])]
     todo = [s for s in shards if s not in done]

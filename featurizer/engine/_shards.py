@@ -155,6 +155,15 @@ def _is_file(path: Path | str) -> bool:
     return location(path).is_file()
 
 
+def embedded_origin(out: Path | str) -> str | None:
+    """The inputs an embed folder was made from (its manifest's origin), None when it has no readable manifest."""
+    path = location(out) / MANIFEST
+    try:
+        return str(json.loads(read_text(path)).get("origin", "")) if path.exists() else None
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def read_text(path: Path | str) -> str:
     return location(path).read_text()
 
