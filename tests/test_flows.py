@@ -423,3 +423,16 @@ def test_fit_with_an_unlabelled_pool_says_what_it_kept_and_refuses_bad_pools(dig
         assert len(refused.output.strip().splitlines()) == 1
     no_pool = xfer("fit", train, "--semi", "spreading", "-o", tmp_path / "y.skops", ok=False)
     assert no_pool.exit_code == 1 and "--unlabelled" in no_pool.output
+
+
+@pytest.mark.parametrize("command", ["featurize", "predict", "suggest"])
+def test_a_model_given_where_inputs_go_is_named_as_one(command, saved, tmp_path):
+    """A .skops file is a zip of a model, not lines of text: one line says so."""
+    argv = {
+        "featurize": ["featurize", saved, "-o", tmp_path / "x.h5"],
+        "predict": ["predict", saved, saved, "-o", tmp_path / "p.csv"],
+        "suggest": ["suggest", saved, saved, "-o", tmp_path / "s.csv"],
+    }[command]
+    result = xfer(*argv, ok=False)
+    assert result.exit_code == 1 and "is a saved model, not inputs" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1

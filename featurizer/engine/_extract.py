@@ -492,10 +492,22 @@ def featurize_options(
     )
 
 
+def refuse_model_as_inputs(inputs: str | os.PathLike) -> None:
+    """A saved model (a skops zip) given where inputs go is said to be one, not read as lines of text."""
+    path = str(inputs)
+    if is_url(path) or not os.path.isfile(path):
+        return
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"
+    if zipped or path.lower().endswith(".skops"):
+        raise InputError(f"{path} is a saved model, not inputs: give images, texts, a table or a feature file")
+
+
 def inputs_for(extractor: Extractor, inputs: str | os.PathLike | Inputs, read: ReadOptions | None = None) -> Inputs:
     """``inputs`` read as items of the extractor's modality (a path), or checked against it (``Inputs``)."""
     read = read or ReadOptions()
     if not isinstance(inputs, Inputs):
+        refuse_model_as_inputs(inputs)
         held = guess_modality(inputs)
         if held != extractor.modality and read.column is None and read.extensions is None:
             other = "an image" if held == IMAGE else "a text"
