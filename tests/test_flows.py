@@ -436,3 +436,13 @@ def test_a_model_given_where_inputs_go_is_named_as_one(command, saved, tmp_path)
     result = xfer(*argv, ok=False)
     assert result.exit_code == 1 and "is a saved model, not inputs" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_fit_on_a_feature_file_of_failed_inputs_says_it_holds_no_items(tmp_path):
+    for label in ("a", "b"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        (tmp_path / "photos" / label / "broken.jpg").write_bytes(b"not a picture")
+    out = tmp_path / "failed.h5"
+    xfer("featurize", tmp_path / "photos", "-q", "-o", out)  # two error rows, no vectors
+    result = xfer("fit", out, "--no-cv", "-o", tmp_path / "m.skops", ok=False)
+    assert result.exit_code == 1 and "holds none" in result.output, result.output

@@ -75,6 +75,11 @@ def read_target(
     if kind is not None and kind not in KINDS:
         raise FeaturizerError(f"unknown kind {kind!r} for column {name!r}; choose {', '.join(KINDS)}")
     cells = tuple(cells)
+    if not cells:
+        raise FeaturizerError(
+            f"no items to read column {name!r} from: the feature file holds none (where every input failed, "
+            "its .errors.csv says why)"
+        )
     labelled = [(i, cell) for i, cell in zip(ids, cells) if cell != ""]
     if not labelled:
         raise FeaturizerError(f"column {name!r} is blank in every row: no labels to learn from")
