@@ -414,3 +414,13 @@ def test_embed_never_replaces_the_embeddings_of_other_inputs(places, tmp_path):
     assert digest(emb) == before
     again = CliRunner().invoke(main, ["embed", str(places["imgs"]), "-q", "-o", str(emb)])
     assert again.exit_code == 0, again.output  # the same inputs: a resume
+
+
+def test_the_kind_of_a_json_file_longer_than_the_head_read_is_read_whole(tmp_path):
+    """A model card of many CV rows is still a card (its kind was read from its first 64 KB only)."""
+    from featurizer.storage._guard import kind_of
+
+    card = tmp_path / "m.json"
+    card.write_text(json.dumps({"format": "featurizer-model/2", "cv": [{"layers": "x" * 100}] * 2000}))
+    assert card.stat().st_size > 1 << 16
+    assert kind_of(card) == "card" and written_by_xfer(card)

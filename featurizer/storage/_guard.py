@@ -385,15 +385,15 @@ def kind_of(path) -> str | None:
     if head.startswith(b"PK\x03\x04"):
         return "model"
     text = head.decode("utf-8", errors="replace")
-    if text.lstrip("\ufeff \t\r\n").startswith("{"):
-        try:
-            data = json.loads(text) if len(head) < HEAD_BYTES else {}
-        except ValueError:
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if stripped.startswith("{"):
+        data = _json_object(path, stripped)
+        if data is None:
             return None
-        fmt = str(data.get("format", "")) if isinstance(data, dict) else ""
+        fmt = str(data.get("format", ""))
         if fmt:
             return _JSON_KINDS.get(fmt.split("/")[0], "report")
-        return "spec" if isinstance(data, dict) and {"model", "modality", "layers"} <= data.keys() else "report"
+        return "spec" if {"model", "modality", "layers"} <= data.keys() else "report"
     if HTML_GENERATOR in text or 'aria-label="map of the embeddings"' in text:
         return "page"
     if str(path).endswith(".sha256"):
@@ -433,15 +433,21 @@ def _file_is_ours(path, head: bytes) -> bool:
     return is_xfer_header(first)
 
 
-def _json_text_is_ours(path, head: str) -> bool:
+def _json_object(path, head: str) -> dict | None:
+    """The JSON object a file holds (read whole when ``head`` is only its start), None if it holds none."""
     try:
         if len(head.encode()) >= HEAD_BYTES:  # a big JSON file: read it whole
             with open_source(path) as f:
-                head = f.read().decode("utf-8")
+                head = f.read().decode("utf-8").lstrip("\ufeff")
         data = json.loads(head)
     except (ValueError, OSError):
-        return False
-    if not isinstance(data, dict):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _json_text_is_ours(path, head: str) -> bool:
+    data = _json_object(path, head)
+    if data is None:
         return False
     fmt = data.get("format", "")
     if isinstance(fmt, str) and fmt.startswith(JSON_FORMAT_PREFIX):
