@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import clone
 
 from featurizer import FeatureFile, FeaturizerError
 from featurizer.spec import check_compatible
@@ -124,7 +125,6 @@ def few_shot(
     ``semi`` (``auto``, ``self-training``, ``spreading``) adds a row ``head+semi`` per head: the same
     draws, with every training item not drawn as the unlabelled pool (its labels unused).
     """
-    from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
     from tqdm.auto import tqdm
 
@@ -169,8 +169,6 @@ def few_shot(
 def _fit_with_pool(template, X, y, drawn, semi: str, seed: int, plain):
     """The head fitted on the ``drawn`` items with every other item of ``X`` as the pool (``plain``
     where ``auto`` keeps the plain head)."""
-    from sklearn.base import clone
-
     pool = np.setdiff1d(np.arange(len(y)), drawn)
     method = semi
     if semi == "auto":
