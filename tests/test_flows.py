@@ -404,6 +404,11 @@ def test_fit_with_an_unlabelled_pool_says_what_it_kept_and_refuses_bad_pools(dig
     done = xfer("fit", train, "--layer", "pre_logits", "--unlabelled", test, "--semi", "self-training", "-o", out)
     assert "unlabelled pool: kept self-training (as asked)" in done.output and out.is_file()
     assert json.loads(out.with_suffix(".json").read_text())["params"]["semi"] == "self-training"
+    sub = tmp_path / "pca.skops"
+    xfer("fit", train, "--layer", "pre_logits", "--unlabelled", test, "--semi", "pca", "-o", sub)
+    assert json.loads(sub.with_suffix(".json").read_text())["params"]["semi"] == "pca"
+    scored = xfer("evaluate", sub, test).output  # the saved subspace loads without pickle and predicts
+    assert float(scored.split("accuracy")[1].split()[0]) > 0.4, scored  # ten classes: chance is 0.1
     chosen = xfer("fit", train, "--layer", "pre_logits", "--unlabelled", test, "-o", tmp_path / "auto.skops")
     assert "unlabelled pool: kept " in chosen.output and "labelled-fold CV none" in chosen.output
     texts = tmp_path / "texts.h5"

@@ -7,7 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.estimator_checks import check_estimator_cloneable, check_get_params_invariance
 
-from pipelines.heads import LabelSpreading, SelfTraining, choose_semi
+from pipelines.heads import LabelSpreading, PoolSubspace, SelfTraining, choose_semi, semi_estimator, stack_pool
 
 
 def two_moons_of_clusters(seed=0, per_cluster=200):
@@ -55,7 +55,45 @@ def test_one_labelled_class_is_refused():
         SelfTraining().fit(X, y)
 
 
-@pytest.mark.parametrize("estimator", [SelfTraining(LogisticRegression()), LabelSpreading(n_neighbors=5)])
+def signal_in_the_pools_widest_direction(seed, n=300, d=200):
+    """Two classes apart along one direction in 200 of unit noise, two labels per class: standardised,
+    every noise dimension weighs as much as the signal; the pool's top principal direction is the signal."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(2 * n, d))
+    X[:, 0] += np.repeat([-2.5, 2.5], n)
+    truth = np.repeat(np.array(["A", "B"]), n)
+    labelled = np.concatenate([rng.choice(np.flatnonzero(truth == c), 2, replace=False) for c in "AB"])
+    return X.astype(np.float32), truth, labelled, np.setdiff1d(np.arange(2 * n), labelled)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_pools_principal_subspace_finds_the_direction_the_labels_are_too_few_to_show(seed):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, truth, labelled, pool = signal_in_the_pools_widest_direction(seed)
+    plain = make_pipeline(StandardScaler(), LogisticRegression()).fit(X[labelled], truth[labelled])
+    sub = semi_estimator("pca", plain).fit(*stack_pool(X[labelled], truth[labelled], X[pool]))
+    assert (plain.predict(X) == truth).mean() < 0.6 < 0.85 < (sub.predict(X) == truth).mean()
+    assert sub.n_components_ == 6 and list(sub.classes_) == ["A", "B"]  # 3 per class
+    # what is saved is one pipeline over the original vectors: projection, then the head
+    assert (sub.estimator_.predict(X) == sub.predict(X)).all() and sub.estimator_.steps[0][0] == "pool_pca"
+    # the subspace head is the plain head's kind without its scaler and with the table's defaults
+    assert not any(isinstance(step, StandardScaler) for _, step in sub.estimator_.steps[1][1].steps)
+
+
+def test_the_subspace_is_never_wider_than_the_data():
+    X, truth, labelled, pool = signal_in_the_pools_widest_direction(0, n=3, d=4)
+    sub = PoolSubspace(per_class=3).fit(*stack_pool(X[labelled], truth[labelled], X[pool]))
+    assert sub.n_components_ == 4 and sub.predict(X).shape == (6,)
+    alone = PoolSubspace().fit(X[labelled], truth[labelled])  # no pool at all: the labelled items' own subspace
+    assert alone.n_components_ == 3
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [SelfTraining(LogisticRegression()), LabelSpreading(n_neighbors=5), PoolSubspace(per_class=2)],
+)
 def test_semi_heads_are_scikit_learn_estimators(estimator):
     check_estimator_cloneable(type(estimator).__name__, estimator)
     check_get_params_invariance(type(estimator).__name__, estimator)
@@ -71,7 +109,7 @@ def test_auto_keeps_the_plain_head_when_the_pool_adds_nothing_or_ties():
     labelled = np.concatenate([np.flatnonzero(truth == c)[:4] for c in "abc"])
     pool = np.setdiff1d(np.arange(len(X)), labelled)
     tie = choose_semi(X[labelled], truth[labelled], X[pool], head, seed=0, folds=4)
-    assert set(tie.scores) == {"none", "self-training", "spreading"}
+    assert set(tie.scores) == {"none", "pca", "self-training", "spreading"}
     assert tie.scores["none"][0] == 1.0 and tie.method == "none"  # every method is perfect: plain it is
     empty = choose_semi(X[labelled], truth[labelled], X[:0], head, seed=0, folds=4)
     assert empty.method == "none" and "beyond noise" in empty.reason

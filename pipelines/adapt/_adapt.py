@@ -22,9 +22,9 @@ two kernel density estimates, which degenerate on a few hundred items in hundred
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from featurizer import FeaturizerError
+from pipelines.heads import AffineMap, affine_map
 
 ADAPT_MAPS = ("mean", "coral", "subspace")  # methods that map features (``fit_adaptation``)
 CORAL_RIDGE = 0.1
@@ -32,30 +32,6 @@ SUBSPACE_DIMS = 64
 IW_DIMS = 32  # principal directions the domain classifier of ``importance_weights`` sees
 IW_CLIP = 10.0  # the largest importance weight, relative to their mean
 IW_GRID = (0.01, 0.1, 1.0)  # C of the domain classifier
-
-
-class AffineMap(TransformerMixin, BaseEstimator):
-    """``X @ matrix_ + offset_`` with fitted arrays: the target side of an adaptation, inside a saved pipeline.
-
-    It holds arrays only, so skops rebuilds it without running code (a type in ``TRUSTED_TYPES``).
-    """
-
-    def __init__(self, method: str = "mean"):
-        self.method = method
-
-    def fit(self, X=None, y=None):  # the arrays are set by ``fit_adaptation``; refitting keeps them
-        return self
-
-    def transform(self, X):
-        return np.asarray(X, dtype=np.float32) @ self.matrix_ + self.offset_
-
-
-def _affine(method: str, matrix: np.ndarray, offset: np.ndarray) -> AffineMap:
-    mapped = AffineMap(method)
-    mapped.matrix_ = np.asarray(matrix, dtype=np.float32)
-    mapped.offset_ = np.asarray(offset, dtype=np.float32)
-    mapped.n_features_in_ = mapped.matrix_.shape[0]
-    return mapped
 
 
 def _power(cov: np.ndarray, exponent: float) -> np.ndarray:
@@ -76,18 +52,18 @@ def fit_adaptation(
     mu_s, mu_t = Xs.mean(0), Xt.mean(0)
     identity = np.eye(d)
     if method == "mean":
-        return _affine(method, identity, -mu_s), _affine(method, identity, -mu_t)
+        return affine_map(method, identity, -mu_s), affine_map(method, identity, -mu_t)
     if method == "coral":
         cs, ct = np.cov(Xs, rowvar=False), np.cov(Xt, rowvar=False)
         cs += ridge * np.trace(cs) / d * identity
         ct += ridge * np.trace(ct) / d * identity
         matrix = _power(cs, -0.5) @ _power(ct, 0.5)
-        return _affine(method, matrix, mu_t - mu_s @ matrix), _affine(method, identity, np.zeros(d))
+        return affine_map(method, matrix, mu_t - mu_s @ matrix), affine_map(method, identity, np.zeros(d))
     k = max(1, min(dims, len(Xs) - 1, len(Xt) - 1, d))
     ps = np.linalg.svd(Xs - mu_s, full_matrices=False)[2][:k].T  # d x k, the top principal directions
     pt = np.linalg.svd(Xt - mu_t, full_matrices=False)[2][:k].T
     aligned = ps @ (ps.T @ pt)
-    return _affine(method, aligned, -mu_s @ aligned), _affine(method, pt, -mu_t @ pt)
+    return affine_map(method, aligned, -mu_s @ aligned), affine_map(method, pt, -mu_t @ pt)
 
 
 def importance_weights(source: np.ndarray, target: np.ndarray, seed: int = 0) -> np.ndarray:

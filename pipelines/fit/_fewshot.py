@@ -122,7 +122,7 @@ def few_shot(
 
     Only what ran is returned: an N no draw can honour, and a head that cannot run at an N, are left
     out with a one-line reason appended to ``notes`` (see ``plan_shots`` and ``head_problem``).
-    ``semi`` (``auto``, ``self-training``, ``spreading``) adds a row ``head+semi`` per head: the same
+    ``semi`` (``auto``, ``pca``, ``self-training``, ``spreading``) adds a row ``head+semi`` per head: the same
     draws, with every training item not drawn as the unlabelled pool (its labels unused).
     """
     from sklearn.exceptions import ConvergenceWarning

@@ -77,7 +77,7 @@ def fit(
     ``target`` (``pipelines._adapt``) and saves the target's map in the model.
 
     ``unlabelled``: a feature file of unlabelled items of the same spec (the pool); ``semi`` (default
-    ``auto`` with a pool) chooses how to use it: ``self-training``, ``spreading``, ``none`` or ``auto``
+    ``auto`` with a pool) chooses how to use it: ``pca``, ``self-training``, ``spreading``, ``none`` or ``auto``
     (``pipelines.heads.choose_semi``: by cross-validation on the labelled items, the plain head unless
     a method beats it beyond noise).
 

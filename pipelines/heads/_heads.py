@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression, RidgeClassifierCV
 from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold
@@ -99,6 +99,16 @@ def make_head(name: str, normalise: str | None = None, **params) -> Pipeline:
     clf = spec.make()
     clf.set_params(**params)
     return Pipeline([("norm", norm), ("clf", clf)])
+
+
+def plain_head_like(estimator) -> Pipeline:
+    """The head of ``estimator``'s kind as the head table makes it: default hyperparameters, no
+    normalisation (a classifier not in the table is cloned as it is)."""
+    clf = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    for name, spec in HEADS.items():
+        if type(spec.make()) is type(clf):
+            return make_head(name, "none")
+    return Pipeline([("norm", FunctionTransformer()), ("clf", clone(clf))])
 
 
 def weight_params(estimator, weights) -> dict:

@@ -51,13 +51,14 @@ ZIP_MAGIC = b"PK\x03\x04"
 TRUSTED_TYPES = [
     "featurizer.spec._spec.FeatureSpec",
     "featurizer.transformer.Featurizer",
-    "pipelines.adapt._adapt.AffineMap",
+    "pipelines.heads._linalg.AffineMap",
     "pipelines.fit._tasks.MultiLabelLogistic",
     "pipelines.fit._tasks.TaskHeads",
     "pipelines.fit._zeroshot.ZeroShotPrototypes",
     "pipelines.heads._prototype.KNNClassifier",
     "pipelines.heads._prototype.PrototypeClassifier",
-    # the same types by their paths before the rooms: older model files name them so (featurizer._moved)
+    # the same types by their earlier paths: older model files name them so (featurizer._moved)
+    "pipelines.adapt._adapt.AffineMap",
     "featurizer._spec.FeatureSpec",
     "featurizer._transformer.Featurizer",
     "pipelines._adapt.AffineMap",
