@@ -17,23 +17,81 @@ from commands._options import (
     read_options,
     run_options,
 )
-from pipelines.finetune import AUGMENTATIONS, SCHEDULES, Schedule
+from pipelines.finetune import (
+    ADAPT_METHODS,
+    ADAPTERS,
+    AUGMENTATIONS,
+    DEFAULT_BUDGET_S,
+    REGULARIZERS,
+    SCHEDULE_CHOICES,
+    candidate_schedules,
+)
 from pipelines.finetune import finetune as tune
 
 
+def parse_budget(ctx, param, value: str | None) -> float | None:
+    """``--budget``: seconds, or with a unit (90s, 5m, 1h); ``none`` for no limit."""
+    if value is None:
+        return DEFAULT_BUDGET_S
+    text = value.strip().lower()
+    if text == "none":
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a time: give seconds, or 90s, 5m, 1h, or none") from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{value!r}: the budget must be positive")
+    return seconds
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
-@paths(inputs=("data", *READ_PATHS), outputs=("output",), other=RUN_PATHS)
+@paths(inputs=("data", "target", *READ_PATHS), outputs=("output",), other=RUN_PATHS)
 @click.argument("data", metavar="DATA", type=Location(exists=True, path_type=Path))
 @click.option("-m", "--model", help="Backbone to fine-tune. [default: the default model of the data's kind]")
 @output_option("Folder of the tuned backbone (use it with featurize -m FOLDER).", folder=True, required=True)
 @click.option(
     "--schedule",
     "schedule_name",
-    type=click.Choice(tuple(SCHEDULES)),
-    default="gentle",
+    type=click.Choice(SCHEDULE_CHOICES),
+    default="auto",
     show_default=True,
-    help="Images: gentle (photos: top 3 stages, small rates, early stopping) or deep (data far from photos, "
-    "such as scans: every stage, 15x the rates, the best epoch of the whole run). The options below override it.",
+    help="Images: auto tries gentle and deep within --budget and keeps the best on the validation split (or the "
+    "frozen backbone, if neither beats the frozen probe there); gentle (photos: top 3 stages, small rates, early "
+    "stopping); deep (data far from photos, such as scans: every stage, 15x the rates, the best epoch of the "
+    "whole run). The options below override each.",
+)
+@click.option(
+    "--budget",
+    callback=parse_budget,
+    metavar="TIME",
+    help="Images: time for all the schedules tried, e.g. 300, 90s, 5m, or none. [default: 5m]",
+)
+@click.option(
+    "--regularize",
+    type=click.Choice(REGULARIZERS),
+    help="Images: l2sp pulls the tuned weights toward the pretrained ones (L2-SP) instead of decaying them. "
+    "[default: none]",
+)
+@click.option(
+    "--adapter",
+    type=click.Choice(ADAPTERS),
+    help="lora trains low-rank adapters (peft, the tune extra) instead of the weights, merged into the saved "
+    "backbone. [default: none]",
+)
+@click.option("--rank", type=click.IntRange(min=1), help="The LoRA adapters' rank. [default: 8]")
+@click.option(
+    "--adapt",
+    type=click.Choice(ADAPT_METHODS),
+    help="Images: dann trains a gradient-reversed domain classifier on the --target images beside the head. "
+    "[default: none]",
+)
+@click.option(
+    "--target",
+    type=Location(exists=True, path_type=Path),
+    help="Unlabelled images of where the model will be used, for --adapt dann.",
 )
 @click.option(
     "--head-epochs", type=click.IntRange(min=0), help="Images: epochs of the head alone [gentle: 2, deep: 1]."
@@ -77,23 +135,30 @@ from pipelines.finetune import finetune as tune
 @force_option
 @run_options
 @read_options
-def finetune(data: Path, model, output: Path, schedule_name, head_epochs, stages, epochs_per_stage, lr, backbone_lr,
-             stage_decay, patience, val_share, augment, pairs, seed, force, run, read) -> None:  # fmt: skip
+def finetune(data: Path, model, output: Path, schedule_name, budget, regularize, adapter, rank, adapt, target,
+             head_epochs, stages, epochs_per_stage, lr, backbone_lr, stage_decay, patience, val_share, augment,
+             pairs, seed, force, run, read) -> None:  # fmt: skip
     """Fine-tune a backbone on labelled DATA when frozen features are not enough.
 
     Images: the head (started from the linear probe on cached features) trains alone, then the
     network's stages are unfrozen one at a time from the top with smaller learning rates below,
-    batch norm statistics frozen, early stopping on a validation split. Texts: SetFit-style
+    batch norm statistics frozen, early stopping on a validation split; by default both schedules
+    are tried and the best on validation kept (or the frozen backbone). Texts: SetFit-style
     contrastive tuning on sampled pairs. The folder is a backbone like any other.
 
     \b
     Example:
-      xfer finetune photos/ -m efficientnet_lite0 -o tuned/
+      xfer finetune photos/ -o tuned/                            # chooses; curve.png shows why
       xfer finetune scans/ --schedule deep -o tuned-scans/      # far from photos: tune every stage
+      xfer finetune photos/ --adapt dann --target new-camera/ -o tuned-dann/
       xfer featurize photos/ -m tuned/ -o cache/photos-tuned.h5 && xfer fit cache/photos-tuned.h5
     """
-    schedule = Schedule.preset(
+    schedules = candidate_schedules(
         schedule_name,
+        regularize=regularize,
+        adapter=adapter,
+        rank=rank,
+        adapt=adapt,
         head_epochs=head_epochs,
         stages=stages,
         epochs_per_stage=epochs_per_stage,
@@ -107,11 +172,26 @@ def finetune(data: Path, model, output: Path, schedule_name, head_epochs, stages
         pairs=pairs,
         seed=seed,
     )
-    report = tune(data, model, output, schedule, read=read, run=run, force=force, progress=run.progress)
-    for note in report.notes:
-        click.echo(f"note: {note}")
-    if report.best_val_accuracy is not None:
-        click.echo(
-            f"best epoch {report.best_epoch} of {len(report.curve)}: validation accuracy {report.best_val_accuracy:.3f}"
-        )
+    report = tune(
+        data, model, output, schedules, read=read, run=run, force=force, progress=run.progress, budget=budget,
+        target=target,
+    )  # fmt: skip
+    for line in tune_summary(report):
+        click.echo(line)
     click.echo(f"wrote {output} in {report.seconds:.0f} s on {report.device}; use it: xfer featurize DATA -m {output}")
+
+
+def tune_summary(report) -> list[str]:
+    """What ``xfer finetune`` prints: the notes, each schedule tried against the frozen probe, the choice."""
+    lines = [f"note: {note}" for note in report.notes]
+    if report.probe_val_accuracy is not None:
+        lines.append(f"frozen probe: validation accuracy {report.probe_val_accuracy:.3f}")
+    for trial in report.trials:
+        best = "-" if trial["best_val_accuracy"] is None else f"{trial['best_val_accuracy']:.3f}"
+        lines.append(
+            f"{trial['schedule']}: validation accuracy {best} (epoch {trial['best_epoch']} of {trial['epochs']}, "
+            f"{trial['stopped']}, {trial['seconds']:.0f} s, {trial['trainable_parameters']:,} trainable parameters)"
+        )
+    if report.trials:
+        lines.append(f"kept: {report.chosen}")
+    return lines

@@ -14,6 +14,7 @@ from featurizer import FeatureFile, FeaturizerError, featurize
 from pipelines.finetune._finetune import (
     Schedule,
     batch_norms_frozen,
+    candidate_schedules,
     finetune,
     freeze_all_but,
     sample_pairs,
@@ -21,6 +22,7 @@ from pipelines.finetune._finetune import (
     train_epochs,
     validation_split,
 )
+from pipelines.finetune._l2sp import StartingPoint
 from tests.test_flows import xfer
 
 torch = pytest.importorskip("torch")
@@ -78,8 +80,8 @@ def test_early_stopping_keeps_the_best_validation_epoch_and_ctrl_c_keeps_it_too(
         return 1.0
 
     run = train_epochs(step, lambda: next(scores), [0] * 6, lambda: dict(state), state.update, patience=3)
-    curve, best, interrupted = run
-    assert best == 2 and state["w"] == 2 and len(curve) == 5 and not interrupted  # stopped after 3 worse epochs
+    curve, best, stopped = run
+    assert best == 2 and state["w"] == 2 and len(curve) == 5 and stopped == "early stopping"  # 3 worse epochs
 
     def interrupting(epoch, unfrozen):
         if epoch == 2:
@@ -87,14 +89,107 @@ def test_early_stopping_keeps_the_best_validation_epoch_and_ctrl_c_keeps_it_too(
         return step(epoch, unfrozen)
 
     scores = iter([0.5, 0.8])
-    curve, best, interrupted = train_epochs(
-        interrupting, lambda: next(scores), [0] * 5, lambda: dict(state), state.update, 3
-    )
-    assert interrupted and best == 2 and state["w"] == 2
+    run = train_epochs(interrupting, lambda: next(scores), [0] * 5, lambda: dict(state), state.update, 3)
+    assert run.interrupted and run.best == 2 and state["w"] == 2
     # without patience (the deep schedule) every epoch runs and the best one is kept
     scores = iter([0.5, 0.8, 0.6, 0.7, 0.65, 0.75])
-    curve, best, _ = train_epochs(step, lambda: next(scores), [0] * 6, lambda: dict(state), state.update, None)
-    assert len(curve) == 6 and best == 2 and state["w"] == 2
+    curve, best, stopped = train_epochs(step, lambda: next(scores), [0] * 6, lambda: dict(state), state.update, None)
+    assert len(curve) == 6 and best == 2 and state["w"] == 2 and stopped == "done"
+
+
+def test_a_budget_that_has_run_out_starts_no_further_epoch_and_keeps_the_best():
+    """The first epoch always runs; after it, an epoch that would end past the deadline is not started."""
+    import time
+
+    state = {"w": 0}
+    scores = iter([0.6, 0.9, 0.7])
+
+    def step(epoch, unfrozen):
+        state["w"] = epoch + 1
+        return 1.0
+
+    run = train_epochs(step, lambda: next(scores), [0] * 3, lambda: dict(state), state.update, None, None,
+                       deadline=time.perf_counter())  # fmt: skip
+    assert run.stopped == "budget" and len(run.curve) == 1 and run.best == 1 and state["w"] == 1
+    roomy = train_epochs(step, lambda: next(scores), [0] * 2, lambda: dict(state), state.update, None, None,
+                         deadline=time.perf_counter() + 3600)  # fmt: skip
+    assert roomy.stopped == "done" and len(roomy.curve) == 2
+
+
+def test_auto_tries_every_named_schedule_with_the_options_given_to_each():
+    tried = candidate_schedules("auto", regularize="l2sp", rank=None, seed=3)
+    assert [s.name for s in tried] == ["gentle", "deep"] and all(s.regularize == "l2sp" and s.seed == 3 for s in tried)
+    assert tried[1] == Schedule.preset("deep", regularize="l2sp", seed=3) and tried[1].patience is None
+    assert candidate_schedules("deep") == [Schedule.preset("deep")]
+    for bad, said in ((dict(adapter="qlora"), "--adapter"), (dict(regularize="ewc"), "--regularize"),
+                      (dict(adapt="mmd"), "--adapt"), (dict(rank=0), "--rank")):  # fmt: skip
+        with pytest.raises(FeaturizerError, match=said):
+            Schedule(**bad)
+
+
+def test_the_budget_option_reads_seconds_minutes_and_none():
+    from commands._finetune import parse_budget
+
+    assert [parse_budget(None, None, v) for v in ("300", "90s", "5m", "1h", "none", None)] == [
+        300, 90, 300, 3600, None, 300
+    ]  # fmt: skip
+    result = xfer("finetune", ".", "--budget", "soon", "-o", "x", ok=False)
+    assert result.exit_code == 2 and "soon" in result.output
+
+
+def test_l2sp_penalises_only_what_trains_and_only_its_distance_from_the_start():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2))
+    anchor = StartingPoint(net, alpha=0.5)
+    assert float(anchor.penalty().detach()) == 0.0
+    with torch.no_grad():
+        net[0].weight.add_(1.0)  # 6 weights moved by 1
+        net[1].bias.add_(2.0)  # 2 biases moved by 2
+    assert float(anchor.penalty().detach()) == pytest.approx(0.5 / 2 * (6 + 8))
+    net[1].bias.requires_grad_(False)  # frozen: not penalised
+    assert float(anchor.penalty().detach()) == pytest.approx(0.5 / 2 * 6)
+    anchor.penalty().backward()  # the gradient pulls back toward the start
+    assert torch.allclose(net[0].weight.grad, torch.full((2, 3), 0.5))
+
+
+def test_the_domain_classifiers_gradient_reaches_the_features_reversed():
+    from pipelines.finetune._dann import domain_classifier, domain_loss, reversal_weight
+
+    assert reversal_weight(0.0) == 0.0 and reversal_weight(1.0, 2.0) == pytest.approx(2.0, abs=1e-3)
+    assert 0 < reversal_weight(0.1) < reversal_weight(0.5) < 1
+    torch.manual_seed(0)
+    classifier = domain_classifier(4).eval()  # no dropout: the same forward twice
+    source, target = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4)
+    domain_loss(classifier, source, target, 0.5).backward()
+    reversed_grad = source.grad.clone()
+    source.grad = None
+    plain = torch.cat([source, target])
+    labels = torch.cat([torch.zeros(3), torch.ones(3)])
+    torch.nn.functional.binary_cross_entropy_with_logits(classifier(plain).squeeze(1), labels).backward()
+    assert torch.allclose(reversed_grad, -0.5 * source.grad, atol=1e-6)
+
+
+def test_lora_trains_only_its_adapters_and_merges_into_an_ordinary_backbone(network):
+    pytest.importorskip("peft", reason="peft is not installed (pip install -e '.[tune]')")
+    import copy
+
+    from pipelines.finetune._lora import add_image_lora, merge_lora, trainable_parameters
+
+    net = copy.deepcopy(network).eval()
+    names = set(net.state_dict())
+    stages = stage_groups(net)
+    adapters = add_image_lora(net, stages[:2], rank=4)
+    assert all(".lora_" in n for stage in adapters for n in stage) and all(adapters)
+    freeze_all_but(net, adapters, 2)
+    assert 0 < trainable_parameters(net) < 0.05 * sum(p.numel() for p in net.parameters())
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.01)  # a trained adapter: B is zero at the start
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    adapted = net(x)
+    merge_lora(net)
+    assert set(net.state_dict()) == names  # the base model's names: featurize loads it without peft
+    assert torch.allclose(net(x), adapted, atol=1e-4) and not torch.allclose(network.eval()(x), adapted, atol=1e-3)
 
 
 def test_schedules_are_presets_that_options_override(network):
@@ -183,3 +278,93 @@ def test_contrastive_text_tuning_makes_a_backbone_with_its_own_cache_key(tmp_pat
         featurize(tmp_path / "news.csv", model, "-1", output=path, cache_dir=tmp_path / "c", progress=False)
     with FeatureFile(paths[0]) as a, FeatureFile(paths[1]) as b:
         assert a.spec.weights_sha256 != b.spec.weights_sha256 and not np.allclose(a.read(), b.read(), atol=1e-4)
+
+
+def small_digits(digits_dir, tmp_path, digits=("1", "7", "4")):
+    small = tmp_path / "small"
+    for digit in digits:
+        shutil.copytree(digits_dir / "train" / digit, small / digit)
+    return small
+
+
+def test_auto_tries_both_schedules_keeps_the_best_on_validation_or_the_frozen_backbone(digits_dir, tmp_path):
+    """The report lists each schedule tried beside the frozen probe, draws the curves, and keeps the
+    frozen backbone exactly when no schedule beat the probe on the validation split."""
+    from safetensors.torch import load_file
+
+    from featurizer import get_config
+    from featurizer.backbones._describe import load_backbone
+    from featurizer.spec._weights import default_weights
+
+    tiny = dict(head_epochs=1, stages=1, epochs_per_stage=1, batch_size=16)
+    result = xfer("finetune", small_digits(digits_dir, tmp_path), "-o", tmp_path / "auto",
+                  *[f"--{k.replace('_', '-')}={v}" for k, v in tiny.items() if k != "batch_size"])  # fmt: skip
+    report = json.loads((tmp_path / "auto" / "report.json").read_text())
+    assert [t["schedule"] for t in report["trials"]] in (["gentle", "deep"], ["deep", "gentle"])
+    assert "frozen probe: validation accuracy" in result.output and f"kept: {report['chosen']}" in result.output
+    best = max(t["best_val_accuracy"] for t in report["trials"])
+    assert (report["chosen"] == "frozen") == (best <= report["probe_val_accuracy"])
+    assert (tmp_path / "auto" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = load_file(tmp_path / "auto" / "model.safetensors")
+    config = get_config("efficientnet_lite0")
+    pretrained = load_backbone(config, default_weights(config)).model.state_dict()
+    same = all(torch.equal(saved[k], pretrained[k]) for k in pretrained)
+    assert same == (report["chosen"] == "frozen")
+
+
+def test_dann_adapts_to_target_images_and_needs_them(digits_dir, tmp_path):
+    small = small_digits(digits_dir, tmp_path, ("1", "7"))
+    refused = xfer("finetune", small, "--adapt", "dann", "--schedule", "gentle", "-o", tmp_path / "x", ok=False)
+    assert refused.exit_code == 1 and "--target" in refused.output and "Traceback" not in refused.output
+    schedule = Schedule(head_epochs=0, stages=1, epochs_per_stage=1, batch_size=8, adapt="dann")
+    report = finetune(small, "efficientnet_lite0", tmp_path / "d", schedule, target=digits_dir / "test" / "1",
+                      progress=False)  # fmt: skip
+    plain = finetune(small, "efficientnet_lite0", tmp_path / "p", replace_adapt(schedule), progress=False)
+    # the domain classifier trains beside the head: more trainable parameters, the same backbone stages
+    assert report.trials[0]["trainable_parameters"] > plain.trials[0]["trainable_parameters"]
+    assert (tmp_path / "d" / "model.safetensors").is_file()
+
+
+def replace_adapt(schedule):
+    from dataclasses import replace
+
+    return replace(schedule, adapt="none")
+
+
+def test_text_lora_trains_a_small_share_and_saves_a_plain_encoder(tmp_path):
+    pytest.importorskip("peft", reason="peft is not installed (pip install -e '.[tune]')")
+    from safetensors.torch import load_file
+
+    from tests.test_tasks import news_rows, write_table
+
+    rows = [{"text": r["text"], "label": r["topic"]} for r in news_rows(18, 0)]
+    write_table(tmp_path / "news.csv", rows)
+    full = finetune(tmp_path / "news.csv", "minilm", tmp_path / "full", Schedule(pairs=16), progress=False)
+    lora = finetune(tmp_path / "news.csv", "minilm", tmp_path / "lora", Schedule(pairs=16, adapter="lora", rank=4),
+                    progress=False)  # fmt: skip
+    assert 0 < lora.trainable_parameters < 0.02 * full.trainable_parameters
+    weights = load_file(tmp_path / "lora" / "model.safetensors")
+    assert not any("lora" in k for k in weights) and set(weights) == set(
+        load_file(tmp_path / "full" / "model.safetensors")
+    )
+    out = tmp_path / "lora.h5"
+    featurize(tmp_path / "news.csv", str(tmp_path / "lora"), "-1", output=out, cache_dir=tmp_path / "c", progress=False)
+    with FeatureFile(out) as f:
+        assert f.read().shape[0] == len(rows)
+
+
+def test_texts_take_l2sp_and_dann_toward_unlabelled_texts(tmp_path):
+    from tests.test_tasks import news_rows, write_table
+
+    rows = [{"text": r["text"], "label": r["topic"]} for r in news_rows(18, 0)]
+    write_table(tmp_path / "news.csv", rows)
+    write_table(tmp_path / "other.csv", [{"text": r["text"].upper()} for r in news_rows(10, 1)])
+    plain = finetune(tmp_path / "news.csv", "minilm", tmp_path / "p", Schedule(pairs=16), progress=False)
+    both = Schedule(pairs=16, regularize="l2sp", adapt="dann")
+    report = finetune(tmp_path / "news.csv", "minilm", tmp_path / "d", both, target=tmp_path / "other.csv",
+                      progress=False)  # fmt: skip
+    assert report.trainable_parameters > plain.trainable_parameters  # the domain classifier's
+    assert report.schedule["regularize"] == "l2sp" and report.schedule["adapt"] == "dann"
+    refused = xfer("finetune", tmp_path / "news.csv", "-m", "minilm", "--target", tmp_path / "other.csv",
+                   "-o", tmp_path / "x", ok=False)  # fmt: skip
+    assert refused.exit_code == 1 and "--adapt dann" in refused.output and "Traceback" not in refused.output

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,9 +43,21 @@ from featurizer.engine import model_for
 from featurizer.inputs import image_sizes, load_image, read_inputs, text_preprocessing
 from featurizer.spec import IMAGE, TEXT, TUNED_FILE
 from featurizer.storage import atomic_output, check_new_output, file_sha256_memo
-from pipelines.fit import cross_validate
+from pipelines.finetune._dann import DANN_WEIGHT, domain_classifier, domain_loss, reversal_weight
+from pipelines.finetune._l2sp import L2SP_ALPHA, REGULARIZERS, StartingPoint
+from pipelines.finetune._lora import (
+    ADAPTERS,
+    LORA_RANK,
+    add_image_lora,
+    add_text_lora,
+    merge_lora,
+    trainable_parameters,
+)
+from pipelines.fit import cross_validate, raw_pixels
+from pipelines.report import pyplot, save_png
 
 FORMAT = "featurizer-tuned/1"
+ADAPT_METHODS = ("none", "dann")
 
 # timm's training transform at three strengths. "strong" is ImageNet training's recipe (crops down
 # to 8% of the photo, colour jitter 0.4): on a few hundred items it moves the features so far that
@@ -74,6 +87,13 @@ class Schedule:
     text_lr: float = 2e-5
     seed: int = 0
     warmup: bool = True  # each stage's learning rate ramps up over its first epoch
+    name: str = "gentle"  # the preset it came from
+    regularize: str = "none"  # none (weight decay) or l2sp (toward the pretrained weights, _l2sp)
+    l2sp_alpha: float = L2SP_ALPHA
+    adapter: str = "none"  # none (the stages' own weights) or lora (low-rank adapters, merged, _lora)
+    rank: int = LORA_RANK
+    adapt: str = "none"  # none or dann (a gradient-reversed domain classifier on target images, _dann)
+    dann_weight: float = DANN_WEIGHT
 
     def __post_init__(self) -> None:
         if self.patience is not None and self.patience < 1:
@@ -86,6 +106,14 @@ class Schedule:
             raise FeaturizerError(f"--augment is one of {', '.join(AUGMENTATIONS)}, not {self.augment!r}")
         if min(self.lr, self.backbone_lr, self.text_lr) <= 0 or self.stage_decay < 1:
             raise FeaturizerError("learning rates must be positive and the stage decay at least 1")
+        if self.regularize not in REGULARIZERS:
+            raise FeaturizerError(f"--regularize is one of {', '.join(REGULARIZERS)}, not {self.regularize!r}")
+        if self.adapter not in ADAPTERS:
+            raise FeaturizerError(f"--adapter is one of {', '.join(ADAPTERS)}, not {self.adapter!r}")
+        if self.adapt not in ADAPT_METHODS:
+            raise FeaturizerError(f"--adapt is one of {', '.join(ADAPT_METHODS)}, not {self.adapt!r}")
+        if self.rank < 1 or self.l2sp_alpha < 0 or self.dann_weight < 0:
+            raise FeaturizerError("--rank is at least 1; the L2-SP and DANN weights cannot be negative")
 
     def unfrozen_per_epoch(self, available: int | None = None) -> list[int]:
         """How many network stages are trainable in each epoch: 0 for the head epochs, then 1, 2, ...
@@ -97,8 +125,16 @@ class Schedule:
     def preset(cls, name: str, **overrides) -> Schedule:
         """A named schedule (``SCHEDULES``) with the options given (not None) in place of its own."""
         if name not in SCHEDULES:
-            raise FeaturizerError(f"--schedule is one of {', '.join(SCHEDULES)}, not {name!r}")
-        return replace(SCHEDULES[name], **{k: v for k, v in overrides.items() if v is not None})
+            raise FeaturizerError(f"--schedule is one of {', '.join(SCHEDULE_CHOICES)}, not {name!r}")
+        return replace(SCHEDULES[name], name=name, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def candidate_schedules(name: str = "auto", **overrides) -> list[Schedule]:
+    """The schedules ``--schedule NAME`` tries: ``auto``, every named one (chosen by validation
+    accuracy); else the one named. ``overrides`` (not None) apply to each."""
+    if name == "auto":
+        return [Schedule.preset(n, **overrides) for n in SCHEDULES]
+    return [Schedule.preset(name, **overrides)]
 
 
 # gentle: photos near ImageNet's; the top three stages at small rates, early stopping.
@@ -108,8 +144,13 @@ class Schedule:
 # kept. Measured on the digits in benchmarks/finetune.py.
 SCHEDULES = {
     "gentle": Schedule(),
-    "deep": Schedule(head_epochs=1, stages=99, epochs_per_stage=2, backbone_lr=3e-4, stage_decay=1.3, patience=None),
+    "deep": Schedule(
+        head_epochs=1, stages=99, epochs_per_stage=2, backbone_lr=3e-4, stage_decay=1.3, patience=None, name="deep"
+    ),
 }
+SCHEDULE_CHOICES = ("auto", *SCHEDULES)  # auto, the default: each named schedule, the best on validation kept
+DEFAULT_BUDGET_S = 300.0  # seconds for all the schedules auto tries (--budget)
+LORA_TEXT_LR_FACTOR = 10  # texts with --adapter lora train at 10x --text-lr (2e-4 by default)
 
 
 @dataclass
@@ -130,6 +171,11 @@ class TuneReport:
     device: str = "cpu"
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
+    chosen: str = ""  # the schedule kept, or "frozen" when none beat the frozen probe on validation
+    probe_val_accuracy: float | None = None
+    trials: list[dict] = field(default_factory=list)  # each schedule tried (Trial.summary)
+    trainable_parameters: int = 0
+    budget_s: float | None = None
 
 
 # --- Shared -----------------------------------------------------------------------------------
@@ -195,6 +241,26 @@ def validation_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray
         return rows, rows[:0], ["too few examples for a validation split: trained without early stopping"]
     train, val = train_test_split(rows, test_size=n_val, stratify=y, random_state=seed)
     return np.sort(train), np.sort(val), []
+
+
+def adaptation_target(schedule: Schedule, target, modality: str, read: ReadOptions | None) -> list[str]:
+    """The unlabelled target's sources for ``adapt='dann'`` (else none); one line when it is missing,
+    empty, or given without ``--adapt dann``."""
+    if schedule.adapt != "dann":
+        if target is not None:
+            raise FeaturizerError(
+                "--target is the unlabelled data of --adapt dann: give --adapt dann too, or no --target"
+            )
+        return []
+    what = "images" if modality == IMAGE else "texts"
+    if target is None:
+        raise FeaturizerError(
+            f"--adapt dann learns features that hide the domain: give the unlabelled {what} with --target"
+        )
+    sources = list(read_inputs(target, modality, read).sources)
+    if not sources:
+        raise FeaturizerError(f"{target} holds no {what} to adapt to")
+    return sources
 
 
 # --- Images -----------------------------------------------------------------------------------
@@ -289,6 +355,18 @@ def _transforms(prep: dict, augment: str = "light"):
     return train, evaluate
 
 
+class Trained(NamedTuple):
+    """What ``train_epochs`` ran: the curve, the best epoch (1-based) and why it stopped."""
+
+    curve: list[dict]
+    best: int | None
+    stopped: str  # done, early stopping, budget or interrupted
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped == "interrupted"
+
+
 def train_epochs(
     step: Callable[[int, int], float],
     validate: Callable[[], float] | None,
@@ -297,15 +375,20 @@ def train_epochs(
     restore: Callable[[object], None],
     patience: int | None,
     on_epoch: Callable[[dict], None] | None = None,
-) -> tuple[list[dict], int | None, bool]:
+    deadline: float | None = None,
+) -> Trained:
     """The schedule's loop, apart from any network: ``step(epoch, unfrozen)`` trains one epoch and
-    returns its loss; ``validate()`` scores the model (None: no validation split). The best epoch's
-    snapshot is restored at the end, also after Ctrl-C. Returns (curve, best epoch, interrupted)."""
+    returns its loss; ``validate()`` scores the model (None: no validation split). An epoch that
+    would end past ``deadline`` (``time.perf_counter()``, judged by the last epoch's time) is not
+    started. The best epoch's snapshot is restored at the end, also after Ctrl-C."""
     curve, best, best_state, waited = [], (None, -1.0), None, 0
-    interrupted = False
+    stopped = "done"
     try:
         for epoch, unfrozen in enumerate(plan):
             started = time.perf_counter()
+            if deadline is not None and curve and started + curve[-1]["seconds"] > deadline:
+                stopped = "budget"
+                break
             loss = step(epoch, unfrozen)
             accuracy = validate() if validate is not None else None
             row = {"epoch": epoch + 1, "stages_unfrozen": unfrozen, "loss": loss, "val_accuracy": accuracy}
@@ -321,77 +404,107 @@ def train_epochs(
             else:
                 waited += 1
                 if patience is not None and waited >= patience:
+                    stopped = "early stopping"
                     break
     except KeyboardInterrupt:
-        interrupted = True
+        stopped = "interrupted"
     if best_state is not None:
         restore(best_state)
-    return curve, best[0], interrupted
+    return Trained(curve, best[0], stopped)
 
 
-def finetune_images(
-    data,
-    model: str,
-    out: str | os.PathLike,
-    schedule: Schedule | None = None,
-    *,
-    read: ReadOptions | None = None,
-    run: RunOptions | None = None,
-    force: bool = False,
-    progress: bool = True,
-    on_epoch: Callable[[dict], None] | None = None,
-) -> TuneReport:
-    """Fine-tune the image backbone ``model`` on the labelled images ``data``; write it to ``out``."""
+@dataclass
+class _Images:
+    """What every trial of an image fine-tuning shares: the data, split and transformed, and the probe."""
+
+    config: object
+    weights: object
+    classes: list[str]
+    targets: np.ndarray
+    paths: list[str]
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    probe: dict  # the linear probe's weight and bias (CPU tensors): every trial's head starts there
+    device: object
+    train_tf: object
+    eval_tf: object
+    target_paths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Trial:
+    """One schedule tried: its validation curve, best epoch and, for the winner, the weights to save."""
+
+    schedule: Schedule
+    curve: list[dict]
+    best_epoch: int | None
+    best_val_accuracy: float | None
+    trainable_parameters: int
+    seconds: float
+    stopped: str  # "done", "early stopping", "budget" or "interrupted"
+    state: tuple | None = None  # (network state dict with any LoRA merged, head state dict), on the CPU
+
+    def summary(self) -> dict:
+        return {
+            "schedule": self.schedule.name,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_epoch": self.best_epoch,
+            "epochs": len(self.curve),
+            "trainable_parameters": self.trainable_parameters,
+            "seconds": self.seconds,
+            "stopped": self.stopped,
+        }
+
+
+def _loader(paths, targets, transform, batch: int, shuffle: bool, seed: int):
     import torch
-    from safetensors.torch import save_file
+
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return torch.utils.data.DataLoader(
+        _Photos(paths, targets, transform), batch_size=batch, shuffle=shuffle, generator=generator
+    )
+
+
+def tune_once(setup: _Images, schedule: Schedule, deadline: float | None, show: Callable[[dict], None], progress: bool):
+    """Train one schedule from the pretrained weights and the probe head; keep its best validation epoch.
+
+    Gradual unfreezing with discriminative rates (or, with ``adapter='lora'``, the same over the
+    stages' LoRA adapters, base weights frozen), L2-SP toward the start instead of weight decay for
+    the backbone with ``regularize='l2sp'``, and a gradient-reversed domain classifier on the target
+    images with ``adapt='dann'``. Stops early on patience, at ``deadline`` (the budget) and on Ctrl-C."""
+    import torch
     from tqdm.auto import tqdm
 
-    schedule = schedule or Schedule()
-    run = run or RunOptions()
-    resolved = resolve(FeatureOptions(model=model, layers=("pre_logits",), runtime="torch"), IMAGE, "cpu")
-    config, weights = resolved.config, resolved.weights
-    tuned_again = [weights.location] if weights.kind in ("file", "folder") else []  # its weights: an input
-    out = check_new_output(out, force, folder=True, inputs=[data, *tuned_again], kind="backbone")
-    if config.library != "timm":
-        raise FeaturizerError(
-            f"{model} has no stages this tool knows (fine-tuning reads timm's stage grouping); "
-            "use a timm model (timm/NAME or a built-in EfficientNet-Lite)"
-        )
-    inputs = labelled_inputs(data, IMAGE, read)
-    classes = sorted(set(inputs.labels))
-    y = np.asarray(inputs.labels)
-    targets = np.array([classes.index(c) for c in y])
-    train_rows, val_rows, notes = validation_split(y, schedule.val_share, schedule.seed)
     started = time.perf_counter()
-    # the linear probe on cached features is the head's start (the training split's features only)
-    extractor = Extractor.from_options(FeatureOptions(model=model, layers=("pre_logits",)), run, IMAGE)
-    probe_inputs = inputs.take(train_rows)
-    keys, _ = extractor.keys(probe_inputs)
-    try:
-        extractor.ensure(probe_inputs, keys, "fail")
-        X = extractor.vectors("pre_logits", keys)
-    finally:
-        extractor.compact()
     seed_everything(schedule.seed)
-    head = probe_head(X, y[train_rows], classes, schedule.seed)
-    network = load_backbone(config, weights).model  # unfolded batch norms, fp32, CPU
-    device = training_device(run)
-    network.to(device)
+    device = setup.device
+    network = load_backbone(setup.config, setup.weights).model.to(device)
+    head = torch.nn.Linear(setup.probe["weight"].shape[1], len(setup.classes))
+    head.load_state_dict(setup.probe)
     head.to(device)
     stages = stage_groups(network)[: max(schedule.stages, 1)]
-    train_tf, eval_tf = _transforms(config.preprocessing, schedule.augment)
-    paths = inputs.sources
-    generator = torch.Generator().manual_seed(schedule.seed)
+    if schedule.adapter == "lora":
+        stages = add_image_lora(network, stages, schedule.rank)
+        network.to(device)
+    anchor = StartingPoint(network, schedule.l2sp_alpha) if schedule.regularize == "l2sp" else None
     batch = schedule.batch_size * (2 if device.type == "cuda" else 1)
-    loader = torch.utils.data.DataLoader(
-        _Photos([paths[r] for r in train_rows], targets[train_rows], train_tf),
-        batch_size=batch,
-        shuffle=True,
-        generator=generator,
+    paths, targets = setup.paths, setup.targets
+    loader = _loader(
+        [paths[r] for r in setup.train_rows], targets[setup.train_rows], setup.train_tf, batch, True, schedule.seed
     )
-    val_loader = torch.utils.data.DataLoader(
-        _Photos([paths[r] for r in val_rows], targets[val_rows], eval_tf), batch_size=batch
-    )
+    val_loader = _loader([paths[r] for r in setup.val_rows], targets[setup.val_rows], setup.eval_tf, batch, False, 0)
+    domain = target_batches = None
+    if schedule.adapt == "dann":
+        domain = domain_classifier(head.in_features).to(device)
+        target_loader = _loader(
+            setup.target_paths, np.zeros(len(setup.target_paths), int), setup.train_tf, batch, True, schedule.seed + 1
+        )
+
+        def cycle():
+            while True:
+                yield from target_loader
+
+        target_batches = cycle()
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if amp else None
 
@@ -401,18 +514,23 @@ def finetune_images(
 
     # one optimizer for the whole run, a group per stage: a stage's parameters get gradients (and
     # Adam moments) from the epoch it is unfrozen, while the head's moments carry on undisturbed
-    # (a fresh optimizer at each stage restarted the head with steps of its full learning rate)
+    # (a fresh optimizer at each stage restarted the head with steps of its full learning rate).
+    # With L2-SP the backbone's pull is toward its start, so its groups have no decay toward zero.
     named = dict(network.named_parameters())
-    groups = [{"params": list(head.parameters()), "lr": schedule.lr}]
+    decay = 0.0 if anchor is not None else 0.01
+    groups = [{"params": list(head.parameters()), "lr": schedule.lr, "weight_decay": 0.01}]
     for depth, stage in enumerate(stages):
-        groups.append({"params": [named[n] for n in stage], "lr": schedule.backbone_lr / schedule.stage_decay**depth})
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
-
+        rate = schedule.backbone_lr / schedule.stage_decay**depth
+        groups.append({"params": [named[n] for n in stage], "lr": rate, "weight_decay": decay})
+    if domain is not None:
+        groups.append({"params": list(domain.parameters()), "lr": schedule.lr, "weight_decay": 0.01})
+    optimizer = torch.optim.AdamW(groups)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     warmed = {0}  # param groups past their warm-up: the head's needs none
+    plan = schedule.unfrozen_per_epoch(len(stages))
 
     def step(epoch: int, unfrozen: int) -> float:
-        freeze_all_but(network, stages, unfrozen)
+        freeze_all_but(network, stages, unfrozen)  # under LoRA the stages are adapters: base weights never train
         batch_norms_frozen(network)
         head.train()
         # a stage's first epoch ramps its learning rate up from zero: Adam's first steps move every
@@ -421,15 +539,22 @@ def finetune_images(
         warming = [g for g in range(1, unfrozen + 1) if g not in warmed and schedule.warmup]
         warmed.update(range(unfrozen + 1))
         total, seen = 0.0, 0
-        bar = tqdm(
-            loader, desc=f"epoch {epoch + 1} ({unfrozen} stages)", unit="batch", leave=False, disable=not progress
-        )
+        bar = tqdm(loader, desc=f"{schedule.name} epoch {epoch + 1} ({unfrozen} stages)", unit="batch", leave=False,
+                   disable=not progress)  # fmt: skip
         for n, (x, t) in enumerate(bar):
             for g in warming:
                 optimizer.param_groups[g]["lr"] = base_lrs[g] * (n + 1) / len(loader)
             x, t = x.to(device), t.to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                loss = torch.nn.functional.cross_entropy(head(features(x).float()), t)
+                source = features(x).float()
+                loss = torch.nn.functional.cross_entropy(head(source), t)
+                if domain is not None:
+                    weight = reversal_weight((epoch + n / len(loader)) / len(plan), schedule.dann_weight)
+                    loss = loss + domain_loss(
+                        domain, source, features(next(target_batches)[0].to(device)).float(), weight
+                    )
+                if anchor is not None:
+                    loss = loss + anchor.penalty()
             optimizer.zero_grad(set_to_none=True)  # frozen stages keep no gradient, so Adam leaves them be
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -449,7 +574,7 @@ def finetune_images(
         with torch.inference_mode():
             for x, t in val_loader:
                 right += int((head(features(x.to(device)).float()).argmax(1).cpu() == t).sum())
-        return round(right / len(val_rows), 4)
+        return round(right / len(setup.val_rows), 4)
 
     def snapshot():
         return copy.deepcopy(network.state_dict()), copy.deepcopy(head.state_dict())
@@ -458,22 +583,193 @@ def finetune_images(
         network.load_state_dict(state[0])
         head.load_state_dict(state[1])
 
+    freeze_all_but(network, stages, max(plan, default=0))
+    trainable = trainable_parameters(network, head) + (trainable_parameters(domain) if domain is not None else 0)
+    run = train_epochs(
+        step, validate if len(setup.val_rows) else None, plan, snapshot, restore, schedule.patience, show, deadline
+    )
+    if schedule.adapter == "lora":
+        merge_lora(network)
+    network.to("cpu")
+    state = ({k: v.detach().clone().contiguous() for k, v in network.state_dict().items()},
+             {k: v.detach().cpu().clone() for k, v in head.state_dict().items()})  # fmt: skip
+    accuracies = [r["val_accuracy"] for r in run.curve if r["val_accuracy"] is not None]
+    return Trial(
+        schedule=schedule,
+        curve=run.curve,
+        best_epoch=run.best,
+        best_val_accuracy=max(accuracies) if accuracies else None,
+        trainable_parameters=trainable,
+        seconds=round(time.perf_counter() - started, 1),
+        stopped=run.stopped,
+        state=state,
+    )
+
+
+def schedule_order(setup: _Images, probe_val: float | None, schedules: list[Schedule], seed: int) -> list[Schedule]:
+    """The schedules to try, the likelier winner first: ``deep`` first when raw pixels score at least
+    as well as the frozen features on the validation split (data far from photos, where the deep
+    schedule is for), else the given order; so a budget that runs out cuts the less likely one."""
+    if len(schedules) < 2 or probe_val is None or not len(setup.val_rows):
+        return schedules
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pixels = raw_pixels(setup.paths)
+    y = setup.targets
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(
+        pixels[setup.train_rows], y[setup.train_rows]
+    )
+    pixel_val = float((model.predict(pixels[setup.val_rows]) == y[setup.val_rows]).mean())
+    far = pixel_val >= probe_val
+    return sorted(schedules, key=lambda s: (s.name != "deep") if far else 0)
+
+
+def probe_accuracy(setup: _Images, X_val: np.ndarray) -> float | None:
+    """The frozen probe's accuracy on the validation split's cached features (None: no split)."""
+    if not len(setup.val_rows):
+        return None
+    scores = X_val @ setup.probe["weight"].numpy().T + setup.probe["bias"].numpy()
+    return round(float((scores.argmax(1) == setup.targets[setup.val_rows]).mean()), 4)
+
+
+def plot_trials(trials: list[Trial], probe_val: float | None, path: Path) -> None:
+    """Validation accuracy per epoch of each schedule tried, the frozen probe's as a dashed line."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for trial in trials:
+        points = [(r["epoch"], r["val_accuracy"]) for r in trial.curve if r["val_accuracy"] is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=f"{trial.schedule.name} (best {trial.best_val_accuracy:.3f})")
+    if probe_val is not None:
+        ax.axhline(probe_val, linestyle="--", color="grey", label=f"frozen probe {probe_val:.3f}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def finetune_images(
+    data,
+    model: str,
+    out: str | os.PathLike,
+    schedule: Schedule | Sequence[Schedule] | None = None,
+    *,
+    read: ReadOptions | None = None,
+    run: RunOptions | None = None,
+    force: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+    budget: float | None = DEFAULT_BUDGET_S,
+    target=None,
+) -> TuneReport:
+    """Fine-tune the image backbone ``model`` on the labelled images ``data``; write it to ``out``.
+
+    ``schedule``: one, or several to choose from by validation accuracy (default: every named
+    schedule, ``candidate_schedules('auto')``), all within ``budget`` seconds. The frozen backbone
+    is kept when no schedule beats the frozen probe on validation. ``target``: unlabelled images for
+    ``adapt='dann'``."""
+    from safetensors.torch import save_file
+
+    schedules = (
+        candidate_schedules("auto")
+        if schedule is None
+        else [schedule]
+        if isinstance(schedule, Schedule)
+        else list(schedule)
+    )
+    run = run or RunOptions()
+    resolved = resolve(FeatureOptions(model=model, layers=("pre_logits",), runtime="torch"), IMAGE, "cpu")
+    config, weights = resolved.config, resolved.weights
+    tuned_again = [weights.location] if weights.kind in ("file", "folder") else []  # its weights: an input
+    given = [data, *tuned_again, *([target] if target is not None else [])]
+    out = check_new_output(out, force, folder=True, inputs=given, kind="backbone")
+    if config.library != "timm":
+        raise FeaturizerError(
+            f"{model} has no stages this tool knows (fine-tuning reads timm's stage grouping); "
+            "use a timm model (timm/NAME or a built-in EfficientNet-Lite)"
+        )
+    target_paths = adaptation_target(schedules[0], target, IMAGE, read)
+    inputs = labelled_inputs(data, IMAGE, read)
+    classes = sorted(set(inputs.labels))
+    y = np.asarray(inputs.labels)
+    train_rows, val_rows, notes = validation_split(y, schedules[0].val_share, schedules[0].seed)
+    started = time.perf_counter()
+    deadline = None if budget is None else started + budget
+    # the linear probe on cached features is the head's start (the training split's features only)
+    extractor = Extractor.from_options(FeatureOptions(model=model, layers=("pre_logits",)), run, IMAGE)
+    keys, _ = extractor.keys(inputs)
+    try:
+        extractor.ensure(inputs, keys, "fail")
+        X = extractor.vectors("pre_logits", keys)
+    finally:
+        extractor.compact()
+    seed_everything(schedules[0].seed)
+    head = probe_head(X[train_rows], y[train_rows], classes, schedules[0].seed)
+    train_tf, eval_tf = _transforms(config.preprocessing, schedules[0].augment)
+    setup = _Images(
+        config=config,
+        weights=weights,
+        classes=classes,
+        targets=np.array([classes.index(c) for c in y]),
+        paths=list(inputs.sources),
+        train_rows=train_rows,
+        val_rows=val_rows,
+        probe={k: v.detach().clone() for k, v in head.state_dict().items()},
+        device=training_device(run),
+        train_tf=train_tf,
+        eval_tf=eval_tf,
+        target_paths=target_paths,
+    )
+    probe_val = probe_accuracy(setup, X[val_rows])
+    order = schedule_order(setup, probe_val, schedules, schedules[0].seed)
+
     def show(row: dict) -> None:
         if progress:
             acc = "" if row["val_accuracy"] is None else f", validation accuracy {row['val_accuracy']:.3f}"
-            print(f"epoch {row['epoch']}: {row['stages_unfrozen']} stages unfrozen, loss {row['loss']:.3f}{acc}")
+            print(f"{row['schedule']} epoch {row['epoch']}: {row['stages_unfrozen']} stages unfrozen, "
+                  f"loss {row['loss']:.3f}{acc}")  # fmt: skip
         if on_epoch:
             on_epoch(row)
 
-    plan = schedule.unfrozen_per_epoch(len(stages))
-    curve, best, interrupted = train_epochs(
-        step, validate if len(val_rows) else None, plan, snapshot, restore, schedule.patience, show
-    )
+    trials = []
+    for candidate in order:
+        if trials and deadline is not None and time.perf_counter() >= deadline:
+            notes.append(f"the budget ({budget:.0f} s) ran out before the {candidate.name} schedule could be tried")
+            continue
+        trial = tune_once(
+            setup, candidate, deadline, lambda row, name=candidate.name: show({"schedule": name, **row}), progress
+        )
+        trials.append(trial)
+        if trial.stopped == "interrupted":
+            notes.append(f"interrupted (Ctrl-C) during {candidate.name}: the best weights so far were kept")
+            break
+        if trial.stopped == "budget":
+            notes.append(f"the budget ({budget:.0f} s) ended {candidate.name} after {len(trial.curve)} epochs")
+    best = max(trials, key=lambda t: -1.0 if t.best_val_accuracy is None else t.best_val_accuracy)
+    behind = probe_val is not None and best.best_val_accuracy is not None and best.best_val_accuracy <= probe_val
+    kept_frozen = behind and len(schedules) > 1  # a schedule asked for by name is kept as asked, with the note
+    if behind:
+        said = (
+            "kept the pretrained backbone"
+            if kept_frozen
+            else "kept as asked (--schedule auto would keep the frozen one)"
+        )
+        notes.append(
+            f"fine-tuning did not beat the frozen probe on validation ({best.best_val_accuracy:.3f} against "
+            f"{probe_val:.3f}): {said}"
+        )
+    if kept_frozen:
+        network_state = load_backbone(config, weights).model.state_dict()
+        head_state = setup.probe
+    else:
+        network_state, head_state = best.state
     with atomic_output(out, kind="backbone") as tmp:
         tmp.mkdir()
-        network.to("cpu")
-        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, tmp / "model.safetensors")
-        save_file({"weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu()}, tmp / "head.safetensors")
+        save_file({k: v.contiguous() for k, v in network_state.items()}, tmp / "model.safetensors")
+        save_file({"weight": head_state["weight"], "bias": head_state["bias"]}, tmp / "head.safetensors")
         base_config = resolve(FeatureOptions(model=model, runtime="torch"), IMAGE, "cpu").config
         info = {
             "format": FORMAT,
@@ -486,22 +782,28 @@ def finetune_images(
             "head": "head.safetensors",
         }
         (tmp / TUNED_FILE).write_text(json.dumps(info, indent=2))
-        accuracies = [r["val_accuracy"] for r in curve if r["val_accuracy"] is not None]
+        if any(t.curve and t.best_val_accuracy is not None for t in trials):
+            plot_trials(trials, probe_val, tmp / "curve.png")
         result = TuneReport(
             base=config.name,
             modality=IMAGE,
             output=str(out.resolve()),
             items=len(inputs),
             data_sha256=data_sha256(inputs.ids, inputs.labels, inputs.sources, files=True),
-            schedule=asdict(schedule),
+            schedule=asdict(best.schedule),
             classes=classes,
-            curve=curve,
-            best_epoch=best,
-            best_val_accuracy=max(accuracies) if accuracies else None,
+            curve=best.curve,
+            best_epoch=None if kept_frozen else best.best_epoch,
+            best_val_accuracy=best.best_val_accuracy,
             seconds=round(time.perf_counter() - started, 1),
-            device=str(device),
-            notes=notes + (["interrupted (Ctrl-C): the best weights so far were kept"] if interrupted else []),
-            interrupted=interrupted,
+            device=str(setup.device),
+            notes=notes,
+            interrupted=any(t.stopped == "interrupted" for t in trials),
+            chosen="frozen" if kept_frozen else best.schedule.name,
+            probe_val_accuracy=probe_val,
+            trials=[t.summary() for t in trials],
+            trainable_parameters=best.trainable_parameters,
+            budget_s=budget,
         )
         (tmp / "report.json").write_text(json.dumps(asdict(result), indent=2))
     return result
@@ -538,27 +840,35 @@ def finetune_texts(
     data,
     model: str,
     out: str | os.PathLike,
-    schedule: Schedule | None = None,
+    schedule: Schedule | Sequence[Schedule] | None = None,
     *,
     read: ReadOptions | None = None,
     run: RunOptions | None = None,
     force: bool = False,
     progress: bool = True,
+    target=None,
 ) -> TuneReport:
-    """SetFit-style contrastive tuning of the text encoder ``model`` on the labelled texts ``data``."""
+    """SetFit-style contrastive tuning of the text encoder ``model`` on the labelled texts ``data``
+    (the encoder's own weights, or with ``adapter='lora'`` LoRA adapters merged into them at the end;
+    ``regularize='l2sp'`` pulls the weights toward the start; ``adapt='dann'`` adds a gradient-reversed
+    domain classifier between the pairs' texts and the unlabelled ``target`` texts). Texts have one
+    schedule: of several given, the first's options are used."""
     import torch
     from tqdm.auto import tqdm
 
-    schedule = schedule or Schedule()
+    if schedule is None or not isinstance(schedule, Schedule):
+        schedule = (list(schedule) if schedule is not None else candidate_schedules("auto"))[0]
     run = run or RunOptions()
     resolved = resolve(FeatureOptions(model=model, runtime="torch"), TEXT, "cpu")
     config, weights = resolved.config, resolved.weights
     tuned_again = [weights.location] if weights.kind in ("file", "folder") else []  # its weights: an input
-    out = check_new_output(out, force, folder=True, inputs=[data, *tuned_again], kind="backbone")
+    given = [data, *tuned_again, *([target] if target is not None else [])]
+    out = check_new_output(out, force, folder=True, inputs=given, kind="backbone")
     if config.library != "hf" or weights.kind != "folder" or config.image_text:
         raise FeaturizerError(
             f"{model}: contrastive tuning needs a local Hugging Face text encoder (minilm, or hf/./FOLDER)"
         )
+    target_texts = adaptation_target(schedule, target, TEXT, read)
     inputs = labelled_inputs(data, TEXT, read)
     texts, y = inputs.sources, np.asarray(inputs.labels)
     started = time.perf_counter()
@@ -568,15 +878,27 @@ def finetune_texts(
     tokenizer = transformers.AutoTokenizer.from_pretrained(weights.location)
     seed_everything(schedule.seed)
     encoder = transformers.AutoModel.from_pretrained(weights.location)
+    tuned = add_text_lora(encoder, schedule.rank) if schedule.adapter == "lora" else encoder
     device = training_device(run)
-    encoder.to(device).train()
+    tuned.to(device).train()
+    trainable = trainable_parameters(tuned)
     pairs, same = sample_pairs(y, schedule.pairs, schedule.seed)
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=schedule.text_lr)
+    # LoRA's adapters start at zero and need a larger rate than full tuning (peft's examples: 1e-4 to 1e-3)
+    rate = schedule.text_lr * (LORA_TEXT_LR_FACTOR if schedule.adapter == "lora" else 1)
+    anchor = StartingPoint(tuned, schedule.l2sp_alpha) if schedule.regularize == "l2sp" else None
+    groups = [{"params": [p for p in tuned.parameters() if p.requires_grad], "lr": rate}]
+    domain = None
+    if target_texts:
+        domain = domain_classifier(encoder.config.hidden_size).to(device)
+        groups.append({"params": list(domain.parameters()), "lr": schedule.lr})
+        trainable += trainable_parameters(domain)
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.0 if anchor is not None else 0.01)
     max_length = config.preprocessing["max_length"]
+    target_order = np.random.default_rng(schedule.seed + 1).permutation(max(len(target_texts), 1))
 
     def embed(batch: list[str]):
         tokens = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
-        states = encoder(**tokens).last_hidden_state
+        states = tuned(**tokens).last_hidden_state
         mask = tokens["attention_mask"].unsqueeze(-1).float()
         return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
 
@@ -589,8 +911,14 @@ def finetune_texts(
             rows = order[start : start + size]
             u = embed([texts[i] for i in pairs[rows, 0]])
             v = embed([texts[i] for i in pairs[rows, 1]])
-            target = torch.as_tensor(same[rows], device=device)
-            loss = torch.nn.functional.mse_loss(torch.nn.functional.cosine_similarity(u, v), target)
+            similar = torch.as_tensor(same[rows], device=device)
+            loss = torch.nn.functional.mse_loss(torch.nn.functional.cosine_similarity(u, v), similar)
+            if domain is not None:
+                picked = [target_texts[target_order[(start + k) % len(target_order)]] for k in range(len(rows))]
+                weight = reversal_weight(start / max(len(order), 1), schedule.dann_weight)
+                loss = loss + domain_loss(domain, u, embed(picked), weight)
+            if anchor is not None:
+                loss = loss + anchor.penalty()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -598,6 +926,8 @@ def finetune_texts(
             bar.set_postfix(loss=f"{total / seen:.4f}")
     except KeyboardInterrupt:
         interrupted = True  # the weights as they are: contrastive tuning has no validation to pick an epoch
+    if schedule.adapter == "lora":
+        encoder = tuned.merge_and_unload()  # the adapters added into the weights: a plain encoder again
     with atomic_output(out, kind="backbone") as tmp:
         encoder.to("cpu").eval()
         encoder.save_pretrained(tmp, safe_serialization=True)
@@ -629,15 +959,20 @@ def finetune_texts(
             device=str(device),
             notes=["interrupted (Ctrl-C): the weights as they were were kept"] if interrupted else [],
             interrupted=interrupted,
+            chosen="contrastive" + (" (lora)" if schedule.adapter == "lora" else ""),
+            trainable_parameters=trainable,
         )
         (tmp / "report.json").write_text(json.dumps(asdict(result), indent=2))
     return result
 
 
-def finetune(data, model: str | None, out, schedule: Schedule | None = None, **options) -> TuneReport:
+def finetune(
+    data, model: str | None, out, schedule: Schedule | Sequence[Schedule] | None = None, **options
+) -> TuneReport:
     """``xfer finetune``: images or texts, by the model (or, for the default model, by the data)."""
 
     model, modality = model_for(data, model)
     if modality == TEXT:
-        return finetune_texts(data, model, out, schedule, **{k: v for k, v in options.items() if k != "on_epoch"})
+        dropped = {"on_epoch", "budget"}
+        return finetune_texts(data, model, out, schedule, **{k: v for k, v in options.items() if k not in dropped})
     return finetune_images(data, model, out, schedule, **options)
