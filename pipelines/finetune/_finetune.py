@@ -150,7 +150,9 @@ SCHEDULES = {
 }
 SCHEDULE_CHOICES = ("auto", *SCHEDULES)  # auto, the default: each named schedule, the best on validation kept
 DEFAULT_BUDGET_S = 300.0  # seconds for all the schedules auto tries (--budget)
-LORA_TEXT_LR_FACTOR = 10  # texts with --adapter lora train at 10x --text-lr (2e-4 by default)
+# LoRA's adapters start at zero (B = 0) and need larger rates than the weights they adapt: with
+# --adapter lora the stages' and the text encoder's rates are 10x (peft's examples use 1e-4 to 1e-3)
+LORA_LR_FACTOR = 10
 
 
 @dataclass
@@ -520,7 +522,9 @@ def tune_once(setup: _Images, schedule: Schedule, deadline: float | None, show: 
     decay = 0.0 if anchor is not None else 0.01
     groups = [{"params": list(head.parameters()), "lr": schedule.lr, "weight_decay": 0.01}]
     for depth, stage in enumerate(stages):
-        rate = schedule.backbone_lr / schedule.stage_decay**depth
+        rate = (
+            schedule.backbone_lr / schedule.stage_decay**depth * (LORA_LR_FACTOR if schedule.adapter == "lora" else 1)
+        )
         groups.append({"params": [named[n] for n in stage], "lr": rate, "weight_decay": decay})
     if domain is not None:
         groups.append({"params": list(domain.parameters()), "lr": schedule.lr, "weight_decay": 0.01})
@@ -883,8 +887,7 @@ def finetune_texts(
     tuned.to(device).train()
     trainable = trainable_parameters(tuned)
     pairs, same = sample_pairs(y, schedule.pairs, schedule.seed)
-    # LoRA's adapters start at zero and need a larger rate than full tuning (peft's examples: 1e-4 to 1e-3)
-    rate = schedule.text_lr * (LORA_TEXT_LR_FACTOR if schedule.adapter == "lora" else 1)
+    rate = schedule.text_lr * (LORA_LR_FACTOR if schedule.adapter == "lora" else 1)
     anchor = StartingPoint(tuned, schedule.l2sp_alpha) if schedule.regularize == "l2sp" else None
     groups = [{"params": [p for p in tuned.parameters() if p.requires_grad], "lr": rate}]
     domain = None

@@ -417,8 +417,8 @@ def baseline_warnings(best: CVRow, baseline: CVRow) -> list[str]:
     return [
         f"the baseline ({baseline.name}, {baseline.mean:.3f}) beats the pretrained features ({best.name}, "
         f"{best.mean:.3f}) clearly: this domain is far from what the backbone learned from. Try earlier layers "
-        "(featurize --layer -4 --layer -5 ...), another backbone (xfer rank), or fine-tuning every stage "
-        "(xfer finetune --schedule deep)"
+        "(featurize --layer -4 --layer -5 ...), another backbone (xfer rank), or fine-tuning (xfer finetune: "
+        "it tries every stage first on such data)"
     ]
 
 
