@@ -416,7 +416,7 @@ def train_epochs(
 
 
 @dataclass
-class _Images:
+class ImageData:
     """What every trial of an image fine-tuning shares: the data, split and transformed, and the probe."""
 
     config: object
@@ -467,7 +467,9 @@ def _loader(paths, targets, transform, batch: int, shuffle: bool, seed: int):
     )
 
 
-def tune_once(setup: _Images, schedule: Schedule, deadline: float | None, show: Callable[[dict], None], progress: bool):
+def tune_once(
+    setup: ImageData, schedule: Schedule, deadline: float | None, show: Callable[[dict], None], progress: bool
+):
     """Train one schedule from the pretrained weights and the probe head; keep its best validation epoch.
 
     Gradual unfreezing with discriminative rates (or, with ``adapter='lora'``, the same over the
@@ -610,7 +612,7 @@ def tune_once(setup: _Images, schedule: Schedule, deadline: float | None, show: 
     )
 
 
-def schedule_order(setup: _Images, probe_val: float | None, schedules: list[Schedule], seed: int) -> list[Schedule]:
+def schedule_order(setup: ImageData, probe_val: float | None, schedules: list[Schedule]) -> list[Schedule]:
     """The schedules to try, the likelier winner first: ``deep`` first when raw pixels score at least
     as well as the frozen features on the validation split (data far from photos, where the deep
     schedule is for), else the given order; so a budget that runs out cuts the less likely one."""
@@ -630,7 +632,7 @@ def schedule_order(setup: _Images, probe_val: float | None, schedules: list[Sche
     return sorted(schedules, key=lambda s: (s.name != "deep") if far else 0)
 
 
-def probe_accuracy(setup: _Images, X_val: np.ndarray) -> float | None:
+def probe_accuracy(setup: ImageData, X_val: np.ndarray) -> float | None:
     """The frozen probe's accuracy on the validation split's cached features (None: no split)."""
     if not len(setup.val_rows):
         return None
@@ -713,7 +715,7 @@ def finetune_images(
     seed_everything(schedules[0].seed)
     head = probe_head(X[train_rows], y[train_rows], classes, schedules[0].seed)
     train_tf, eval_tf = _transforms(config.preprocessing, schedules[0].augment)
-    setup = _Images(
+    setup = ImageData(
         config=config,
         weights=weights,
         classes=classes,
@@ -728,7 +730,7 @@ def finetune_images(
         target_paths=target_paths,
     )
     probe_val = probe_accuracy(setup, X[val_rows])
-    order = schedule_order(setup, probe_val, schedules, schedules[0].seed)
+    order = schedule_order(setup, probe_val, schedules)
 
     def show(row: dict) -> None:
         if progress:
