@@ -9,6 +9,8 @@ tiny already). Texts: the attention's query, key and value projections.
 
 from __future__ import annotations
 
+from featurizer import FeaturizerError
+
 ADAPTERS = ("none", "lora")
 LORA_RANK = 8
 TEXT_TARGETS = ("query", "key", "value")
@@ -18,8 +20,6 @@ def _config(rank: int, targets: list[str]):
     try:
         from peft import LoraConfig
     except ImportError:
-        from featurizer import FeaturizerError
-
         raise FeaturizerError("--adapter lora needs peft: pip install 'featurizer[tune]'") from None
     return LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, target_modules=targets, bias="none")
 
