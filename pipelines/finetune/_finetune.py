@@ -245,6 +245,13 @@ def validation_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray
     return np.sort(train), np.sort(val), []
 
 
+def as_schedules(schedule: Schedule | Sequence[Schedule] | None) -> list[Schedule]:
+    """The schedules to try: the one given, those given, or (None) ``--schedule auto``'s."""
+    if schedule is None:
+        return candidate_schedules("auto")
+    return [schedule] if isinstance(schedule, Schedule) else list(schedule)
+
+
 def adaptation_target(schedule: Schedule, target, modality: str, read: ReadOptions | None) -> list[str]:
     """The unlabelled target's sources for ``adapt='dann'`` (else none); one line when it is missing,
     empty, or given without ``--adapt dann``."""
@@ -679,13 +686,7 @@ def finetune_images(
     ``adapt='dann'``."""
     from safetensors.torch import save_file
 
-    schedules = (
-        candidate_schedules("auto")
-        if schedule is None
-        else [schedule]
-        if isinstance(schedule, Schedule)
-        else list(schedule)
-    )
+    schedules = as_schedules(schedule)
     run = run or RunOptions()
     resolved = resolve(FeatureOptions(model=model, layers=("pre_logits",), runtime="torch"), IMAGE, "cpu")
     config, weights = resolved.config, resolved.weights
@@ -862,8 +863,7 @@ def finetune_texts(
     import torch
     from tqdm.auto import tqdm
 
-    if schedule is None or not isinstance(schedule, Schedule):
-        schedule = (list(schedule) if schedule is not None else candidate_schedules("auto"))[0]
+    schedule = as_schedules(schedule)[0]
     run = run or RunOptions()
     resolved = resolve(FeatureOptions(model=model, runtime="torch"), TEXT, "cpu")
     config, weights = resolved.config, resolved.weights
