@@ -74,10 +74,9 @@ METHODS = ("default", "l2sp", "lora", "dann")  # `xfer finetune` with no option,
 
 
 def method_schedules(method: str, modality: str) -> list[Schedule]:
-    """The schedules ``xfer finetune`` runs for ``method``."""
+    """The schedules ``xfer finetune`` runs for ``method`` (texts use the first's options and keep the
+    frozen encoder when tuning loses on validation, as images do)."""
     options = {"default": {}, "l2sp": {"regularize": "l2sp"}, "lora": {"adapter": "lora"}, "dann": {"adapt": "dann"}}
-    if modality == "text":
-        return [Schedule(**options[method])]
     return candidate_schedules("auto", **options[method])
 
 
@@ -189,7 +188,8 @@ def main() -> None:
         "TF-IDF) and after `xfer finetune` (images: default = `--schedule auto`, gentle and deep tried within the "
         "5-minute budget, the best on a 20% validation split kept, or the frozen backbone; l2sp = the same with "
         "`--regularize l2sp`; lora = `--adapter lora --rank 8`; dann = `--adapt dann --target` the unlabelled test "
-        "images or texts; texts: 4,000 contrastive pairs, lora on query/key/value, no validation split). 'kept': the schedule auto kept; 's': "
+        "images or texts; texts: 4,000 contrastive pairs from the training split, lora on query/key/value, the frozen encoder kept "
+        "when the tuned one does not beat it on the validation split). 'kept': the schedule auto kept; 's': "
         "fine-tuning plus featurizing train and test with the tuned backbone. flowers12-N: N training photos per "
         "class; flowers12-gray: the whole train set, tested on the test photos with their colour removed (the "
         "shift benchmark's grayscale 1.0, where `fit --adapt coral` scored 0.875 and no adaptation 0.800)."

@@ -188,9 +188,10 @@ def tune_summary(report) -> list[str]:
         lines.append(f"frozen probe: validation accuracy {report.probe_val_accuracy:.3f}")
     for trial in report.trials:
         best = "-" if trial["best_val_accuracy"] is None else f"{trial['best_val_accuracy']:.3f}"
+        ran = f"{trial['pairs']:,} pairs" if "pairs" in trial else f"epoch {trial['best_epoch']} of {trial['epochs']}"
         lines.append(
-            f"{trial['schedule']}: validation accuracy {best} (epoch {trial['best_epoch']} of {trial['epochs']}, "
-            f"{trial['stopped']}, {trial['seconds']:.0f} s, {trial['trainable_parameters']:,} trainable parameters)"
+            f"{trial['schedule']}: validation accuracy {best} ({ran}, {trial['stopped']}, {trial['seconds']:.0f} s, "
+            f"{trial['trainable_parameters']:,} trainable parameters)"
         )
     if report.trials:
         lines.append(f"kept: {report.chosen}")

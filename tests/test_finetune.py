@@ -368,3 +368,68 @@ def test_texts_take_l2sp_and_dann_toward_unlabelled_texts(tmp_path):
     refused = xfer("finetune", tmp_path / "news.csv", "-m", "minilm", "--target", tmp_path / "other.csv",
                    "-o", tmp_path / "x", ok=False)  # fmt: skip
     assert refused.exit_code == 1 and "--adapt dann" in refused.output and "Traceback" not in refused.output
+
+
+def test_bad_input_gets_one_line_a_budget_too_small_a_target_of_another_modality_one_class(digits_dir, tmp_path):
+    from tests.test_tasks import news_rows, write_table
+
+    small = small_digits(digits_dir, tmp_path, ("1", "7"))
+    too_short = xfer("finetune", small, "--budget", "0.01s", "-o", tmp_path / "x", ok=False)
+    assert too_short.exit_code == 1 and "--budget" in too_short.output and "too small for one epoch" in too_short.output
+    (tmp_path / "texts.csv").write_text("text\nthe first sentence\nthe second one\n")
+    other = xfer("finetune", small, "--adapt", "dann", "--target", tmp_path / "texts.csv", "-o", tmp_path / "x",
+                 ok=False)  # fmt: skip
+    assert other.exit_code == 1 and "--target must hold unlabelled images" in other.output
+    one_class = tmp_path / "one"
+    shutil.copytree(small / "1", one_class / "1")
+    alone = xfer("finetune", one_class, "-o", tmp_path / "x", ok=False)
+    assert alone.exit_code == 1 and "fewer than two classes" in alone.output
+    for result in (too_short, other, alone):
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert "Traceback" not in result.output and len(errors) == 1
+    write_table(tmp_path / "news.csv", [{"text": r["text"], "label": r["topic"]} for r in news_rows(18, 0)])
+    texts = xfer("finetune", tmp_path / "news.csv", "-m", "minilm", "--budget", "0.01s", "-o", tmp_path / "x", ok=False)
+    assert texts.exit_code == 1 and "--budget 0.01s ran out before the first batch" in texts.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_l2sp_with_a_huge_weight_leaves_the_weights_at_the_start(tmp_path):
+    """Plain tuning moves some weight by about the learning rate per step (Adam's steps); a huge
+    pull toward the start keeps every weight within one step of it."""
+    from safetensors.torch import load_file
+
+    from featurizer import get_config
+    from featurizer.spec._weights import default_weights
+    from tests.test_tasks import news_rows, write_table
+
+    rows = [{"text": r["text"], "label": r["topic"]} for r in news_rows(18, 0)]
+    write_table(tmp_path / "news.csv", rows)
+    start = load_file(f"{default_weights(get_config('minilm')).location}/model.safetensors")
+    drift = {}
+    for name, regularize in (("plain", "none"), ("huge", "l2sp")):
+        schedule = Schedule(pairs=96, regularize=regularize, l2sp_alpha=1e6)
+        finetune(tmp_path / "news.csv", "minilm", tmp_path / name, schedule, progress=False)
+        tuned = load_file(tmp_path / name / "model.safetensors")
+        drift[name] = max(float((tuned[k] - start[k]).abs().max()) for k in tuned if k in start)
+    rate = Schedule().text_lr
+    assert drift["huge"] < rate < 3 * rate < drift["plain"]
+
+
+def test_texts_keep_the_frozen_encoder_when_tuning_loses_on_validation(tmp_path):
+    from safetensors.torch import load_file
+
+    from featurizer import get_config
+    from featurizer.spec._weights import default_weights
+    from tests.test_tasks import news_rows, write_table
+
+    rows = [{"text": r["text"], "label": r["topic"]} for r in news_rows(60, 0)]
+    write_table(tmp_path / "news.csv", rows)
+    ruinous = [Schedule(pairs=32, text_lr=5.0), Schedule(pairs=32, text_lr=5.0, name="deep")]  # auto's two
+    report = finetune(tmp_path / "news.csv", "minilm", tmp_path / "t", ruinous, progress=False)
+    assert report.chosen == "frozen" and report.best_val_accuracy <= report.probe_val_accuracy
+    assert any("did not beat the frozen probe" in note for note in report.notes)
+    start = load_file(f"{default_weights(get_config('minilm')).location}/model.safetensors")
+    saved = load_file(tmp_path / "t" / "model.safetensors")
+    assert all(torch.equal(saved[k], start[k]) for k in saved if k in start)
+    named = finetune(tmp_path / "news.csv", "minilm", tmp_path / "n", ruinous[0], progress=False)
+    assert named.chosen == "contrastive" and any("kept as asked" in note for note in named.notes)

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from featurizer import Extractor, FeatureOptions, FeaturizerError, ReadOptions, RunOptions
+from featurizer import Extractor, FeatureOptions, FeaturizerError, InputError, ReadOptions, RunOptions
 from featurizer.backbones import load_backbone, resolve
 from featurizer.engine import model_for
 from featurizer.inputs import image_sizes, load_image, read_inputs, text_preprocessing
@@ -266,7 +266,10 @@ def adaptation_target(schedule: Schedule, target, modality: str, read: ReadOptio
         raise FeaturizerError(
             f"--adapt dann learns features that hide the domain: give the unlabelled {what} with --target"
         )
-    sources = list(read_inputs(target, modality, read).sources)
+    try:
+        sources = list(read_inputs(target, modality, read).sources)
+    except InputError as e:
+        raise InputError(f"--target must hold unlabelled {what}, like the training data: {e}") from None
     if not sources:
         raise FeaturizerError(f"{target} holds no {what} to adapt to")
     return sources
@@ -385,17 +388,20 @@ def train_epochs(
     patience: int | None,
     on_epoch: Callable[[dict], None] | None = None,
     deadline: float | None = None,
+    first_epoch_s: float | None = None,
 ) -> Trained:
     """The schedule's loop, apart from any network: ``step(epoch, unfrozen)`` trains one epoch and
     returns its loss; ``validate()`` scores the model (None: no validation split). An epoch that
-    would end past ``deadline`` (``time.perf_counter()``, judged by the last epoch's time) is not
-    started. The best epoch's snapshot is restored at the end, also after Ctrl-C."""
+    would end past ``deadline`` (``time.perf_counter()``, judged by the last epoch's time, or for
+    the first by ``first_epoch_s``) is not started. The best epoch's snapshot is restored at the
+    end, also after Ctrl-C."""
     curve, best, best_state, waited = [], (None, -1.0), None, 0
     stopped = "done"
     try:
         for epoch, unfrozen in enumerate(plan):
             started = time.perf_counter()
-            if deadline is not None and curve and started + curve[-1]["seconds"] > deadline:
+            expected = curve[-1]["seconds"] if curve else first_epoch_s
+            if deadline is not None and expected is not None and started + expected > deadline:
                 stopped = "budget"
                 break
             loss = step(epoch, unfrozen)
@@ -452,6 +458,7 @@ class Trial:
     seconds: float
     stopped: str  # "done", "early stopping", "budget" or "interrupted"
     state: tuple | None = None  # (network state dict with any LoRA merged, head state dict), on the CPU
+    first_epoch_s: float | None = None  # the first epoch's time, estimated before it (with a budget)
 
     def summary(self) -> dict:
         return {
@@ -596,11 +603,24 @@ def tune_once(
         network.load_state_dict(state[0])
         head.load_state_dict(state[1])
 
+    def first_epoch_estimate() -> float:
+        """One batch's forward pass timed, times the batches of an epoch and its validation (three
+        times over when the first epoch trains a stage: backward costs about twice the forward)."""
+        x = next(iter(loader))[0].to(device)
+        network.eval()
+        started = time.perf_counter()
+        with torch.inference_mode():
+            features(x)
+        passes = (len(loader) + len(val_loader)) * (3 if plan and plan[0] else 1) * (2 if domain is not None else 1)
+        return (time.perf_counter() - started) * passes
+
+    estimate = first_epoch_estimate() if deadline is not None and plan else None
     freeze_all_but(network, stages, max(plan, default=0))
     trainable = trainable_parameters(network, head) + (trainable_parameters(domain) if domain is not None else 0)
     run = train_epochs(
-        step, validate if len(setup.val_rows) else None, plan, snapshot, restore, schedule.patience, show, deadline
-    )
+        step, validate if len(setup.val_rows) else None, plan, snapshot, restore, schedule.patience, show, deadline,
+        estimate,
+    )  # fmt: skip
     if schedule.adapter == "lora":
         merge_lora(network)
     network.to("cpu")
@@ -616,6 +636,7 @@ def tune_once(
         seconds=round(time.perf_counter() - started, 1),
         stopped=run.stopped,
         state=state,
+        first_epoch_s=estimate,
     )
 
 
@@ -749,6 +770,14 @@ def finetune_images(
         trial = tune_once(
             setup, candidate, deadline, lambda row, name=candidate.name: show({"schedule": name, **row}), progress
         )
+        if not trial.curve and trial.stopped == "budget":
+            if not trials:
+                raise FeaturizerError(
+                    f"--budget {budget:g}s is too small for one epoch here (about {trial.first_epoch_s:.1f} s for "
+                    f"{len(setup.train_rows)} images): give a larger --budget, or --budget none"
+                )
+            notes.append(f"the budget ({budget:.0f} s) ran out before the {candidate.name} schedule could be tried")
+            continue
         trials.append(trial)
         if trial.stopped == "interrupted":
             notes.append(f"interrupted (Ctrl-C) during {candidate.name}: the best weights so far were kept")
@@ -843,6 +872,19 @@ def sample_pairs(y: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return pairs, same
 
 
+def text_probe_accuracy(Z: np.ndarray, y: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray) -> float:
+    """Validation accuracy of logistic regression on standardised embeddings, fitted on the training
+    rows: the same probe for the frozen and the tuned encoder, so the two compare fairly."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if not np.isfinite(Z).all():
+        return 0.0
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(Z[train_rows], y[train_rows])
+    return round(float((model.predict(Z[val_rows]) == y[val_rows]).mean()), 4)
+
+
 def finetune_texts(
     data,
     model: str,
@@ -853,17 +895,24 @@ def finetune_texts(
     run: RunOptions | None = None,
     force: bool = False,
     progress: bool = True,
+    budget: float | None = DEFAULT_BUDGET_S,
     target=None,
 ) -> TuneReport:
     """SetFit-style contrastive tuning of the text encoder ``model`` on the labelled texts ``data``
     (the encoder's own weights, or with ``adapter='lora'`` LoRA adapters merged into them at the end;
     ``regularize='l2sp'`` pulls the weights toward the start; ``adapt='dann'`` adds a gradient-reversed
-    domain classifier between the pairs' texts and the unlabelled ``target`` texts). Texts have one
-    schedule: of several given, the first's options are used."""
+    domain classifier between the pairs' texts and the unlabelled ``target`` texts).
+
+    Pairs come from a stratified training split only; the same probe (logistic regression) scores
+    the frozen and the tuned encoder on the validation split. Given several schedules (the default,
+    ``--schedule auto``), the frozen encoder is kept when tuning does not beat it; texts have one
+    training recipe, so of several schedules the first's options are used. Training stops at
+    ``budget`` seconds (a batch that would end past it is not started) and on Ctrl-C."""
     import torch
     from tqdm.auto import tqdm
 
-    schedule = as_schedules(schedule)[0]
+    schedules = as_schedules(schedule)
+    schedule = schedules[0]
     run = run or RunOptions()
     resolved = resolve(FeatureOptions(model=model, runtime="torch"), TEXT, "cpu")
     config, weights = resolved.config, resolved.weights
@@ -877,7 +926,9 @@ def finetune_texts(
     target_texts = adaptation_target(schedule, target, TEXT, read)
     inputs = labelled_inputs(data, TEXT, read)
     texts, y = inputs.sources, np.asarray(inputs.labels)
+    train_rows, val_rows, notes = validation_split(y, schedule.val_share, schedule.seed)
     started = time.perf_counter()
+    deadline = None if budget is None else started + budget
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -886,9 +937,28 @@ def finetune_texts(
     encoder = transformers.AutoModel.from_pretrained(weights.location)
     tuned = add_text_lora(encoder, schedule.rank) if schedule.adapter == "lora" else encoder
     device = training_device(run)
-    tuned.to(device).train()
+    tuned.to(device)
     trainable = trainable_parameters(tuned)
-    pairs, same = sample_pairs(y, schedule.pairs, schedule.seed)
+    max_length = config.preprocessing["max_length"]
+
+    def embed(batch: list[str]):
+        tokens = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
+        states = tuned(**tokens).last_hidden_state
+        mask = tokens["attention_mask"].unsqueeze(-1).float()
+        return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def embed_all() -> np.ndarray:
+        tuned.eval()
+        with torch.inference_mode():
+            parts = [embed(list(texts[i : i + 64])).float().cpu().numpy() for i in range(0, len(texts), 64)]
+        tuned.train()
+        return np.concatenate(parts)
+
+    validated = len(val_rows) > 0
+    probe_val = text_probe_accuracy(embed_all(), y, train_rows, val_rows) if validated else None
+    tuned.train()
+    local_pairs, same = sample_pairs(y[train_rows], schedule.pairs, schedule.seed)
+    pairs = train_rows[local_pairs]  # rows of the whole data, from the training split only
     rate = schedule.text_lr * (LORA_LR_FACTOR if schedule.adapter == "lora" else 1)
     anchor = StartingPoint(tuned, schedule.l2sp_alpha) if schedule.regularize == "l2sp" else None
     groups = [{"params": [p for p in tuned.parameters() if p.requires_grad], "lr": rate}]
@@ -898,21 +968,17 @@ def finetune_texts(
         groups.append({"params": list(domain.parameters()), "lr": schedule.lr})
         trainable += trainable_parameters(domain)
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0 if anchor is not None else 0.01)
-    max_length = config.preprocessing["max_length"]
     target_order = np.random.default_rng(schedule.seed + 1).permutation(max(len(target_texts), 1))
-
-    def embed(batch: list[str]):
-        tokens = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
-        states = tuned(**tokens).last_hidden_state
-        mask = tokens["attention_mask"].unsqueeze(-1).float()
-        return (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-
     order = np.random.default_rng(schedule.seed).permutation(len(pairs))
     size = 16 * (2 if device.type == "cuda" else 1)
-    total, seen, interrupted = 0.0, 0, False
+    total, seen, stopped, last_s = 0.0, 0, "done", 0.0
     bar = tqdm(range(0, len(order), size), desc="pairs", unit="batch", disable=not progress, leave=False)
     try:
         for start in bar:
+            begun = time.perf_counter()
+            if deadline is not None and begun + last_s > deadline:
+                stopped = "budget"
+                break
             rows = order[start : start + size]
             u = embed([texts[i] for i in pairs[rows, 0]])
             v = embed([texts[i] for i in pairs[rows, 1]])
@@ -928,18 +994,43 @@ def finetune_texts(
             loss.backward()
             optimizer.step()
             total, seen = total + float(loss.detach()) * len(rows), seen + len(rows)
+            last_s = time.perf_counter() - begun
             bar.set_postfix(loss=f"{total / seen:.4f}")
     except KeyboardInterrupt:
-        interrupted = True  # the weights as they are: contrastive tuning has no validation to pick an epoch
+        stopped = "interrupted"
+    if seen == 0 and stopped == "budget":
+        raise FeaturizerError(
+            f"--budget {budget:g}s ran out before the first batch of pairs (embedding the {len(texts)} texts for "
+            "the frozen probe took it): give a larger --budget, or --budget none"
+        )
+    if stopped == "budget":
+        notes.append(f"the budget ({budget:.0f} s) ended tuning after {seen} of {len(pairs)} pairs")
+    if stopped == "interrupted":
+        notes.append(f"interrupted (Ctrl-C) after {seen} of {len(pairs)} pairs: the weights as they were were kept")
     if schedule.adapter == "lora":
-        encoder = tuned.merge_and_unload()  # the adapters added into the weights: a plain encoder again
+        tuned = encoder = tuned.merge_and_unload()  # the adapters added into the weights: a plain encoder again
+    tuned_val = text_probe_accuracy(embed_all(), y, train_rows, val_rows) if validated else None
+    behind = validated and tuned_val <= probe_val
+    kept_frozen = behind and len(schedules) > 1  # a schedule asked for by name is kept as asked, with the note
+    if behind:
+        said = (
+            "kept the pretrained encoder"
+            if kept_frozen
+            else "kept as asked (--schedule auto would keep the frozen one)"
+        )
+        notes.append(
+            f"fine-tuning did not beat the frozen probe on validation ({tuned_val:.3f} against {probe_val:.3f}): {said}"
+        )
+    if kept_frozen:
+        encoder = transformers.AutoModel.from_pretrained(weights.location)
+    name = "contrastive" + (" (lora)" if schedule.adapter == "lora" else "")
     with atomic_output(out, kind="backbone") as tmp:
         encoder.to("cpu").eval()
         encoder.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        for name in ("sentence_bert_config.json", "modules.json", "config_sentence_transformers.json"):
-            if (Path(weights.location) / name).is_file():
-                shutil.copy(Path(weights.location) / name, tmp / name)
+        for file in ("sentence_bert_config.json", "modules.json", "config_sentence_transformers.json"):
+            if (Path(weights.location) / file).is_file():
+                shutil.copy(Path(weights.location) / file, tmp / file)
         layers = [[layer.name, layer.dim] for layer in config.layers]
         info = {
             "format": FORMAT,
@@ -951,6 +1042,7 @@ def finetune_texts(
             "classes": sorted(set(inputs.labels)),
         }
         (tmp / TUNED_FILE).write_text(json.dumps(info, indent=2))
+        seconds = round(time.perf_counter() - started, 1)
         result = TuneReport(
             base=config.name,
             modality=TEXT,
@@ -959,13 +1051,26 @@ def finetune_texts(
             data_sha256=data_sha256(inputs.ids, inputs.labels, texts, files=False),
             schedule=asdict(schedule),
             classes=info["classes"],
-            curve=[{"pairs": int(seen), "loss": round(total / max(seen, 1), 5)}],
-            seconds=round(time.perf_counter() - started, 1),
+            curve=[{"pairs": int(seen), "loss": round(total / max(seen, 1), 5), "val_accuracy": tuned_val}],
+            best_val_accuracy=tuned_val,
+            seconds=seconds,
             device=str(device),
-            notes=["interrupted (Ctrl-C): the weights as they were were kept"] if interrupted else [],
-            interrupted=interrupted,
-            chosen="contrastive" + (" (lora)" if schedule.adapter == "lora" else ""),
+            notes=notes,
+            interrupted=stopped == "interrupted",
+            chosen="frozen" if kept_frozen else name,
+            probe_val_accuracy=probe_val,
+            trials=[
+                {
+                    "schedule": name,
+                    "best_val_accuracy": tuned_val,
+                    "pairs": int(seen),
+                    "trainable_parameters": trainable,
+                    "seconds": seconds,
+                    "stopped": stopped,
+                }
+            ],
             trainable_parameters=trainable,
+            budget_s=budget,
         )
         (tmp / "report.json").write_text(json.dumps(asdict(result), indent=2))
     return result
@@ -978,6 +1083,6 @@ def finetune(
 
     model, modality = model_for(data, model)
     if modality == TEXT:
-        dropped = {"on_epoch", "budget"}
+        dropped = {"on_epoch"}
         return finetune_texts(data, model, out, schedule, **{k: v for k, v in options.items() if k not in dropped})
     return finetune_images(data, model, out, schedule, **options)
