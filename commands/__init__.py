@@ -18,6 +18,7 @@ from commands._options import CONTEXT_SETTINGS
 
 COMMANDS = {
     "audit": "commands._evaluate",
+    "card": "commands._evaluate",
     "embed": "commands._featurize",
     "evaluate": "commands._evaluate",
     "export": "commands._index",
@@ -35,6 +36,7 @@ COMMANDS = {
     "search": "commands._index",
     "shift": "commands._evaluate",
     "suggest": "commands._evaluate",
+    "update": "commands._update",
 }
 
 

@@ -1,4 +1,4 @@
-"""Commands that score and examine: shift, audit, predict, suggest, evaluate."""
+"""Commands that score and examine: shift, audit, predict, suggest, evaluate, card."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from featurizer.storage import claim, default_outputs, write_csv
 from pipelines import evaluate_to_files, predict_file
 from pipelines.audit import audit_files
 from pipelines.evaluate import STRATEGIES, measure_shift, suggest_file
-from pipelines.models import read_card
+from pipelines.models import card_text, read_card
 from pipelines.report import MAP_METHODS
 
 
@@ -138,6 +138,14 @@ def print_groups(by_group: dict, overall: float) -> None:
     )
 
 
+def print_mitigation(found: dict) -> None:
+    click.echo(
+        f"{found['constraint']} gap across these groups: {found['gap_before']:.3f} unmitigated -> "
+        f"{found['gap_after']:.3f} mitigated; accuracy {found['accuracy_before']:.3f} -> {found['accuracy_after']:.3f} "
+        f"(cost {found['accuracy_cost']:+.3f})"
+    )
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @paths(inputs=("data", *READ_PATHS), models=("model_path",), outputs=("output",), other=RUN_PATHS)
 @click.argument("model_path", metavar="MODEL", type=Location(exists=True, dir_okay=False, path_type=Path))
@@ -251,11 +259,36 @@ def evaluate(
         click.echo(f"{name:<20} {row['precision']:>9.3f} {row['recall']:>7.3f} {int(row['support']):>8}")
     if "by_group" in report:
         print_groups(report["by_group"], report["accuracy"])
+        if "mitigation" in report:
+            print_mitigation(report["mitigation"])
         click.echo(f"wrote {files['groups']}")
     if "calibration" in report:
         found = report["calibration"]
         click.echo(f"calibration: expected calibration error {found['ece']:.3f}, Brier score {found['brier']:.3f}")
     written = [output, files["png"], *([files["reliability"]] if "calibration" in report else [])]
     written += [files["pr"], files["predictions"]]
-    written += [files["errors"], *([files["html"]] if files["html"] else [])]
+    written += [
+        files["errors"],
+        *([files["html"]] if files["html"] else []),
+        *([files["card"]] if files["card"] else []),
+    ]
     click.echo("wrote " + ", ".join(map(str, written)))
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@paths(inputs=("model_path",))
+@click.argument("model_path", metavar="MODEL", type=Location(exists=True, path_type=Path))
+def card(model_path: Path) -> None:
+    """Print a saved model's card in Markdown, or a fine-tuned backbone folder's.
+
+    Rendered fresh from the model's JSON card (models saved before cards existed too): task and
+    labels with counts, the feature spec, data digests, the head chosen and why (each candidate's
+    cross-validation), calibration, every evaluation so far (per group with --by), known limits.
+    fit writes it beside the model as MODEL.md, and evaluate adds its results to it.
+
+    \b
+    Example:
+      xfer card models/photos.skops
+      xfer card tuned/photos/
+    """
+    click.echo(card_text(model_path), nl=False)

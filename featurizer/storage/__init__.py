@@ -10,7 +10,16 @@ from featurizer.storage._atomic import (
     stale_temp_files,
 )
 from featurizer.storage._csvout import write_csv
-from featurizer.storage._guard import PNG_SOFTWARE, claim, declare_inputs, guarding, refuse_input_write, written_by_xfer
+from featurizer.storage._guard import (
+    CARD_MARKER,
+    PNG_SOFTWARE,
+    amending,
+    claim,
+    declare_inputs,
+    guarding,
+    refuse_input_write,
+    written_by_xfer,
+)
 from featurizer.storage._h5 import H5Output, as_os_error, h5_output
 from featurizer.storage._hashing import file_sha256, file_sha256_memo, ids_sha256, sha256_file
 from featurizer.storage._outputs import DEFAULT_OUTPUTS, default_outputs, name_of
@@ -52,12 +61,14 @@ from featurizer.storage._storage import (
 )
 
 __all__ = [
+    "CARD_MARKER",
     "DEFAULT_OUTPUTS",
     "PNG_SOFTWARE",
     "TAR_SOURCE",
     "H5Output",
     "Url",
     "absolute",
+    "amending",
     "as_os_error",
     "atomic_output",
     "atomic_path",

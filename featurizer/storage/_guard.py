@@ -38,6 +38,8 @@ FOLDER_MARKER = ".featurizer-output"
 HTML_GENERATOR = '<meta name="generator" content="featurizer">'
 PNG_SOFTWARE = "featurizer"
 JSON_FORMAT_PREFIX = "featurizer-"
+# The first line of every Markdown model card xfer writes (pipelines.models): how the guard knows it.
+CARD_MARKER = "<!-- featurizer model card: written by xfer; `xfer card MODEL` renders it again -->"
 HEAD_BYTES = 1 << 16
 
 
@@ -192,6 +194,28 @@ def guarding(*inputs) -> Iterator[Guard]:
         _ACTIVE.reset(token)
 
 
+@contextmanager
+def amending(path) -> Iterator[None]:
+    """Let the running command rewrite ``path``, one of its inputs that it updates in place (a
+    model's JSON card recording an evaluation), for the duration of the block; every other input
+    stays guarded. Without an active guard it changes nothing."""
+    guard = _ACTIVE.get()
+    if guard is None:
+        yield
+        return
+    real, ident = _real(path), _identity(_real(path))
+    narrower = Guard()
+    narrower.__dict__.update({k: dict(v) if isinstance(v, dict) else v for k, v in guard.__dict__.items()})
+    narrower._reals.pop(real, None)
+    if ident is not None:
+        narrower._files.pop(ident, None)
+    token = _ACTIVE.set(narrower)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
 def declare_inputs(*paths, sources: Iterable = ()) -> None:
     """Readers call this for what they read; without an active guard it does nothing."""
     guard = _ACTIVE.get()
@@ -342,6 +366,7 @@ KINDS = {
     "manifest": "a shard manifest",
     "spec": "a feature spec",
     "tuned": "a tuned backbone's description",
+    "card-md": "a model card in Markdown",
     FOLDER: "a folder",
     "embed": "an embed folder of shards",
     "index": "an index folder",
@@ -358,6 +383,7 @@ KIND_BY_SUFFIX = {
     ".html": "page",
     ".csv": "table",
     ".sha256": "checksum",
+    ".md": "card-md",
 }
 _JSON_KINDS = {
     "featurizer-model": "card",
@@ -385,6 +411,8 @@ def kind_of(path) -> str | None:
     if head.startswith(b"PK\x03\x04"):
         return "model"
     text = head.decode("utf-8", errors="replace")
+    if text.startswith(CARD_MARKER):
+        return "card-md"
     stripped = text.lstrip("\ufeff \t\r\n")
     if stripped.startswith("{"):
         data = _json_object(path, stripped)
@@ -419,6 +447,8 @@ def _file_is_ours(path, head: bytes) -> bool:
     if head.startswith(b"PAR1"):
         return _parquet_is_ours(path)
     text = head.decode("utf-8", errors="replace")
+    if text.startswith(CARD_MARKER):
+        return True
     stripped = text.lstrip("\ufeff \t\r\n")
     if stripped.startswith("{"):
         return _json_text_is_ours(path, stripped)

@@ -30,8 +30,8 @@ from pipelines.fit import (
     task_prediction_rows,
     unknown_label_warnings,
 )
-from pipelines.heads import calibration_report, plot_reliability, scores_of
-from pipelines.models import ModelCard, head_of, load_model
+from pipelines.heads import FairMixture, calibration_report, compare_mitigated, plot_reliability, scores_of
+from pipelines.models import ModelCard, head_of, load_model, record_evaluation
 from pipelines.report import check_report_path, pyplot, save_png, write_report
 
 # What each of evaluate's outputs is, for the output guard: one kind never replaces another.
@@ -191,6 +191,8 @@ def evaluate(
             plot_reliability(proba, truth, reliability_path, names)
     if groups is not None:
         report["by_group"] = group_report(y, predicted, groups, labels)
+        if isinstance(head_of(model), FairMixture):  # the gap it was fitted to close, before and after, on these items
+            report["mitigation"] = compare_mitigated(head_of(model), X, y, groups)
         if report["by_group"]["small_groups"]:
             shown = ", ".join(map(repr, report["by_group"]["small_groups"][:5]))
             warnings.append(f"groups with a single item ({shown}): their accuracy is 0 or 1 and says little")
@@ -352,8 +354,9 @@ def evaluate_to_files(
     **options,
 ) -> tuple[dict, dict]:
     """``xfer evaluate``: ``evaluate_file`` with every output named (beside the model, by the test
-    data, where not given) and claimed through the output guard before any work. Returns the
-    report and the outputs by role (report, png, reliability, groups, predictions, errors, pr, html)."""
+    data, where not given) and claimed through the output guard before any work; the headline
+    numbers are added to the model's card (``record_evaluation``). Returns the report and the
+    outputs by role (report, png, reliability, groups, predictions, errors, pr, html, card)."""
     named = default_outputs("evaluate", location(model_path), data, png=png, by=bool(by))
     outputs = {**named, "output": output or named["output"], "html": html}
     with guarding(model_path, data, *([by] if by and location(by).suffix == ".csv" else [])):
@@ -363,6 +366,7 @@ def evaluate_to_files(
         files = {k: outputs[k] for k in ("predictions", "errors", "pr", "html")} | {"map": map_method}
         paths = (outputs["output"], outputs["png"], outputs["reliability"])
         report = evaluate_file(model_path, data, *paths, by=by, groups_png=outputs["groups"], files=files, **options)
+        outputs["card"] = record_evaluation(model_path, report, by)  # its MODEL.md, None where not updated
     return report, outputs
 
 

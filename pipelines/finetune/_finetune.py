@@ -18,8 +18,8 @@ similarity matches (mean squared error, as SetFit's CosineSimilarityLoss).
 
 The output folder holds the weights (safetensors), ``featurizer-tuned.json`` (the base model, the
 layers and the preprocessing, so ``xfer featurize -m FOLDER`` loads it like any backbone, its
-spec carrying the new weights' hash) and ``report.json`` (data hash, schedule, validation curve,
-time).
+spec carrying the new weights' hash), ``report.json`` (data hash, schedule, validation curve,
+time) and ``card.md``, the same for people (``xfer card FOLDER``).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from pipelines.finetune._lora import (
     trainable_parameters,
 )
 from pipelines.fit import cross_validate, raw_pixels
+from pipelines.models import TUNED_CARD, render_tuned_card
 from pipelines.report import pyplot, save_png
 
 FORMAT = "featurizer-tuned/1"
@@ -842,6 +843,7 @@ def finetune_images(
             budget_s=budget,
         )
         (tmp / "report.json").write_text(json.dumps(asdict(result), indent=2))
+        (tmp / TUNED_CARD).write_text(render_tuned_card(asdict(result)), encoding="utf-8")
     return result
 
 
@@ -1073,6 +1075,7 @@ def finetune_texts(
             budget_s=budget,
         )
         (tmp / "report.json").write_text(json.dumps(asdict(result), indent=2))
+        (tmp / TUNED_CARD).write_text(render_tuned_card(asdict(result)), encoding="utf-8")
     return result
 
 

@@ -14,7 +14,7 @@ from sklearn.base import clone
 
 from featurizer import FeatureFile, FeatureSpec, FeaturizerError
 from featurizer.spec import check_compatible
-from featurizer.storage import claim, default_outputs, guarding, location, same_location
+from featurizer.storage import claim, default_outputs, file_sha256, guarding, is_url, location, same_location
 from pipelines.adapt import Adaptation, effective_size
 from pipelines.fit._fit import (
     AUTO,
@@ -38,6 +38,8 @@ from pipelines.fit._fit import (
     small_class_warnings,
     stack_views,
 )
+from pipelines.fit._memory import remembers, training_memory
+from pipelines.fit._mitigate import check_mitigation, mitigated_head, mitigation_note
 from pipelines.fit._tasks import fit_tasks, read_targets
 from pipelines.fit._zeroshot import DEFAULT_TEMPLATES, fit_zero_shot
 from pipelines.heads import CLASSES, SEMI_METHODS, SemiChoice, choose_semi, semi_estimator, stack_pool
@@ -62,6 +64,8 @@ def fit(
     kinds: dict[str, str] | None = None,
     unlabelled: str | os.PathLike | None = None,
     semi: str | None = None,
+    mitigate: str | None = None,
+    groups: str | os.PathLike | None = None,
 ) -> FitResult:
     """Fit ``head`` on the feature file ``train``; ``layer``: layer names or indices (concatenated), or ``auto``.
 
@@ -84,15 +88,24 @@ def fit(
     ``label_columns`` name the input's columns to learn (default: the file's labels); ``kinds``
     overrides how a column is read (``pipelines._targets``). One column of classes is fitted here;
     several, or label sets or numbers, by ``pipelines._tasks.fit_tasks``.
+
+    ``mitigate`` (``demographic_parity``, ``equalized_odds``) refits the chosen head under that
+    fairness constraint with each item's group from ``groups``, a CSV of id,group covering every
+    labelled item (``pipelines.fit._mitigate``); the model predicts without groups.
     """
     from tqdm.auto import tqdm
 
     if (adapt is None) != (target is None):
         raise FeaturizerError("--adapt and --target go together: the method, and the unlabelled target feature file")
     semi = check_semi(semi, unlabelled, adapt)
+    check_mitigation(mitigate, groups, adapt=adapt, unlabelled=unlabelled)
     with FeatureFile(train) as features:
         targets, target_notes = read_targets(features, tuple(label_columns), kinds)
     if len(targets) > 1 or (targets and targets[0].kind != CLASSES):
+        if mitigate:
+            raise FeaturizerError(
+                "--mitigate refits a single classifier: it does not apply to several tasks, label sets or numbers"
+            )
         if adapt or baseline or params is not None or semi:
             raise FeaturizerError(
                 "--adapt, --baseline, --C, --no-cv and --unlabelled fit a single classifier: leave them out "
@@ -148,6 +161,10 @@ def fit(
     choice = with_pool(searched, train, unlabelled, spec.select(row.layers), label_column, semi, seed) if semi else None
     calibration = calibrate_head(searched) if calibrate and (choice is None or choice.method == "none") else {}
     adapted = maps.get(row.layers)
+    mitigation = {}
+    if mitigate:
+        found = mitigated_head(train, searched.model, row.layers, label_column, mitigate, groups, seed)
+        searched.model, mitigation = found
     model = end_to_end(spec.select(row.layers), searched.model, adapted.target_map if adapted else None)
     card = ModelCard(
         spec=spec.select(row.layers),
@@ -163,8 +180,14 @@ def fit(
         calibration=calibration,
         adaptation=adaptation_card(adapted, target) if adapted else {},
         label_column=label_column or "",
+        label_counts={str(c): int(n) for c, n in zip(*np.unique(y, return_counts=True))},
+        train_sha256=file_sha256(train),
+        limits=small_class_warnings(y),
     )
     result = FitResult(model, card, table, warnings=target_notes + notes + small_class_warnings(y))
+    if mitigation:
+        card.mitigation = mitigation
+        result.warnings.append(mitigation_note(mitigation))
     if adapted is not None and (adapted.asked == "auto" or adapted.weights is not None):
         result.warnings.append(adapted.summary())
     if choice is not None:
@@ -173,6 +196,9 @@ def fit(
     if baseline:
         result.baseline = fit_baseline(spec.modality, sources, y, head, seed)
         result.warnings += baseline_warnings(row, result.baseline)
+        base = result.baseline
+        card.baseline = {"layers": base.name, "params": base.params, "mean": base.mean, "std": base.std}
+        card.limits += baseline_warnings(row, base)  # negative transfer, in the Markdown card's known limits
     return result
 
 
@@ -253,7 +279,7 @@ def fit_file(
     Both outputs go through the output guard before any work: never an input, nor a file xfer did
     not write; a model fitted on another file is replaced only with ``force``.
     """
-    given = (train, options.get("target"), options.get("unlabelled"), zero_shot)
+    given = (train, options.get("target"), options.get("unlabelled"), options.get("groups"), zero_shot)
     with guarding(*(p for p in given if p is not None)):
         return _fit_file(train, head, layer, output, force, zero_shot, templates, options)
 
@@ -263,16 +289,19 @@ def _fit_file(train, head, layer, output, force, zero_shot, templates, options) 
     output = location(output or named["output"])
     claim(output, what="model", kind="model")
     claim(output.with_suffix(".json"), what="the model's card", kind="card")
+    claim(output.with_suffix(".md"), what="the model's Markdown card", kind="card-md")
     if zero_shot:
-        fixed = ("adapt", "baseline", "label_columns", "unlabelled")
+        fixed = ("adapt", "baseline", "label_columns", "unlabelled", "mitigate")
         if any(options.get(k) for k in fixed) or options.get("params") is not None:
             raise FeaturizerError(
-                "--zero-shot fits its own head: leave out --adapt, --baseline, --C, --no-cv, --label-column "
-                "and --unlabelled"
+                "--zero-shot fits its own head: leave out --adapt, --baseline, --C, --no-cv, --label-column, "
+                "--unlabelled and --mitigate"
             )
         result = fit_zero_shot(train, zero_shot, templates or DEFAULT_TEMPLATES, layer, seed=options.get("seed", 0))
     else:
         result = fit(train, head, layer, **options)
+    if remembers(result.card) and not is_url(output):  # the rehearsal memory for xfer update
+        result.card.memory = training_memory(output, train, result.card, options.get("seed", 0))
     save_model(result.model, result.card, output, force=force)
     result.output = output
     return result

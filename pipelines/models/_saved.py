@@ -40,7 +40,8 @@ from featurizer.storage import (
     staging_dir,
     upload,
 )
-from pipelines.heads import HEADS
+from pipelines.heads import HEADS, FairMixture
+from pipelines.models._markdown import render_model_card
 
 FORMAT = "featurizer-model/2"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -51,6 +52,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 TRUSTED_TYPES = [
     "featurizer.spec._spec.FeatureSpec",
     "featurizer.transformer.Featurizer",
+    "pipelines.heads._fairness.FairMixture",
     "pipelines.heads._linalg.AffineMap",
     "pipelines.fit._tasks.MultiLabelLogistic",
     "pipelines.fit._tasks.TaskHeads",
@@ -92,6 +94,15 @@ class ModelCard:
     adaptation: dict = field(default_factory=dict)  # method and target feature file (pipelines._adapt)
     label_column: str = ""  # the input column the labels came from ("": the feature file's labels)
     tasks: list[dict] = field(default_factory=list)  # one per task of a multi-task model (pipelines._tasks)
+    memory: dict = field(default_factory=dict)  # the rehearsal memory file beside the model (pipelines.fit._memory)
+    updates: list[dict] = field(default_factory=list)  # each `xfer update` that grew it (pipelines.fit._update)
+    mitigation: dict = field(default_factory=dict)  # constraint, groups file, held-out gap (pipelines.heads._fairness)
+    # Optional, for the Markdown card (pipelines.models._markdown); older cards load without them.
+    label_counts: dict = field(default_factory=dict)  # training items per class
+    train_sha256: str = ""  # SHA-256 of the training file's content
+    limits: list[str] = field(default_factory=list)  # known limits in plain words (classes too small to judge, ...)
+    baseline: dict = field(default_factory=dict)  # the --baseline row: layers, params, mean, std
+    evaluations: dict = field(default_factory=dict)  # test file -> headline numbers of its last xfer evaluate
 
     def to_json(self) -> str:
         data = {**self.__dict__, "spec": json.loads(self.spec.to_json())}
@@ -134,9 +145,22 @@ def sidecar_path(path: str | os.PathLike) -> Path | Url:
     return location(path).with_suffix(".json")
 
 
+def markdown_path(path: str | os.PathLike) -> Path | Url:
+    """The Markdown card beside a model (local or a URL): its name with ``.md`` for its suffix."""
+    return location(path).with_suffix(".md")
+
+
+def write_markdown(card: ModelCard, path: str | os.PathLike) -> Path | Url:
+    """Render ``card`` as Markdown beside the model at ``path``, whole or not at all, through the output guard."""
+    md = markdown_path(path)
+    claim(md, what="the model's Markdown card", kind="card-md")  # never an input, nor a file xfer did not write
+    atomic_write_text(md, render_model_card(json.loads(card.to_json()), location(path).name))
+    return md
+
+
 def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = False) -> Path | str:
-    """Write ``model`` with skops and its card, each under a temporary name then renamed (in
-    object storage: written locally, then uploaded, the card last).
+    """Write ``model`` with skops, its card and its Markdown card (``MODEL.md``), each under a
+    temporary name then renamed (in object storage: written locally, then uploaded, the cards last).
 
     A model fitted on another training file is not replaced without ``force``, and a card that
     would overwrite the model itself or a JSON file that is not a card is refused.
@@ -150,6 +174,7 @@ def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = Fa
             save_model(model, card, local, force)
             upload(local, url)
             upload(sidecar_path(local), sidecar_path(url))
+            upload(markdown_path(local), markdown_path(url))
         return url
     sio = _skops_io()
 
@@ -160,6 +185,7 @@ def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = Fa
 
     claim(side, what="the model's card", kind="card")  # never an input, nor a JSON file that is no card
     claim(path, what="model", kind="model")  # never an input, nor a file xfer did not write
+    claim(markdown_path(path), what="the model's Markdown card", kind="card-md")
     if side.is_file():
         try:
             old = ModelCard.from_json(side.read_text()).train
@@ -174,6 +200,7 @@ def save_model(model, card: ModelCard, path: str | os.PathLike, force: bool = Fa
     card.sha256 = file_sha256(path)
     card.format = FORMAT
     atomic_write_text(side, card.to_json())
+    write_markdown(card, path)
     return path
 
 
@@ -217,6 +244,10 @@ def _objects(value) -> bool:
     return isinstance(value, list) and all(isinstance(v, dict) for v in value)
 
 
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _number_or_null(value) -> bool:
     return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
@@ -237,6 +268,17 @@ CARD_FIELDS = {
     "adaptation": (lambda v: isinstance(v, dict), "an object"),
     "label_column": (lambda v: isinstance(v, str), "a string"),
     "tasks": (_objects, "a list of objects"),
+    "memory": (lambda v: isinstance(v, dict), "an object"),
+    "updates": (_objects, "a list of objects"),
+    "mitigation": (lambda v: isinstance(v, dict), "an object"),
+    "label_counts": (lambda v: isinstance(v, dict) and all(_count(n) for n in v.values()), "an object of counts"),
+    "train_sha256": (lambda v: isinstance(v, str), "a string"),
+    "limits": (_strings, "a list of strings"),
+    "baseline": (lambda v: isinstance(v, dict), "an object"),
+    "evaluations": (
+        lambda v: isinstance(v, dict) and all(isinstance(e, dict) for e in v.values()),
+        "an object of objects",
+    ),
 }
 CARD_REQUIRED = ("spec", "classes", "head")
 SPEC_FIELDS = {
@@ -369,10 +411,14 @@ def _load_skops(sio, path: Path, card: ModelCard, trust: bool):
 
 
 def _final_step(estimator):
-    """The last estimator of nested pipelines."""
-    while hasattr(estimator, "steps") and isinstance(estimator.steps, list) and estimator.steps:
-        estimator = estimator.steps[-1][1]
-    return estimator
+    """The last estimator of nested pipelines (of the unmitigated head, for a fairness-mitigated one)."""
+    while True:
+        if isinstance(estimator, FairMixture):
+            estimator = estimator.unmitigated_
+        elif hasattr(estimator, "steps") and isinstance(estimator.steps, list) and estimator.steps:
+            estimator = estimator.steps[-1][1]
+        else:
+            return estimator
 
 
 def check_model(model, card: ModelCard, path) -> None:
