@@ -874,17 +874,29 @@ def sample_pairs(y: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.n
     return pairs, same
 
 
-def text_probe_accuracy(Z: np.ndarray, y: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray) -> float:
-    """Validation accuracy of logistic regression on standardised embeddings, fitted on the training
-    rows: the same probe for the frozen and the tuned encoder, so the two compare fairly."""
+def text_probe_scores(
+    Z: np.ndarray, y: np.ndarray, train_rows: np.ndarray, val_rows: np.ndarray
+) -> tuple[float, float]:
+    """(accuracy, log-loss) on the validation rows of logistic regression on standardised embeddings,
+    fitted on the training rows: the same probe for the frozen and the tuned encoder, so the two
+    compare fairly. An encoder whose training diverged (embeddings not finite) scores (0, inf)."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     if not np.isfinite(Z).all():
-        return 0.0
+        return 0.0, float("inf")
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(Z[train_rows], y[train_rows])
-    return round(float((model.predict(Z[val_rows]) == y[val_rows]).mean()), 4)
+    accuracy = round(float((model.predict(Z[val_rows]) == y[val_rows]).mean()), 4)
+    return accuracy, float(log_loss(y[val_rows], model.predict_proba(Z[val_rows]), labels=model.classes_))
+
+
+def beats(tuned: tuple[float, float], frozen: tuple[float, float]) -> bool:
+    """Whether the tuned encoder beats the frozen one on validation: higher accuracy, or the same
+    accuracy and a lower log-loss (a few dozen validation texts tie on accuracy often; the
+    log-loss still tells which probe is surer of the right answers)."""
+    return tuned[0] > frozen[0] or (tuned[0] == frozen[0] and tuned[1] < frozen[1])
 
 
 def finetune_texts(
@@ -957,7 +969,8 @@ def finetune_texts(
         return np.concatenate(parts)
 
     validated = len(val_rows) > 0
-    probe_val = text_probe_accuracy(embed_all(), y, train_rows, val_rows) if validated else None
+    frozen_scores = text_probe_scores(embed_all(), y, train_rows, val_rows) if validated else None
+    probe_val = frozen_scores[0] if validated else None
     tuned.train()
     local_pairs, same = sample_pairs(y[train_rows], schedule.pairs, schedule.seed)
     pairs = train_rows[local_pairs]  # rows of the whole data, from the training split only
@@ -1011,8 +1024,9 @@ def finetune_texts(
         notes.append(f"interrupted (Ctrl-C) after {seen} of {len(pairs)} pairs: the weights as they were were kept")
     if schedule.adapter == "lora":
         tuned = encoder = tuned.merge_and_unload()  # the adapters added into the weights: a plain encoder again
-    tuned_val = text_probe_accuracy(embed_all(), y, train_rows, val_rows) if validated else None
-    behind = validated and tuned_val <= probe_val
+    tuned_scores = text_probe_scores(embed_all(), y, train_rows, val_rows) if validated else None
+    tuned_val = tuned_scores[0] if validated else None
+    behind = validated and not beats(tuned_scores, frozen_scores)
     kept_frozen = behind and len(schedules) > 1  # a schedule asked for by name is kept as asked, with the note
     if behind:
         said = (
@@ -1021,7 +1035,8 @@ def finetune_texts(
             else "kept as asked (--schedule auto would keep the frozen one)"
         )
         notes.append(
-            f"fine-tuning did not beat the frozen probe on validation ({tuned_val:.3f} against {probe_val:.3f}): {said}"
+            f"fine-tuning did not beat the frozen probe on validation (accuracy {tuned_val:.3f} against "
+            f"{probe_val:.3f}, log-loss {tuned_scores[1]:.3f} against {frozen_scores[1]:.3f}): {said}"
         )
     if kept_frozen:
         encoder = transformers.AutoModel.from_pretrained(weights.location)
