@@ -415,21 +415,29 @@ def test_l2sp_with_a_huge_weight_leaves_the_weights_at_the_start(tmp_path):
     assert drift["huge"] < rate < 3 * rate < drift["plain"]
 
 
-def test_texts_keep_the_frozen_encoder_when_tuning_loses_on_validation(tmp_path):
+def test_texts_keep_the_frozen_encoder_when_tuning_loses_on_validation(tmp_path, monkeypatch):
+    """The tuned encoder is kept only when its probe beats the frozen one's on the held-out texts:
+    higher accuracy, or a tie and a lower log-loss. Here the scores are set (frozen first, then
+    tuned) so that tuning ties on accuracy and loses on log-loss."""
     from safetensors.torch import load_file
 
+    import pipelines.finetune._finetune as tuning
     from featurizer import get_config
     from featurizer.spec._weights import default_weights
     from tests.test_tasks import news_rows, write_table
 
-    rows = [{"text": r["text"], "label": r["topic"]} for r in news_rows(60, 0)]
+    assert tuning.beats((0.9, 0.2), (0.8, 0.1)) and tuning.beats((0.8, 0.1), (0.8, 0.2))
+    assert not tuning.beats((0.8, 0.3), (0.8, 0.2)) and not tuning.beats((0.7, 0.0), (0.8, 0.9))
+    scores = iter([(0.9, 0.3), (0.9, 0.5)] * 2)
+    monkeypatch.setattr(tuning, "text_probe_scores", lambda *args: next(scores))
+    rows = [{"text": r["text"], "label": r["topic"]} for r in news_rows(18, 0)]
     write_table(tmp_path / "news.csv", rows)
-    ruinous = [Schedule(pairs=32, text_lr=5.0), Schedule(pairs=32, text_lr=5.0, name="deep")]  # auto's two
-    report = finetune(tmp_path / "news.csv", "minilm", tmp_path / "t", ruinous, progress=False)
-    assert report.chosen == "frozen" and report.best_val_accuracy <= report.probe_val_accuracy
+    auto = candidate_schedules("auto", pairs=32)  # --schedule auto, with few pairs
+    report = finetune(tmp_path / "news.csv", "minilm", tmp_path / "t", auto, progress=False)
+    assert report.chosen == "frozen" and report.best_val_accuracy == report.probe_val_accuracy == 0.9
     assert any("did not beat the frozen probe" in note for note in report.notes)
     start = load_file(f"{default_weights(get_config('minilm')).location}/model.safetensors")
     saved = load_file(tmp_path / "t" / "model.safetensors")
     assert all(torch.equal(saved[k], start[k]) for k in saved if k in start)
-    named = finetune(tmp_path / "news.csv", "minilm", tmp_path / "n", ruinous[0], progress=False)
+    named = finetune(tmp_path / "news.csv", "minilm", tmp_path / "n", Schedule(pairs=32), progress=False)
     assert named.chosen == "contrastive" and any("kept as asked" in note for note in named.notes)
