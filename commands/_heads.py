@@ -24,7 +24,7 @@ from pipelines import few_shot_files, fit_file, plot_learning_curve
 from pipelines import rank as rank_candidates
 from pipelines.adapt import ADAPT_MAPS, ADAPT_METHODS
 from pipelines.fit import CHANCE_LOGME, DEFAULT_PER_CLASS
-from pipelines.heads import HEADS, KINDS, NORMALISATIONS, SEMI_METHODS
+from pipelines.heads import HEADS, KINDS, MITIGATIONS, NORMALISATIONS, SEMI_METHODS
 
 
 def _print_cv_table(rows, baseline=None) -> None:
@@ -41,7 +41,7 @@ def _print_cv_table(rows, baseline=None) -> None:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@paths(inputs=("train", "target", "zero_shot", "unlabelled"), outputs=("output",))
+@paths(inputs=("train", "target", "zero_shot", "unlabelled", "groups"), outputs=("output",))
 @click.argument("train", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--head",
@@ -112,6 +112,17 @@ def _print_cv_table(rows, baseline=None) -> None:
     help="How to read a label column: classes, multilabel or regression. [default: read from its cells]",
 )
 @click.option(
+    "--mitigate",
+    type=click.Choice(MITIGATIONS),
+    help="Refit the head so that its recall per class (equalized_odds) or its share of each class "
+    "(demographic_parity) is even across --groups (fairlearn's exponentiated gradient); predicting needs no groups.",
+)
+@click.option(
+    "--groups",
+    type=Location(exists=True, dir_okay=False, path_type=Path),
+    help="With --mitigate: a CSV of id,group covering every labelled item of TRAIN (as evaluate --by reads).",
+)
+@click.option(
     "--no-calibrate",
     is_flag=True,
     help="Keep logistic regression's raw probabilities (default: temperature-scaled on out-of-fold scores).",
@@ -136,6 +147,8 @@ def fit(
     templates,
     label_columns,
     kinds,
+    mitigate,
+    groups,
     no_calibrate,
     force,
 ) -> None:
@@ -151,6 +164,7 @@ def fit(
       xfer fit cache/photos.h5 --head prototype --baseline
       xfer fit cache/photos.h5 --layer -1 --layer -3        # these two layers, concatenated
       xfer fit cache/news.h5 --label-column topic --label-column tags   # two tasks, one model
+      xfer fit cache/loans.h5 --mitigate equalized_odds --groups groups.csv
     """
     fixed = {"C": c} if c is not None else {} if no_cv else None
     kwargs = {"normalise": normalise, "baseline": baseline, "seed": seed, "n_jobs": n_jobs, "params": fixed}
@@ -158,6 +172,7 @@ def fit(
         calibrate=not no_calibrate, progress=True, adapt=adapt, target=target, unlabelled=unlabelled, semi=semi
     )
     kwargs.update(label_columns=label_columns, kinds=_kinds(kinds), zero_shot=zero_shot, templates=templates)
+    kwargs.update(mitigate=mitigate, groups=groups)
     result = fit_file(train, head, layers or None, output=output, force=force, **kwargs)
     if result.card.tasks:
         _print_tasks(result.card.tasks)

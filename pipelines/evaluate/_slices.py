@@ -3,58 +3,19 @@
 ``xfer evaluate --by`` takes the groups from a column of the input table (CSV, TSV, JSONL) or
 from a CSV of ``id,group`` (folders, feature files). Metrics per group come from fairlearn's
 ``MetricFrame``; per-class recall, the worst group and the largest gaps are reported beside them.
+The groups are read by ``pipelines.heads.read_groups``, the rule ``xfer fit --groups`` uses too.
 """
 
 from __future__ import annotations
 
-import csv
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from featurizer import FeaturizerError, MissingPackageError, ReadOptions, read_inputs
-from featurizer.cache import is_feature_file
-from featurizer.inputs import id_value_columns
+from featurizer import MissingPackageError
+from pipelines.heads import NO_GROUP, read_groups  # noqa: F401 - the groups' reader, shared with ``xfer fit --groups``
 from pipelines.report import pyplot, save_png
-
-NO_GROUP = "(no group)"
-
-
-def read_groups(
-    by: str, data: str | os.PathLike, ids: list[str], modality: str, read: ReadOptions | None = None
-) -> tuple[np.ndarray, list[str]]:
-    """The group of each item in ``ids`` and notes: from a CSV of id,group (``by`` names a file), or
-    from column ``by`` of the input table ``data``. Items without a group are grouped as NO_GROUP."""
-
-    data = Path(data)
-    if Path(by).is_file():
-        mapping = _mapping_file(Path(by), set(ids))
-    elif data.is_dir() or is_feature_file(data):
-        raise FeaturizerError(
-            f"--by {by}: {data} is a {'folder' if data.is_dir() else 'feature file'}, which has no columns; "
-            "give a CSV file of id,group instead"
-        )
-    else:
-        table = read_inputs(data, modality, replace(read or ReadOptions(), label_column=by, labels=None))
-        mapping = dict(zip(table.ids, table.labels or [""] * len(table.ids)))
-    groups = np.asarray([mapping.get(i, "") or NO_GROUP for i in ids], dtype=object).astype(str)
-    notes = []
-    missing = int((groups == NO_GROUP).sum())
-    if missing == len(groups):
-        raise FeaturizerError(f"--by {by}: no item has a group (are the ids those of {data}?)")
-    if missing:
-        notes.append(f"{missing} items have no group: they are reported as {NO_GROUP!r}")
-    return groups, notes
-
-
-def _mapping_file(path: Path, ids: set[str]) -> dict[str, str]:
-
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [row for row in csv.reader(f) if row]
-    id_col, group_col, data = id_value_columns(rows, "group", ids, path)
-    return {row[id_col]: row[group_col].strip() for row in data}
 
 
 def group_report(y: np.ndarray, predicted: np.ndarray, groups: np.ndarray, labels: list[str]) -> dict:

@@ -2,6 +2,15 @@
 
 from pipelines.heads._calibration import apply_temperature, calibrate_from_folds, calibration_report, plot_reliability
 from pipelines.heads._choice import MIN_GAIN, Verdict, beats_plain
+from pipelines.heads._fairness import (
+    MITIGATIONS,
+    FairMixture,
+    compare_mitigated,
+    fairness_gap,
+    mitigate,
+    mitigation_report,
+)
+from pipelines.heads._groups import NO_GROUP, check_covered, read_groups
 from pipelines.heads._heads import (
     HEADS,
     NORMALISATIONS,
@@ -37,12 +46,15 @@ __all__ = [
     "HEADS",
     "KINDS",
     "MIN_GAIN",
+    "MITIGATIONS",
     "MULTILABEL",
     "NORMALISATIONS",
+    "NO_GROUP",
     "PCA_PER_CLASS",
     "REGRESSION",
     "SEMI_METHODS",
     "AffineMap",
+    "FairMixture",
     "KNNClassifier",
     "LabelSpreading",
     "PoolSubspace",
@@ -57,7 +69,10 @@ __all__ = [
     "beats_plain",
     "calibrate_from_folds",
     "calibration_report",
+    "check_covered",
     "choose_semi",
+    "compare_mitigated",
+    "fairness_gap",
     "head_grid",
     "join_labels",
     "label_set",
@@ -67,10 +82,13 @@ __all__ = [
     "loo_nearest_centroid",
     "make_cv",
     "make_head",
+    "mitigate",
+    "mitigation_report",
     "one_standard_error",
     "plain_head_like",
     "plot_reliability",
     "quiet_small_classes",
+    "read_groups",
     "read_target",
     "scores_of",
     "semi_estimator",
