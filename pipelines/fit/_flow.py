@@ -39,7 +39,7 @@ from pipelines.fit._fit import (
     stack_views,
 )
 from pipelines.fit._memory import remembers, training_memory
-from pipelines.fit._mitigate import check_mitigation, mitigated_head, mitigation_note
+from pipelines.fit._mitigate import check_mitigation, mitigated_head, mitigation_note, training_groups
 from pipelines.fit._tasks import fit_tasks, read_targets
 from pipelines.fit._zeroshot import DEFAULT_TEMPLATES, fit_zero_shot
 from pipelines.heads import CLASSES, SEMI_METHODS, SemiChoice, choose_semi, semi_estimator, stack_pool
@@ -114,6 +114,8 @@ def fit(
         options = {"normalise": normalise, "seed": seed, "n_jobs": n_jobs, "calibrate": calibrate}
         return fit_tasks(train, targets, head, layer, **options, notes=target_notes)
     label_column = label_columns[0] if label_columns else None
+    if mitigate:
+        training_groups(train, groups, label_column)  # groups that miss items: refused before the work
     maps = {}
     with FeatureFile(train) as features:
         spec = features.spec

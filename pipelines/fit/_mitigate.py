@@ -32,6 +32,19 @@ def check_mitigation(constraint: str | None, groups, *, adapt: str | None = None
         raise FeaturizerError("--mitigate cannot be combined with --adapt or --unlabelled yet: choose one")
 
 
+def training_groups(train: str | os.PathLike, groups: str | os.PathLike, label_column: str | None) -> np.ndarray:
+    """The group of each labelled item of ``train``, read before any work; groups that leave a
+    labelled item out are refused in one line (how many, and one id)."""
+    with FeatureFile(train) as features:
+        labels = features.labels if label_column is None else features.column(label_column)
+        ids, modality = features.ids, features.spec.modality
+    if labels is not None:
+        ids = [i for i, label in zip(ids, labels) if label != ""]
+    found, _ = read_groups(str(groups), train, ids, modality, option="--groups")
+    check_covered(found, ids, str(groups), train)
+    return found
+
+
 def mitigated_head(
     train: str | os.PathLike,
     head,
@@ -42,14 +55,11 @@ def mitigated_head(
     seed: int = 0,
 ) -> tuple[FairMixture, dict]:
     """``head`` (fitted on ``layers`` of ``train``) refitted under ``constraint`` with the groups of
-    ``groups``, and what the card records of it. Groups that leave a labelled item out are refused."""
+    ``groups``, and what the card records of it."""
     with FeatureFile(train) as features:
         X, y = read_xy(features, layers, label_column)
-        ids, modality = features.ids, features.spec.modality
+    found = training_groups(train, groups, label_column)
     keep = y != ""
-    ids = [i for i, k in zip(ids, keep) if k]
-    found, _ = read_groups(str(groups), train, ids, modality, option="--groups")
-    check_covered(found, ids, str(groups), train)
     model, summary = mitigate(head, X[keep], y[keep], found, constraint, seed)
     names, counts = np.unique(found, return_counts=True)
     summary["groups"] = str(os.path.abspath(groups))

@@ -31,6 +31,7 @@ Design:
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -86,13 +87,16 @@ class FairMixture(ClassifierMixin, BaseEstimator):
         targets = self.classes_[1:] if len(self.classes_) == 2 else self.classes_
         self.targets_, self.heads_, self.weights_ = [], [], []
         for target in targets:
-            found = reductions.ExponentiatedGradient(
-                clone(self.estimator),
-                constraints=moment[self.constraint](),
-                eps=self.eps,
-                max_iter=self.max_iter,
-                sample_weight_name=weight_name,
-            ).fit(X, (y == target).astype(int), sensitive_features=groups)
+            with warnings.catch_warnings():  # fairlearn's own use of pandas, deprecated in pandas 3: not the user's
+                warnings.simplefilter("ignore", category=FutureWarning)
+                warnings.simplefilter("ignore", category=DeprecationWarning)
+                found = reductions.ExponentiatedGradient(
+                    clone(self.estimator),
+                    constraints=moment[self.constraint](),
+                    eps=self.eps,
+                    max_iter=self.max_iter,
+                    sample_weight_name=weight_name,
+                ).fit(X, (y == target).astype(int), sensitive_features=groups)
             kept = [(found.predictors_[i], float(w)) for i, w in found.weights_.items() if w > 0]
             total = sum(w for _, w in kept)
             self.targets_.append(str(target))
