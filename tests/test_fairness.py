@@ -151,3 +151,23 @@ def test_the_library_refuses_an_unknown_constraint(reviews):
     _, (train, groups), _ = reviews
     with pytest.raises(FeaturizerError, match="--mitigate must be one of demographic_parity, equalized_odds"):
         fit(train, "logreg", mitigate="fairest", groups=groups)
+
+
+def test_several_classes_get_one_mixture_each_and_load_from_trusted_types(tmp_path):
+    import skops.io as sio
+
+    from pipelines.heads import make_head
+    from pipelines.models import TRUSTED_TYPES
+
+    rng = np.random.default_rng(0)
+    groups = rng.choice(["n", "s"], 240)
+    y = rng.integers(0, 3, 240)
+    X = rng.normal(size=(240, 6))
+    X[np.arange(240), y] += np.where(groups == "n", 2.0, 0.7)
+    y = np.array(["x", "y", "z"])[y]
+    head = FairMixture(make_head("logreg"), constraint="equalized_odds", max_iter=10).fit(X, y, groups=groups)
+    assert head.targets_ == ["x", "y", "z"] and all(np.isclose(w.sum(), 1) for w in head.weights_)
+    sio.dump(head, tmp_path / "m.skops")
+    loaded = sio.load(tmp_path / "m.skops", trusted=TRUSTED_TYPES)  # refuses any type not listed
+    assert not [t for t in sio.get_untrusted_types(file=tmp_path / "m.skops") if t not in TRUSTED_TYPES]
+    assert np.array_equal(loaded.predict(X), head.predict(X)) and set(head.predict(X)) <= {"x", "y", "z"}
