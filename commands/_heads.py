@@ -24,7 +24,7 @@ from pipelines import few_shot_files, fit_file, plot_learning_curve
 from pipelines import rank as rank_candidates
 from pipelines.adapt import ADAPT_MAPS, ADAPT_METHODS
 from pipelines.fit import CHANCE_LOGME, DEFAULT_PER_CLASS
-from pipelines.heads import HEADS, KINDS, MITIGATIONS, NORMALISATIONS, SEMI_METHODS
+from pipelines.heads import HEADS, KINDS, MEMORY_PER_CLASS, MITIGATIONS, NORMALISATIONS, SEMI_METHODS
 
 
 def _print_cv_table(rows, baseline=None) -> None:
@@ -123,6 +123,13 @@ def _print_cv_table(rows, baseline=None) -> None:
     help="With --mitigate: a CSV of id,group covering every labelled item of TRAIN (as evaluate --by reads).",
 )
 @click.option(
+    "--memory",
+    type=click.IntRange(min=1),
+    default=MEMORY_PER_CLASS,
+    show_default=True,
+    help="Items per class kept beside the model (MODEL.memory.h5, cached vectors) for xfer update to rehearse.",
+)
+@click.option(
     "--no-calibrate",
     is_flag=True,
     help="Keep logistic regression's raw probabilities (default: temperature-scaled on out-of-fold scores).",
@@ -149,6 +156,7 @@ def fit(
     kinds,
     mitigate,
     groups,
+    memory,
     no_calibrate,
     force,
 ) -> None:
@@ -173,7 +181,7 @@ def fit(
     )
     kwargs.update(label_columns=label_columns, kinds=_kinds(kinds), zero_shot=zero_shot, templates=templates)
     kwargs.update(mitigate=mitigate, groups=groups)
-    result = fit_file(train, head, layers or None, output=output, force=force, **kwargs)
+    result = fit_file(train, head, layers or None, output=output, force=force, memory=memory, **kwargs)
     if result.card.tasks:
         _print_tasks(result.card.tasks)
     else:

@@ -47,6 +47,7 @@ CASES = {
     "export-npy": (["export", "{feat}", "--format", "npy", "--force", "-o", OUT], ["feat"]),
     "index": (["index", "{feat}", "--force", "-o", OUT], ["feat"]),
     "merge": (["merge", "{emb}", "-o", OUT], ["shard", "manifest"]),
+    "update": (["update", "{model}", "{test}", "--force", "-o", OUT], ["model", "card", "test"]),
 }
 
 
@@ -176,6 +177,7 @@ FORCED = {
     "export-npy": "folder",
     "index": "folder",
     "merge": "h5",
+    "update": "skops",
 }
 
 
@@ -299,6 +301,7 @@ OTHER_KIND = {
     "export-npy": "emb",
     "index": "emb",
     "merge": "model",
+    "update": "feat",
 }
 
 

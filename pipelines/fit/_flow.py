@@ -42,7 +42,7 @@ from pipelines.fit._memory import remembers, training_memory
 from pipelines.fit._mitigate import check_mitigation, mitigated_head, mitigation_note, training_groups
 from pipelines.fit._tasks import fit_tasks, read_targets
 from pipelines.fit._zeroshot import DEFAULT_TEMPLATES, fit_zero_shot
-from pipelines.heads import CLASSES, SEMI_METHODS, SemiChoice, choose_semi, semi_estimator, stack_pool
+from pipelines.heads import CLASSES, MEMORY_PER_CLASS, SEMI_METHODS, SemiChoice, choose_semi, semi_estimator, stack_pool
 from pipelines.models import ModelCard, save_model
 
 
@@ -273,6 +273,7 @@ def fit_file(
     force: bool = False,
     zero_shot: str | os.PathLike | None = None,
     templates=DEFAULT_TEMPLATES,
+    memory: int = MEMORY_PER_CLASS,
     **options,
 ) -> FitResult:
     """``xfer fit``: ``fit`` (or, with ``zero_shot`` a file of class names, ``fit_zero_shot``), then
@@ -283,10 +284,10 @@ def fit_file(
     """
     given = (train, options.get("target"), options.get("unlabelled"), options.get("groups"), zero_shot)
     with guarding(*(p for p in given if p is not None)):
-        return _fit_file(train, head, layer, output, force, zero_shot, templates, options)
+        return _fit_file(train, head, layer, output, force, zero_shot, templates, memory, options)
 
 
-def _fit_file(train, head, layer, output, force, zero_shot, templates, options) -> FitResult:
+def _fit_file(train, head, layer, output, force, zero_shot, templates, memory, options) -> FitResult:
     named = default_outputs("fit", train, "zero-shot" if zero_shot else head)
     output = location(output or named["output"])
     claim(output, what="model", kind="model")
@@ -303,7 +304,7 @@ def _fit_file(train, head, layer, output, force, zero_shot, templates, options) 
     else:
         result = fit(train, head, layer, **options)
     if remembers(result.card) and not is_url(output):  # the rehearsal memory for xfer update
-        result.card.memory = training_memory(output, train, result.card, options.get("seed", 0))
+        result.card.memory = training_memory(output, train, result.card, memory, options.get("seed", 0))
     save_model(result.model, result.card, output, force=force)
     result.output = output
     return result

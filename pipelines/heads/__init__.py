@@ -24,6 +24,16 @@ from pipelines.heads._heads import (
     scores_of,
     weight_params,
 )
+from pipelines.heads._incremental import (
+    MEMORY_PER_CLASS,
+    MEMORY_STRATEGIES,
+    RehearsalHead,
+    class_counts,
+    herding,
+    memory_weights,
+    select_memory,
+    update_head,
+)
 from pipelines.heads._linalg import AffineMap, affine_map, as_logits, softmax, unit_rows
 from pipelines.heads._prototype import KNNClassifier, PrototypeClassifier
 from pipelines.heads._semi import (
@@ -45,6 +55,8 @@ __all__ = [
     "CLASSES",
     "HEADS",
     "KINDS",
+    "MEMORY_PER_CLASS",
+    "MEMORY_STRATEGIES",
     "MIN_GAIN",
     "MITIGATIONS",
     "MULTILABEL",
@@ -59,6 +71,7 @@ __all__ = [
     "LabelSpreading",
     "PoolSubspace",
     "PrototypeClassifier",
+    "RehearsalHead",
     "SelfTraining",
     "SemiChoice",
     "Target",
@@ -71,9 +84,11 @@ __all__ = [
     "calibration_report",
     "check_covered",
     "choose_semi",
+    "class_counts",
     "compare_mitigated",
     "fairness_gap",
     "head_grid",
+    "herding",
     "join_labels",
     "label_set",
     "log_grid",
@@ -82,6 +97,7 @@ __all__ = [
     "loo_nearest_centroid",
     "make_cv",
     "make_head",
+    "memory_weights",
     "mitigate",
     "mitigation_report",
     "one_standard_error",
@@ -91,10 +107,12 @@ __all__ = [
     "read_groups",
     "read_target",
     "scores_of",
+    "select_memory",
     "semi_estimator",
     "softmax",
     "stack_pool",
     "unit_rows",
     "unlabelled_mask",
+    "update_head",
     "weight_params",
 ]

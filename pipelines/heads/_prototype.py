@@ -125,22 +125,65 @@ class PrototypeClassifier(_FaissHead):
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature!r}")
         X, y_idx = self._fit_common(X, y)
-        prototypes, labels = [], []
+        prototypes, labels, counts = [], [], []
         for c in range(len(self.classes_)):
-            members = X[y_idx == c]
-            k = min(int(self.n_prototypes), len(members))
-            if k == 1:
-                centres = members.mean(axis=0, keepdims=True)
-            else:
-                kmeans = _faiss().Kmeans(
-                    X.shape[1], k, niter=25, seed=int(self.random_state), verbose=False, min_points_per_centroid=1
-                )
-                kmeans.train(np.ascontiguousarray(members))
-                centres = kmeans.centroids
+            centres, sizes = self._class_prototypes(X[y_idx == c])
             prototypes.append(centres)
             labels.extend([c] * len(centres))
+            counts.extend(sizes)
         self.prototypes_ = np.ascontiguousarray(np.concatenate(prototypes), dtype=np.float32)
         self.prototype_labels_ = np.asarray(labels)
+        self.prototype_counts_ = np.asarray(counts, dtype=np.int64)
+        self._index = self._build_index(self._reference())
+        return self
+
+    def _class_prototypes(self, members: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """One class's prototypes (its mean, or k-means centres) and how many members each stands for."""
+        k = min(int(self.n_prototypes), len(members))
+        if k == 1:
+            return members.mean(axis=0, keepdims=True), [len(members)]
+        kmeans = _faiss().Kmeans(
+            members.shape[1], k, niter=25, seed=int(self.random_state), verbose=False, min_points_per_centroid=1
+        )
+        kmeans.train(np.ascontiguousarray(members))
+        nearest = kmeans.index.search(np.ascontiguousarray(members), 1)[1][:, 0]
+        return kmeans.centroids, np.bincount(nearest, minlength=k).tolist()
+
+    def partial_fit(self, X, y) -> PrototypeClassifier:
+        """Learn more items in place: a new class gets its own prototypes; an item of a known class
+        moves its nearest prototype of that class (a running mean over the items it stands for).
+        The centring mean stays as fitted."""
+        check_is_fitted(self)
+        counts = getattr(self, "prototype_counts_", None)
+        if counts is None:
+            raise ValueError("this prototype head was fitted before it kept prototype counts: refit it")
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        y = np.asarray(y)
+        classes = np.union1d(self.classes_, y)
+        labels = np.searchsorted(classes, self.classes_)[self.prototype_labels_]
+        prototypes, counts = self.prototypes_.astype(np.float64), counts.copy()
+        Z = self._prepare(X)
+        added, added_labels, added_counts = [], [], []
+        for label in np.unique(y):
+            c = int(np.searchsorted(classes, label))
+            members = Z[y == label]
+            own = np.flatnonzero(labels == c)
+            if not len(own):
+                centres, sizes = self._class_prototypes(members)
+                added.append(centres)
+                added_labels.extend([c] * len(centres))
+                added_counts.extend(sizes)
+                continue
+            gaps = ((members[:, None, :] - prototypes[own][None]) ** 2).sum(axis=2)
+            nearest = own[np.argmin(gaps, axis=1)]
+            for p in np.unique(nearest):
+                chosen = members[nearest == p]
+                prototypes[p] = (prototypes[p] * counts[p] + chosen.sum(axis=0)) / (counts[p] + len(chosen))
+                counts[p] += len(chosen)
+        self.prototypes_ = np.ascontiguousarray(np.concatenate([prototypes, *added]), dtype=np.float32)
+        self.prototype_labels_ = np.concatenate([labels, np.asarray(added_labels, dtype=labels.dtype)])
+        self.prototype_counts_ = np.concatenate([counts, np.asarray(added_counts, dtype=np.int64)])
+        self.classes_ = classes
         self._index = self._build_index(self._reference())
         return self
 
@@ -188,6 +231,20 @@ class KNNClassifier(_FaissHead):
             raise ValueError(f"weights must be 'uniform' or 'distance', got {self.weights!r}")
         X, y_idx = self._fit_common(X, y)
         self.train_vectors_, self.train_labels_ = X, y_idx
+        self._index = self._build_index(self._reference())
+        return self
+
+    def partial_fit(self, X, y) -> KNNClassifier:
+        """Learn more items in place: they join the index (new classes too); the centring mean stays
+        as fitted, so this is a refit on every item seen, with the first fit's mean."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        y = np.asarray(y)
+        classes = np.union1d(self.classes_, y)
+        old = np.searchsorted(classes, self.classes_)[self.train_labels_]
+        self.train_vectors_ = np.ascontiguousarray(np.concatenate([self.train_vectors_, self._prepare(X)]))
+        self.train_labels_ = np.concatenate([old, np.searchsorted(classes, y)])
+        self.classes_ = classes
         self._index = self._build_index(self._reference())
         return self
 
