@@ -29,7 +29,7 @@ from pipelines.models import head_of
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-SIZES = (5, 10, 20, 50, 100)  # memory items per class tried beside the default
+SIZES = (10, 50, MEMORY_PER_CLASS, 500)  # memory items per class tried (the default among them)
 
 
 def subset(source: Path, target: Path, keep) -> Path:
@@ -61,9 +61,9 @@ def run_set(name: str, train: Path, test: Path, layer: str, steps: list[list[str
     parts = [subset(train, folder / f"step{k + 1}.h5", classes) for k, classes in enumerate(steps)]
     fit = {"head": "logreg", "layer": (layer,), "force": True}
     rows = []
-    for memory in (None, *SIZES):
-        label = f"default ({MEMORY_PER_CLASS})" if memory is None else str(memory)
-        _, fit_s = timed(fit_file, parts[0], output=folder / "m1.skops", memory=memory or MEMORY_PER_CLASS, **fit)
+    for memory in SIZES:
+        label = f"{memory} (the default)" if memory == MEMORY_PER_CLASS else str(memory)
+        _, fit_s = timed(fit_file, parts[0], output=folder / "m1.skops", memory=memory, **fit)
         seconds, model = [], folder / "m1.skops"
         for k, part in enumerate(parts[1:], start=2):
             grown = folder / f"m{k}.skops"

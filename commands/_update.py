@@ -20,7 +20,7 @@ from pipelines.heads import MEMORY_STRATEGIES
     "--memory",
     type=click.IntRange(min=1),
     default=None,
-    help="Items kept per class for later updates. [default: as the model kept, 50 for a new model]",
+    help="Items kept per class for later updates. [default: as the model kept]",
 )
 @click.option(
     "--strategy",

@@ -48,6 +48,7 @@ class UpdateResult:
     old_before: float | None  # accuracy on held-out old-class items, before the update
     old_after: float | None  # the same items, after
     new_accuracy: float | None  # held-out items of the new classes, after
+    held_out: tuple[int, int] = (0, 0)  # how many old-class and new-class items scored them
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     output: object = None
@@ -60,10 +61,10 @@ class UpdateResult:
             before = "" if self.old_before is None else f"{self.old_before:.3f} before (cross-validated at fit), "
             lines.append(
                 f"old classes: accuracy {before}{self.old_after:.3f} after "
-                f"(on {HELD_OUT:.0%} of the memory, held out from an update like this one)"
+                f"(on {self.held_out[0]} items of the memory held out from an update like this one)"
             )
         if self.new_accuracy is not None:
-            lines.append(f"new classes: accuracy {self.new_accuracy:.3f}")
+            lines.append(f"new classes: accuracy {self.new_accuracy:.3f} (on {self.held_out[1]} held-out new items)")
         memory = self.card.memory
         lines.append(
             f"memory kept: {memory['items']} items, up to {memory['per_class']} per class ({memory['strategy']}); "
@@ -110,9 +111,10 @@ def memory_of(model_path, card: ModelCard) -> tuple[np.ndarray, np.ndarray, list
 
 def held_out_scores(
     head, Xm, ym, Xn, yn, added: list[str], counts: dict, temperature: float, seed: int
-) -> tuple[float | None, float | None]:
-    """(old classes, new classes) accuracy after the update, on ``HELD_OUT`` of the memory and of
-    the new items, stratified, that the update being scored did not see. Prototype and kNN heads
+) -> tuple[float | None, float | None, tuple[int, int]]:
+    """(old classes, new classes) accuracy after the update, and how many items scored each, on
+    ``HELD_OUT`` of the memory and of the new items, stratified, that the update being scored did
+    not see. Prototype and kNN heads
     hold their training items, so theirs is refitted on the rest of the memory first; a linear
     head's refit converges to the same optimum from any start, so it starts from the old one."""
     from sklearn.model_selection import train_test_split
@@ -125,7 +127,7 @@ def held_out_scores(
 
     old, new = split(ym), split(yn)
     if old is None or new is None:
-        return None, None
+        return None, None, (0, 0)
     (m_train, m_test), (n_train, n_test) = old, new
     start = head
     classifier = head.steps[-1][1] if isinstance(head, Pipeline) else head
@@ -136,7 +138,8 @@ def held_out_scores(
     fresh = n_test[np.isin(yn[n_test], added)]
     old_after = float((after.predict(Xm[m_test]) == ym[m_test]).mean())
     new_after = float((after.predict(Xn[fresh]) == yn[fresh]).mean()) if len(fresh) else None
-    return round(old_after, 4), None if new_after is None else round(new_after, 4)
+    scores = round(old_after, 4), None if new_after is None else round(new_after, 4)
+    return (*scores, (len(m_test), len(fresh)))
 
 
 def accuracy_before(card: ModelCard) -> float | None:
@@ -176,7 +179,7 @@ def update(
     head = head_of(model)
     temperature = float(card.calibration.get("temperature", 1.0)) if card.calibration else 1.0
     old_before = accuracy_before(card)
-    old_after, new_accuracy = held_out_scores(head, Xm, ym, Xn, yn, added, counts, temperature, seed)
+    old_after, new_accuracy, held_out = held_out_scores(head, Xm, ym, Xn, yn, added, counts, temperature, seed)
     if old_after is None:
         notes.append("a class has a single item: no held-out split, so the update's accuracy was not measured")
     with quiet_small_classes():
@@ -210,6 +213,7 @@ def update(
         old_before=old_before,
         old_after=old_after,
         new_accuracy=new_accuracy,
+        held_out=held_out,
         notes=notes,
     )
     X, y = np.concatenate([Xm, Xn]), np.concatenate([ym, yn])

@@ -149,11 +149,13 @@ class PrototypeClassifier(_FaissHead):
         nearest = kmeans.index.search(np.ascontiguousarray(members), 1)[1][:, 0]
         return kmeans.centroids, np.bincount(nearest, minlength=k).tolist()
 
-    def partial_fit(self, X, y) -> PrototypeClassifier:
+    def partial_fit(self, X, y, classes=None) -> PrototypeClassifier:
         """Learn more items in place: a new class gets its own prototypes; an item of a known class
         moves its nearest prototype of that class (a running mean over the items it stands for).
-        The centring mean stays as fitted."""
-        check_is_fitted(self)
+        The centring mean stays as fitted; the first call fits. ``classes`` (scikit-learn's
+        argument) is not needed: a class is learnt when its first items come."""
+        if not hasattr(self, "classes_"):
+            return self.fit(X, y)
         counts = getattr(self, "prototype_counts_", None)
         if counts is None:
             raise ValueError("this prototype head was fitted before it kept prototype counts: refit it")
@@ -234,10 +236,12 @@ class KNNClassifier(_FaissHead):
         self._index = self._build_index(self._reference())
         return self
 
-    def partial_fit(self, X, y) -> KNNClassifier:
+    def partial_fit(self, X, y, classes=None) -> KNNClassifier:
         """Learn more items in place: they join the index (new classes too); the centring mean stays
-        as fitted, so this is a refit on every item seen, with the first fit's mean."""
-        check_is_fitted(self)
+        as fitted, so this is a refit on every item seen, with the first fit's mean. The first call
+        fits; ``classes`` (scikit-learn's argument) is not needed."""
+        if not hasattr(self, "classes_"):
+            return self.fit(X, y)
         X = validate_data(self, X, dtype=np.float32, reset=False)
         y = np.asarray(y)
         classes = np.union1d(self.classes_, y)

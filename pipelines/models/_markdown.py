@@ -95,7 +95,10 @@ def render_model_card(data: dict, name: str = "model") -> str:
     lines += _calibration(data.get("calibration") or {})
     if data.get("adaptation"):
         lines += ["## Adaptation", "", *_bullets(data["adaptation"]), ""]
+    if data.get("mitigation"):
+        lines += ["## Fairness mitigation", "", *_bullets(data["mitigation"]), ""]
     lines += _tasks(data.get("tasks") or [])
+    lines += _growth(data.get("memory") or {}, data.get("updates") or [])
     lines += _evaluations(data.get("evaluations") or {})
     lines += _limits(data)
     versions = data.get("versions") or {}
@@ -145,6 +148,35 @@ def _head(data: dict) -> list[str]:
             f"{_mean_std(base.get('mean'), base.get('std'))} in cross-validation.",
             "",
         ]
+    return lines
+
+
+def _growth(memory: dict, updates: list[dict]) -> list[str]:
+    """The rehearsal memory kept for ``xfer update``, and each update that grew the model."""
+    if not memory and not updates:
+        return []
+    lines = ["## Memory and updates", ""]
+    if memory:
+        lines += [
+            f"- memory: {md_escape(memory.get('file', ''))}, {_value(memory.get('items'))} items, up to "
+            f"{_value(memory.get('per_class'))} per class ({md_escape(memory.get('strategy', ''))})",
+            f"- memory SHA-256: {md_escape(memory.get('sha256', ''))}",
+            "",
+        ]
+    if updates:
+        rows = [
+            [
+                md_escape(u.get("new_file", "")),
+                _value(u.get("added_classes", [])),
+                _value(u.get("new_items")),
+                _number(u.get("old_before")),
+                _number(u.get("old_after")),
+                _number(u.get("new_accuracy")),
+            ]
+            for u in updates
+        ]
+        header = ["new file", "added classes", "new items", "old classes before", "after", "new classes"]
+        lines += _table(header, rows)
     return lines
 
 
