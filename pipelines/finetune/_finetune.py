@@ -606,12 +606,16 @@ def tune_once(
 
     def first_epoch_estimate() -> float:
         """One batch's forward pass timed, times the batches of an epoch and its validation (three
-        times over when the first epoch trains a stage: backward costs about twice the forward)."""
-        x = next(iter(loader))[0].to(device)
+        times over when the first epoch trains a stage: backward costs about twice the forward).
+        The batch is read unshuffled, without augmentation, and torch's random state is restored
+        after (a DataLoader draws a seed from it): the run trains exactly as it would without it."""
+        rows = setup.train_rows[:batch]
+        with torch.random.fork_rng(devices=[]):
+            x = next(iter(_loader([paths[r] for r in rows], targets[rows], setup.eval_tf, batch, False, 0)))[0]
         network.eval()
         started = time.perf_counter()
         with torch.inference_mode():
-            features(x)
+            features(x.to(device))
         passes = (len(loader) + len(val_loader)) * (3 if plan and plan[0] else 1) * (2 if domain is not None else 1)
         return (time.perf_counter() - started) * passes
 
