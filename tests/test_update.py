@@ -203,3 +203,16 @@ def test_the_warm_start_is_the_old_model_re_expressed_in_the_new_standardisation
     old = clf.decision_function(old_norm.transform(X))  # binary: the second class's logit minus the first's
     np.testing.assert_allclose(logits[:, 1] - logits[:, 0], old, atol=1e-9)
     assert np.all(coef[2:] == 0) and np.all(intercept[2:] == 0)  # new classes start at zero
+
+
+def test_items_learnt_before_and_given_again_are_kept_once(steps, tmp_path):
+    old, _, _, _ = steps
+    xfer("fit", old, "--layer", "pre_logits", "-o", tmp_path / "m.skops")
+    with FeatureFile(old) as f:
+        n_old, ids = len(f), sorted(f.ids)
+    result = xfer("update", tmp_path / "m.skops", old, "-o", tmp_path / "again.skops")
+    assert f"{n_old} items of" in result.output and "learnt before" in result.output
+    with FeatureFile(memory_path(tmp_path / "again.skops")) as memory:
+        assert sorted(memory.ids) == ids  # not two copies of each
+    card = json.loads((tmp_path / "again.json").read_text())
+    assert sum(card["memory"]["counts"].values()) == n_old  # the class counts are not doubled

@@ -121,7 +121,7 @@ def held_out_scores(
 
     def split(y):
         rows = np.arange(len(y))
-        if np.unique(y, return_counts=True)[1].min() < 2 or len(y) * HELD_OUT < len(set(y)):
+        if not len(y) or np.unique(y, return_counts=True)[1].min() < 2 or len(y) * HELD_OUT < len(set(y)):
             return None
         return train_test_split(rows, test_size=HELD_OUT, stratify=y, random_state=seed)
 
@@ -174,7 +174,13 @@ def update(
         )
     Xn, yn, ids_new, dims = new_items(card, new_file)
     Xm, ym, ids_old, notes = memory_of(model_path, card)
-    counts = card.memory.get("counts") or class_counts(ym)
+    counts = dict(card.memory.get("counts") or class_counts(ym))
+    again = np.isin(np.asarray(ids_old, dtype=object), np.asarray(ids_new, dtype=object))
+    if again.any():  # items learnt before and given again: the new file's copy counts, once
+        for label, n in class_counts(ym[again]).items():
+            counts[label] = counts.get(label, n) - n
+        Xm, ym, ids_old = Xm[~again], ym[~again], [i for i, dup in zip(ids_old, again) if not dup]
+        notes.append(f"{int(again.sum())} items of {new_file} were learnt before: their new copy replaced the old")
     added = sorted(set(yn) - set(card.classes))
     head = head_of(model)
     temperature = float(card.calibration.get("temperature", 1.0)) if card.calibration else 1.0
