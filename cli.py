@@ -12,7 +12,7 @@ import sys
 import click
 
 from commands import COMMANDS, CONTEXT_SETTINGS, load_command, short_help
-from featurizer.base import FeaturizerError
+from featurizer.base import FeaturizerError, catching_interrupts, interrupted
 
 
 class _Group(click.Group):
@@ -34,7 +34,11 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with catching_interrupts():
+                result = super().invoke(ctx)
+                if interrupted():  # a Ctrl-C that landed where Python swallows it (a weakref callback)
+                    raise KeyboardInterrupt
+            return result
         except FeaturizerError as err:
             raise click.ClickException(str(err)) from None
         except BrokenPipeError:

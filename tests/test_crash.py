@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from featurizer import FeatureFile
+from featurizer.base import catching_interrupts, raise_if_interrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,3 +103,29 @@ def test_ctrl_c_stops_the_run_and_its_decoding_workers_with_one_message(digits_d
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "Interrupted" in err and "Traceback" not in err, err
+
+
+class _InterruptedWhileCollected:
+    """Ctrl-C arriving while Python runs a destructor: Python prints the exception as ignored and goes on."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(10_000))  # the handler runs at the next bytecode, still inside __del__
+
+
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own Ctrl-C handler, as in a terminal (a suite run in the background ignores SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_swallowed_by_a_destructor_still_stops_the_next_batch(python_sigint_handler, capfd):
+    with catching_interrupts():
+        _InterruptedWhileCollected()  # collected at once: the KeyboardInterrupt is swallowed
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_interrupted()
+    with catching_interrupts():
+        raise_if_interrupted()  # the next run starts with no interrupt pending
+    assert "Exception ignored" not in capfd.readouterr().err

@@ -8,6 +8,7 @@ from featurizer.base._errors import (
     UnknownLayerError,
     UnknownModelError,
 )
+from featurizer.base._interrupt import catching_interrupts, interrupted, raise_if_interrupted
 from featurizer.base._lazy import lazy_module
 from featurizer.base._version import __version__
 
@@ -19,5 +20,8 @@ __all__ = [
     "UnknownLayerError",
     "UnknownModelError",
     "__version__",
+    "catching_interrupts",
+    "interrupted",
     "lazy_module",
+    "raise_if_interrupted",
 ]

@@ -32,7 +32,7 @@ from featurizer.backbones import (
     weights_for_spec,
     with_default_layers,
 )
-from featurizer.base import InputError, ItemError
+from featurizer.base import InputError, ItemError, raise_if_interrupted
 from featurizer.cache import (
     CacheDamaged,
     EmbeddingStore,
@@ -298,6 +298,7 @@ class Extractor:
             fresh = np.flatnonzero(~np.asarray(store.has(keys), dtype=bool))
             if len(fresh):
                 store.add([keys[i] for i in fresh], vectors[name][fresh])
+        raise_if_interrupted()  # the batch is kept; a Ctrl-C swallowed while computing it stops here
 
     def _run_images(self, inputs: Inputs, keys, todo: list[int], on_error: str) -> list[tuple[int, str]]:
 
