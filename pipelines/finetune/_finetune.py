@@ -791,17 +791,9 @@ def finetune_images(
             notes.append(f"the budget ({budget:.0f} s) ended {candidate.name} after {len(trial.curve)} epochs")
     best = max(trials, key=lambda t: -1.0 if t.best_val_accuracy is None else t.best_val_accuracy)
     behind = probe_val is not None and best.best_val_accuracy is not None and best.best_val_accuracy <= probe_val
-    kept_frozen = behind and len(schedules) > 1  # a schedule asked for by name is kept as asked, with the note
-    if behind:
-        said = (
-            "kept the pretrained backbone"
-            if kept_frozen
-            else "kept as asked (--schedule auto would keep the frozen one)"
-        )
-        notes.append(
-            f"fine-tuning did not beat the frozen probe on validation ({best.best_val_accuracy:.3f} against "
-            f"{probe_val:.3f}): {said}"
-        )
+    kept_frozen = behind and keep_frozen(
+        len(schedules) > 1, "backbone", f"{best.best_val_accuracy:.3f} against {probe_val:.3f}", notes
+    )
     if kept_frozen:
         network_state = load_backbone(config, weights).model.state_dict()
         head_state = setup.probe
@@ -894,6 +886,18 @@ def text_probe_scores(
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(Z[train_rows], y[train_rows])
     accuracy = round(float((model.predict(Z[val_rows]) == y[val_rows]).mean()), 4)
     return accuracy, float(log_loss(y[val_rows], model.predict_proba(Z[val_rows]), labels=model.classes_))
+
+
+def keep_frozen(chosen_automatically: bool, network: str, scores: str, notes: list[str]) -> bool:
+    """Tuning did not beat the frozen probe: whether to keep the pretrained network, noting why. Under
+    ``--schedule auto`` it is kept; a schedule asked for by name is kept as asked, with the note."""
+    said = (
+        f"kept the pretrained {network}"
+        if chosen_automatically
+        else "kept as asked (--schedule auto would keep the frozen one)"
+    )
+    notes.append(f"fine-tuning did not beat the frozen probe on validation ({scores}): {said}")
+    return chosen_automatically
 
 
 def beats(tuned: tuple[float, float], frozen: tuple[float, float]) -> bool:
@@ -1031,17 +1035,13 @@ def finetune_texts(
     tuned_scores = text_probe_scores(embed_all(), y, train_rows, val_rows) if validated else None
     tuned_val = tuned_scores[0] if validated else None
     behind = validated and not beats(tuned_scores, frozen_scores)
-    kept_frozen = behind and len(schedules) > 1  # a schedule asked for by name is kept as asked, with the note
-    if behind:
-        said = (
-            "kept the pretrained encoder"
-            if kept_frozen
-            else "kept as asked (--schedule auto would keep the frozen one)"
-        )
-        notes.append(
-            f"fine-tuning did not beat the frozen probe on validation (accuracy {tuned_val:.3f} against "
-            f"{probe_val:.3f}, log-loss {tuned_scores[1]:.3f} against {frozen_scores[1]:.3f}): {said}"
-        )
+    kept_frozen = behind and keep_frozen(
+        len(schedules) > 1,
+        "encoder",
+        f"accuracy {tuned_val:.3f} against {probe_val:.3f}, "
+        f"log-loss {tuned_scores[1]:.3f} against {frozen_scores[1]:.3f}",
+        notes,
+    )
     if kept_frozen:
         encoder = transformers.AutoModel.from_pretrained(weights.location)
     name = "contrastive" + (" (lora)" if schedule.adapter == "lora" else "")
