@@ -38,15 +38,21 @@ def onnx_graphs(tmp_path_factory):
     return tmp_path_factory.mktemp("onnx-graphs")
 
 
+@pytest.fixture(scope="session")
+def static_tables(tmp_path_factory):
+    return tmp_path_factory.mktemp("static-tables")
+
+
 @pytest.fixture(autouse=True)
-def default_cache(tmp_path, monkeypatch, onnx_graphs):
+def default_cache(tmp_path, monkeypatch, onnx_graphs, static_tables):
     """Code that uses the default cache writes under the test's folder, never into the checkout.
 
-    Exported ONNX graphs (the default runtime on a CPU) are shared by the whole session: each test
-    has its own cache folder, and exporting a model takes seconds.
+    Exported ONNX graphs (the default runtime on a CPU) and distilled static tables are shared by the
+    whole session: each test has its own cache folder, and making either takes seconds.
     """
     monkeypatch.setenv("FEATURIZER_CACHE", str(tmp_path / "default-cache"))
     monkeypatch.setenv("FEATURIZER_ONNX_DIR", str(onnx_graphs))
+    monkeypatch.setenv("FEATURIZER_STATIC_DIR", str(static_tables))
 
 
 @pytest.fixture

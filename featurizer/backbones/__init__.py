@@ -1,7 +1,7 @@
 """Frozen networks: building and describing each family, runtimes (torch, ONNX), the resolver."""
 
 # each family module registers itself (its builder, its describer, the names it claims) when imported
-from featurizer.backbones import _clip, _text, _timm, _torchvision  # noqa: F401
+from featurizer.backbones import _clip, _static, _text, _timm, _torchvision  # noqa: F401
 from featurizer.backbones._base import (
     Backbone,
     Family,
@@ -30,6 +30,7 @@ from featurizer.backbones._resolve import (
     with_default_layers,
 )
 from featurizer.backbones._runtime import is_out_of_memory, resolve_device
+from featurizer.backbones._static import StaticBackbone, load_static
 from featurizer.backbones._text import TextBackbone
 from featurizer.backbones._timm import TimmBackbone
 from featurizer.backbones._torchvision import TorchvisionBackbone
@@ -44,6 +45,7 @@ __all__ = [
     "OpenClipTextBackbone",
     "Resolved",
     "RunOptions",
+    "StaticBackbone",
     "TextBackbone",
     "TimmBackbone",
     "TorchvisionBackbone",
@@ -54,6 +56,7 @@ __all__ = [
     "layer_dims",
     "load_backbone",
     "load_onnx",
+    "load_static",
     "read_checkpoint",
     "register_family",
     "rename_by_order",

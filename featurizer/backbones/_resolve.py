@@ -128,6 +128,15 @@ def resolve_runtime(runtime: str, precision: str, config: BackboneConfig, weight
     Measured on 2 CPU cores (BENCHMARKS.md): ONNX Runtime featurizes 1.6-2.3x faster than PyTorch and
     starts without importing it.
     """
+    static = config.library == "model2vec"
+    if static or runtime == "numpy":
+        if static != (runtime in ("auto", "numpy")):
+            raise FeaturizerError(
+                f"runtime 'numpy' runs static text models (minilm-static), and only it runs them; not {config.name}"
+                if runtime == "numpy"
+                else f"{config.name} is a static table, not a network: use --runtime numpy or auto"
+            )
+        return "numpy"
     if runtime != "auto":
         return runtime
     on_cpu = device == "cpu" or (device == "auto" and not gpu_present())

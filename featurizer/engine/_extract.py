@@ -27,6 +27,7 @@ from featurizer.backbones import (
     layer_dims,
     load_backbone,
     load_onnx,
+    load_static,
     resolve,
     resolve_device,
     weights_for_spec,
@@ -59,6 +60,7 @@ from featurizer.inputs import (
     view_spec,
 )
 from featurizer.spec import (
+    CPU_RUNTIMES,
     IMAGE,
     BackboneConfig,
     ComputeMode,
@@ -203,7 +205,7 @@ class Extractor:
 
     @property
     def mode(self) -> ComputeMode:
-        if self.spec.runtime == "onnx" and self._mode is not None:  # the CPU; asking torch would import it
+        if self.spec.runtime in CPU_RUNTIMES and self._mode is not None:  # the CPU; asking torch would import it
             return self._mode
         self._resolve_device()
         return self._mode
@@ -227,6 +229,9 @@ class Extractor:
         if self._backbone is None:
             if self.spec.runtime == "onnx":  # the CPU, and no torch import: start-up is most of a small run
                 self._backbone = load_onnx(self.config, self.weights, self.mode, self.cache_dir)
+                return self._backbone
+            if self.spec.runtime == "numpy":  # a static token table
+                self._backbone = load_static(self.config, self.weights, self.cache_dir)
                 return self._backbone
 
             self._backbone = load_backbone(self.config, self.weights)

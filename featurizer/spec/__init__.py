@@ -1,6 +1,7 @@
 """What made a vector: the registry of backbones, the feature spec, compute modes and weights."""
 
 from featurizer.spec._modes import (
+    CPU_RUNTIMES,
     MODES,
     PRECISIONS,
     RUNTIMES,
@@ -37,6 +38,7 @@ from featurizer.spec._spec import (
 from featurizer.spec._weights import WeightsRef, default_weights, resolve_weights
 
 __all__ = [
+    "CPU_RUNTIMES",
     "DEFAULT_MODELS",
     "IMAGE",
     "MODES",

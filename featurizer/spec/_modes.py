@@ -14,7 +14,8 @@ from featurizer.base import FeaturizerError
 
 IMAGE, TEXT = "image", "text"
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("torch", "onnx", "numpy")  # numpy: static token tables, no network
+CPU_RUNTIMES = ("onnx", "numpy")  # never on a GPU, and never import torch
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 DEVICES = ("auto", *DEVICE_TYPES)
 
@@ -61,6 +62,7 @@ def _modes() -> dict[tuple[str, str, str, str], ComputeMode]:
         rows.append(ComputeMode("int8", "torch", modality, "cpu", quantize=True))  # a CPU technique
         rows.append(ComputeMode("fp32", "onnx", modality, "cpu"))
     rows.append(ComputeMode("int8", "onnx", TEXT, "cpu", quantize=True))  # smoothed MatMuls (see _onnx.py)
+    rows.append(ComputeMode("fp32", "numpy", TEXT, "cpu"))  # a table lookup and a mean
     return {(m.precision, m.runtime, m.modality, m.device_type): m for m in rows}
 
 
@@ -87,7 +89,7 @@ def validate(precision: str, runtime: str, modality: str, device_type: str) -> C
 
 def auto_device_type(precision: str, runtime: str) -> str | None:
     """The device type that ``--device auto`` must take for this combination (None: any, GPU first)."""
-    if runtime == "onnx" or all(k[3] == "cpu" for k in MODES if k[0] == precision and k[1] == runtime):
+    if runtime in CPU_RUNTIMES or all(k[3] == "cpu" for k in MODES if k[0] == precision and k[1] == runtime):
         return "cpu"
     return None
 

