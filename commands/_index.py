@@ -14,6 +14,7 @@ from commands._options import (
     force_option,
     output_option,
     paths,
+    quantize_option,
     read_options,
     run_options,
 )
@@ -24,7 +25,7 @@ from pipelines.index import search as nearest
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@paths(inputs=("features",), outputs=("output",))
+@paths(inputs=("features", "calibration"), outputs=("output",))
 @click.argument("features", metavar="FEATURES", type=Location(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--format",
@@ -32,24 +33,35 @@ from pipelines.index import search as nearest
     type=click.Choice(EXPORT_FORMATS),
     default="parquet",
     show_default=True,
-    help="parquet: one row per item, a list column per layer, the spec in the metadata; npy: a folder.",
+    help="parquet: one row per item, a list column per layer, the spec in the metadata; npy: a folder; "
+    "h5: a quantised feature file, which fit, evaluate and index read as they read float ones.",
+)
+@quantize_option("Store int8 codes with per-dimension ranges (4x smaller) or bits above each median (32x).")
+@click.option(
+    "--calibration",
+    type=Location(exists=True, dir_okay=False, path_type=Path),
+    help="A quantised feature file whose ranges to reuse (the training set's, for its test set). [default: its own]",
 )
 @click.option(
     "-o",
     "--output",
     type=Location(path_type=Path),
-    help="Parquet file or NumPy folder. [default: FEATURES with .parquet, or FEATURES-npy/]",
+    help="Parquet file, NumPy folder or feature file. [default: FEATURES with .parquet, FEATURES-npy/, "
+    "or FEATURES-quantized.h5]",
 )
 @force_option
-def export(features: Path, fmt: str, output, force: bool) -> None:
+def export(features: Path, fmt: str, output, force: bool, quantize, calibration) -> None:
     """Write a feature file as Parquet or NumPy, for pandas, polars, Spark or a vector database.
 
     \b
-    Example:
+    Examples:
       xfer export cache/photos.h5 --format parquet -o photos.parquet
+      xfer export cache/train.h5 --format h5 --quantize int8 -o cache/train-int8.h5
+      xfer export cache/test.h5 --format h5 --quantize int8 --calibration cache/train-int8.h5 -o cache/test-int8.h5
     """
     output = output or default_outputs("export", features, fmt)["output"]
-    click.echo(f"wrote {write(features, output, fmt, force=force)}")
+    written = write(features, output, fmt, force=force, quantization=quantize, calibration=calibration)
+    click.echo(f"wrote {written}")
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -64,11 +76,13 @@ def export(features: Path, fmt: str, output, force: bool) -> None:
     show_default=True,
     help="flat: exact; hnsw: approximate, for very large files; auto: flat up to 1,000,000 items.",
 )
+@quantize_option("int8: 8-bit codes (4x smaller); binary: sign bits searched by Hamming distance, rescored (32x).")
 @force_option
-def index(features: Path, output: Path, layer, kind: str, force: bool) -> None:
+def index(features: Path, output: Path, layer, kind: str, quantize, force: bool) -> None:
     """Build a similarity index (FAISS, cosine) of a feature file's vectors, for xfer search."""
-    meta = build_index(features, output, layer, kind, force=force)
-    click.echo(f"indexed {meta['items']} items ({meta['layer']}, {meta['dim']}-d, {meta['kind']}) in {output}")
+    meta = build_index(features, output, layer, kind, force=force, quantization=quantize)
+    codes = f", {meta['quantization']}" if meta["quantization"] else ""
+    click.echo(f"indexed {meta['items']} items ({meta['layer']}, {meta['dim']}-d, {meta['kind']}{codes}) in {output}")
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from featurizer import FeatureOptions, ReadOptions, RunOptions
+from featurizer.cache import QUANTIZATIONS
 from featurizer.engine import ENGINES, SHARD_FORMATS, EmbedOptions
 from featurizer.spec import POOLINGS, PRECISIONS, RUNTIMES
 from featurizer.storage import Url, guarding, is_url, refuse_input_write
@@ -212,14 +213,14 @@ def read_options(fn):
     )(fn)
 
 
-def _engine_options(engine, address, actors, gpus_per_actor, shard_size, shard_format):
+def _engine_options(engine, address, actors, gpus_per_actor, shard_size, shard_format, quantize):
 
-    return EmbedOptions(engine, shard_size, address, actors, gpus_per_actor, shard_format)
+    return EmbedOptions(engine, shard_size, address, actors, gpus_per_actor, shard_format, quantize)
 
 
 def engine_options(fn):
     """How ``embed`` cuts and distributes the work, as ``engine: EmbedOptions``."""
-    names = ("engine", "address", "actors", "gpus_per_actor", "shard_size", "shard_format")
+    names = ("engine", "address", "actors", "gpus_per_actor", "shard_size", "shard_format", "quantize")
     fn = _gathered(fn, _engine_options, names, "engine")
     return options(
         click.option(
@@ -251,7 +252,13 @@ def engine_options(fn):
             show_default=True,
             help="Each shard a feature file (h5; xfer merge joins them) or a Parquet file (the folder is one table).",
         ),
+        quantize_option("Parquet shards: int8 codes (4x smaller, ranges per shard) or sign bits (32x)."),
     )(fn)
+
+
+def quantize_option(help: str):
+    """``--quantize int8|binary``: the one flag for storing vectors quantised (float32 without it)."""
+    return click.option("--quantize", type=click.Choice(QUANTIZATIONS), default=None, help=help)
 
 
 def choice_option(flag: str, choices: list[str], help: str):

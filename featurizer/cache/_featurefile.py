@@ -34,6 +34,7 @@ import h5py
 import numpy as np
 
 from featurizer.base import FeaturizerError, InputError
+from featurizer.cache._quantize import dequantize, info_json, quantize, read_info
 from featurizer.spec import FeatureSpec
 from featurizer.storage import (
     H5Output,
@@ -128,6 +129,14 @@ class FeatureFileWriter:
             chunks = (min(self.n, CHUNK_ROWS), vectors.shape[1]) if self.n else None  # no items: an empty matrix
             group.create_dataset(layer, shape=(self.n, vectors.shape[1]), dtype=self._dtype, chunks=chunks)
         group[layer][start : start + len(vectors)] = vectors.astype(self._dtype, copy=False)
+
+    def write_quantized(self, layer: str, vectors: np.ndarray, method: str, calibration: dict | None = None) -> None:
+        """All of a layer's vectors, quantised (``int8`` or ``binary``; calibrated on them, or as
+        ``calibration`` says), with what reads them back as floats."""
+        codes, info = quantize(vectors, method, calibration)
+        chunks = (min(self.n, CHUNK_ROWS), codes.shape[1]) if self.n and codes.shape[1] else None
+        dataset = self._file["features"].create_dataset(layer, data=codes, chunks=chunks)
+        dataset.attrs["quantization"] = info_json(info)
 
     def write_view(self, layer: str, view: int, views: int, start: int, vectors: np.ndarray) -> None:
         """Rows ``start:`` of augmented view ``view`` (0-based) of a layer: ``/views/<layer>`` is views x n x d."""
@@ -414,11 +423,28 @@ class FeatureFile:
     def __len__(self) -> int:
         return len(self._file["ids"])
 
+    def quantization(self, layer: str) -> dict | None:
+        """How ``layer`` was quantised (method, dim, calibration ranges), or None for float vectors."""
+        text = self._file["features"][layer].attrs.get("quantization")
+        if text is None:
+            return None
+        try:
+            return read_info(text)
+        except (ValueError, InputError) as err:
+            raise InputError(f"{self.path}: layer {layer!r}: {err}") from None
+
     def shape(self, layer: str) -> tuple[int, ...]:
-        return tuple(self._file["features"][layer].shape)
+        """(items, dim) of ``layer``'s vectors (of the vectors a quantised layer's codes stand for)."""
+        shape = tuple(self._file["features"][layer].shape)
+        info = self.quantization(layer)
+        return shape if info is None else (shape[0], info["dim"])
 
     def dtype(self, layer: str) -> np.dtype:
         return self._file["features"][layer].dtype
+
+    def _stored_as(self, layer: str) -> str:
+        info = self.quantization(layer)
+        return str(self.dtype(layer)) if info is None else info["method"]
 
     @property
     def views(self) -> int:
@@ -436,7 +462,8 @@ class FeatureFile:
         layer = layer or self.layers[0]
         if layer not in self._file["features"]:
             raise InputError(f"{self.path} has no layer {layer!r}; it has {', '.join(self.layers)}")
-        return self._file["features"][layer][:].astype(np.float32, copy=False)
+        codes, info = self._file["features"][layer][:], self.quantization(layer)
+        return codes.astype(np.float32, copy=False) if info is None else dequantize(codes, info)
 
     def describe(self) -> dict:
         """What ``xfer info`` shows: items, layers, labels, errors, the spec, versions, input and date."""
@@ -445,7 +472,7 @@ class FeatureFile:
             "file": str(self.path),
             "items": len(self),
             "origin": self.attrs.get("origin", ""),
-            "layers": {name: {"shape": list(self.shape(name)), "dtype": str(self.dtype(name))} for name in self.layers},
+            "layers": {name: {"shape": list(self.shape(name)), "dtype": self._stored_as(name)} for name in self.layers},
             "labels": None if labels is None else {c: labels.count(c) for c in sorted(set(labels))},
             "columns": list(self.columns),
             "errors": self.errors,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 
 from featurizer.backbones import FeatureOptions, RunOptions, resolve
 from featurizer.base import InputError
+from featurizer.cache import check_quantization
 from featurizer.engine._extract import Extractor, featurize_with, inputs_for, model_for, split_options
 from featurizer.engine._ray_engine import embed_ray
 from featurizer.engine._shards import (
@@ -39,6 +40,7 @@ class EmbedOptions:
     actors: int = 1  # Ray actors, each loading the model once
     gpus_per_actor: float = 0
     format: str = "h5"  # each shard a feature file (h5) or a Parquet file (parquet)
+    quantize: str | None = None  # Parquet shards: int8 or binary codes, calibrated per shard
 
 
 def embed(
@@ -72,6 +74,8 @@ def embed_options(
         raise InputError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if o.format not in FORMATS:
         raise InputError(f"--format is one of {', '.join(FORMATS)}, not {o.format!r}")
+    if check_quantization(o.quantize) and o.format != "parquet":
+        raise InputError("--quantize applies to Parquet shards: add --format parquet")
     started = time.perf_counter()
     run = run or RunOptions()
     if engine == "ray" and str(run.device).startswith("cuda") and not gpus_per_actor:
@@ -93,8 +97,8 @@ def embed_options(
             f"{out} holds the embeddings of {previous}, not of {inputs.origin}; choose another -o or move it away"
         )
     mark_folder(out, kind="embed")  # before any shard: a killed run's folder is known as xfer's, and resumed
-    shards = plan_shards(len(inputs), shard_size, FORMATS[o.format])
-    done = [s for s in shards if shard_is_complete(s.path(out), spec, inputs.ids[s.start : s.stop])]
+    shards = plan_shards(len(inputs), shard_size, FORMATS[o.format], o.quantize)
+    done = [s for s in shards if shard_is_complete(s.path(out), spec, inputs.ids[s.start : s.stop], o.quantize)]
     todo = [s for s in shards if s not in done]
     remove_stale_shards(out, len(shards), FORMATS[o.format])
     notes = []

@@ -96,6 +96,7 @@ class ShardPlan:
     start: int
     stop: int
     suffix: str = ".h5"
+    quantization: str | None = None  # Parquet shards: int8 or binary codes instead of float32
 
     def path(self, out: Path | str) -> Path | str:
         return shard_path(out, self.index, self.suffix)
@@ -120,15 +121,18 @@ def _name(path: Path | str) -> str:
     return posixpath.basename(str(path))
 
 
-def plan_shards(n_items: int, shard_size: int, suffix: str = ".h5") -> list[ShardPlan]:
+def plan_shards(n_items: int, shard_size: int, suffix: str = ".h5", quantization: str | None = None) -> list[ShardPlan]:
     if shard_size < 1:
         raise InputError("shard size must be at least 1")
     n_shards = max(1, -(-n_items // shard_size))
-    return [ShardPlan(i, i * shard_size, min(n_items, (i + 1) * shard_size), suffix) for i in range(n_shards)]
+    return [
+        ShardPlan(i, i * shard_size, min(n_items, (i + 1) * shard_size), suffix, quantization) for i in range(n_shards)
+    ]
 
 
-def shard_is_complete(path: Path | str, spec: FeatureSpec, ids: Sequence[str]) -> bool:
-    """A shard counts only if its file matches its checksum, and holds ``spec``'s vectors of exactly ``ids``."""
+def shard_is_complete(path: Path | str, spec: FeatureSpec, ids: Sequence[str], quantization: str | None = None) -> bool:
+    """A shard counts only if its file matches its checksum, and holds ``spec``'s vectors of exactly ``ids``
+    (quantised as asked)."""
     if not (_is_file(path) and _is_file(sidecar(path))):
         return False
     if read_text(sidecar(path)).strip() != file_sha256(path):
@@ -139,7 +143,9 @@ def shard_is_complete(path: Path | str, spec: FeatureSpec, ids: Sequence[str]) -
         except (FeaturizerError, OSError, ValueError):
             return False
         same_spec = not spec.differences(FeatureSpec.from_json(meta.get("spec", "{}")))
-        return same_spec and meta.get(SHARD_INPUTS) == ids_sha256(ids)
+        methods = {info.get("method") for info in json.loads(meta.get("quantization", "{}")).values()}
+        same_codes = methods == ({quantization} if quantization else set())
+        return same_spec and same_codes and meta.get(SHARD_INPUTS) == ids_sha256(ids)
     try:
         with FeatureFile(path) as f:
             return not spec.differences(f.spec) and f.attrs.get(SHARD_INPUTS) == ids_sha256(ids)
@@ -177,7 +183,7 @@ def compute_shard(featurize_fn: Callable, inputs: Inputs, out: Path | str, shard
     if shard.suffix == ".parquet":  # featurized to a feature file aside, then written as Parquet
         with atomic_output(path) as local, tempfile.TemporaryDirectory(dir=staging_dir()) as aside:
             featurize_fn(part, Path(aside) / "shard.h5", attrs)
-            feature_file_as_parquet(Path(aside) / "shard.h5", local, attrs)
+            feature_file_as_parquet(Path(aside) / "shard.h5", local, attrs, shard.quantization)
             digest = file_sha256(local)
     else:
         with local_copy_out(path) as local:

@@ -48,6 +48,8 @@ def _evaluate(model: Any, test: Any, png: Any = None, by: bool = False) -> dict[
 def _export(features: Any, fmt: str) -> dict[str, Any]:
     if fmt == "parquet":
         return {"output": features.with_suffix(".parquet")}
+    if fmt == "h5":  # a quantised copy beside the float file
+        return {"output": features.with_name(f"{features.stem}-quantized.h5")}
     return {"output": features.with_name(f"{features.stem}-npy")}
 
 
