@@ -25,6 +25,7 @@ DEVICES = ("auto", *DEVICE_TYPES)
 CPU_IMAGE_BATCH = 32
 CPU_TEXT_BATCH = 64
 GPU_BATCH = 256
+STATIC_BATCH = 1024  # a static table's batch costs a lookup: larger batches mean fewer cache shards
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class ComputeMode:
 
     @property
     def default_batch_size(self) -> int:
+        if self.runtime == "numpy":
+            return STATIC_BATCH
         if self.device_type != "cpu":
             return GPU_BATCH
         return CPU_IMAGE_BATCH if self.modality == IMAGE else CPU_TEXT_BATCH
