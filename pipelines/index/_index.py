@@ -120,8 +120,8 @@ class RescoredBinaryIndex:
             raise ValueError(f"index.json and rescore.npy are not for {index.ntotal} {dim}-d vectors")
         self.rescore, self.calibration = rescore, calibration
 
-    def search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        candidates = min(self.ntotal, k * RESCORE)
+    def search(self, Q: np.ndarray, k: int, rescore: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        candidates = min(self.ntotal, k * (rescore or RESCORE))
         _, rows = self.index.search(pack_bits(Q, self.thresholds), candidates)
         picked = np.maximum(rows, 0)
         order = np.unique(picked)  # each candidate row read once, in file order
@@ -234,8 +234,11 @@ def query_vectors(spec: FeatureSpec, queries, texts: list[str], run: RunOptions 
     return names, unit_rows(np.vstack(parts)).astype(np.float32)
 
 
-def search(folder, queries=(), texts=(), k: int = 10, run=None, read=None) -> list[tuple[str, int, str, str, float]]:
-    """(query, rank, id, source, similarity) of the ``k`` nearest indexed items of each query."""
+def search(
+    folder, queries=(), texts=(), k: int = 10, run=None, read=None, rescore: int | None = None
+) -> list[tuple[str, int, str, str, float]]:
+    """(query, rank, id, source, similarity) of the ``k`` nearest indexed items of each query
+    (``rescore``: a binary index's candidates per neighbour, ``RESCORE`` by default)."""
     index, ids, sources, spec = load_index(folder)
     if index.ntotal == 0:
         raise FeaturizerError(f"{folder} is an empty index (built from a file of no items): there is nothing to search")
@@ -245,7 +248,11 @@ def search(folder, queries=(), texts=(), k: int = 10, run=None, read=None) -> li
             f"{folder} holds {index.d}-d vectors but its spec makes {Q.shape[1]}-d queries: the index is damaged; "
             "build it again with xfer index"
         )
-    scores, rows = index.search(np.ascontiguousarray(Q), min(k, index.ntotal))
+    wanted = min(k, index.ntotal)
+    if isinstance(index, RescoredBinaryIndex):
+        scores, rows = index.search(np.ascontiguousarray(Q), wanted, rescore)
+    else:
+        scores, rows = index.search(np.ascontiguousarray(Q), wanted)
     sources = sources or [""] * len(ids)
     return [
         (name, rank + 1, ids[r], sources[r], float(s))
