@@ -87,7 +87,7 @@ def read_parquet_features(path: str | os.PathLike) -> tuple[dict, dict[str, np.n
         if pa.types.is_fixed_size_list(column.type):
             layers[name] = column.flatten().to_numpy().reshape(len(column), column.type.list_size)
             if name in infos:
-                layers[name] = dequantize(layers[name], read_info(json.dumps(infos[name])))
+                layers[name] = dequantize(layers[name], read_info(infos[name]))
         else:
             columns[name] = column.to_pylist()
     return columns, layers, meta[SPEC_KEY].decode()

