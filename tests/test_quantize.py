@@ -137,3 +137,15 @@ def test_a_damaged_index_json_is_one_line(digit_features, tmp_path):
     (tmp_path / "i" / "index.json").write_text('{"quantization": "int3"}')
     result = xfer("search", tmp_path / "i", digit_features[1], ok=False)
     assert result.exit_code != 0 and "damaged" in result.output and "Traceback" not in result.output
+
+
+def test_a_missing_rescoring_file_or_a_calibration_of_another_kind_is_one_line(digit_features, tmp_path):
+    train = digit_features[0]
+    xfer("index", train, "-o", tmp_path / "i", "-l", "pre_logits", "--quantize", "binary")
+    (tmp_path / "i" / "rescore.npy").unlink()
+    gone = xfer("search", tmp_path / "i", digit_features[1], ok=False)
+    assert gone.exit_code != 0 and "rescore.npy is missing" in gone.output
+    xfer("export", train, "--format", "h5", "--quantize", "binary", "-o", tmp_path / "b.h5")
+    other = xfer("export", train, "--format", "h5", "--quantize", "int8", "--calibration", tmp_path / "b.h5",
+                 "-o", tmp_path / "x.h5", ok=False)  # fmt: skip
+    assert other.exit_code != 0 and "binary codes, not" in other.output and not (tmp_path / "x.h5").exists()

@@ -174,10 +174,14 @@ def load_index(folder: str | os.PathLike):
     try:
         index = (faiss.read_index_binary if quantization == "binary" else faiss.read_index)(str(folder / "index.faiss"))
         if quantization == "binary":
+            if not (folder / "rescore.npy").is_file():
+                raise FeaturizerError(f"{damaged}: rescore.npy is missing; build it again with xfer index")
             rescore = np.load(folder / "rescore.npy", mmap_mode="r")
             index = RescoredBinaryIndex(
-                index, int(meta["dim"]), meta["thresholds"], rescore, read_info(json.dumps(meta["rescore"]))
+                index, int(meta["dim"]), meta["thresholds"], rescore, read_info(meta["rescore"])
             )
+    except FeaturizerError:
+        raise
     except Exception as err:  # FAISS raises RuntimeError with a C++ trace for a truncated or foreign file
         raise FeaturizerError(f"{damaged}: index.faiss cannot be read ({_first_line(err)})") from None
     if index.ntotal != len(ids) or (sources and len(sources) != len(ids)):
